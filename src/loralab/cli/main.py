@@ -1,0 +1,94 @@
+"""Entry point of the ``loralab`` console script.
+
+Each subcommand lives in its own module exposing ``HELP`` (one line), ``add_arguments(parser)``
+and ``run(args) -> int``. Modules import heavy libraries (torch, transformers) inside
+``run`` so that ``loralab --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from loralab import __version__
+
+# name -> module; groups map to nested tables.
+COMMANDS: dict[str, str | dict[str, str]] = {
+    "train": "loralab.cli.train",
+    "evaluate": "loralab.cli.evaluate",
+    "status": "loralab.cli.status",
+    "compare": "loralab.cli.compare",
+    "assess": "loralab.cli.assess",
+    "demo": "loralab.cli.demo",
+    "speech": {
+        "prepare": "loralab.cli.speech_prepare",
+        "synth": "loralab.cli.speech_synth",
+        "convert-checkpoint": "loralab.cli.speech_convert",
+    },
+    "protein": {
+        "prepare": "loralab.cli.protein_prepare",
+        "predict": "loralab.cli.protein_predict",
+    },
+}
+
+GROUP_HELP = {
+    "speech": "pronunciation assessment: data preparation, synthetic corpus, checkpoint conversion",
+    "protein": "protein distance maps: structure preparation, prediction",
+}
+
+
+def _add_commands(subparsers, table: dict) -> None:
+    for name, target in table.items():
+        if isinstance(target, dict):
+            group = subparsers.add_parser(
+                name, help=GROUP_HELP.get(name, ""), description=GROUP_HELP.get(name)
+            )
+            sub = group.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
+            _add_commands(sub, target)
+            continue
+        try:
+            module = importlib.import_module(target)
+        except ModuleNotFoundError as e:
+            if e.name == target:  # not written yet: leave it out rather than break the CLI
+                continue
+            raise
+        parser = subparsers.add_parser(
+            name,
+            help=module.HELP,
+            description=getattr(module, "__doc__", None) or module.HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(parser)
+        parser.set_defaults(_run=module.run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loralab",
+        description="LoRA fine-tuning of foundation models for pronunciation assessment and protein "
+        "distance maps, with honest evaluation.",
+    )
+    parser.add_argument("--version", action="version", version=f"loralab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_commands(sub, COMMANDS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from loralab.config import ConfigError
+    from loralab.errors import LoralabError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (ConfigError, LoralabError) as e:
+        print(f"loralab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("loralab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The one typed schema of an experiment config.
+
+Every YAML file under ``configs/`` maps onto :class:`ExperimentConfig`. Each field's
+``help`` metadata is its documentation (shown by ``loralab train --help-config``).
+Unknown keys are errors (see :mod:`loralab.config.loader`); nothing in the code reads a
+config with ``.get(key, default)``: defaults live here, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+# The LoRA targets of the paper: the text decoder's attention and MLP projections only.
+# Plain module names would also hit the audio encoder's o_proj/down_proj.
+PHI4_SPEECH_LORA_TARGETS = r"model.layers.\d+.((self_attn.(qkv|o)_proj)|(mlp.(gate_up|down)_proj))"
+
+
+def doc(text: str, default=None, factory=None):
+    """A dataclass field carrying its help text."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class ModelConfig:
+    """The pretrained backbone."""
+
+    name_or_path: str = doc(
+        "Local folder or Hugging Face id of the pretrained model.", "microsoft/Phi-4-multimodal-instruct"
+    )
+    revision: str | None = doc(
+        "Hub revision. Phi-4-multimodal's native transformers layout is 'refs/pr/70'.", "refs/pr/70"
+    )
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = doc(
+        "Weight dtype of frozen parameters. auto: bf16 on GPUs that support it, else fp32.", "auto"
+    )
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = doc(
+        "Attention kernel. auto: flash-attention when installed on CUDA, else SDPA.", "auto"
+    )
+    gradient_checkpointing: bool = doc("Non-reentrant activation checkpointing in the decoder.", True)
+    trust_remote_code: bool = doc(
+        "Allow a model's own Python code from the hub. Off by default; loralab never needs it.", False
+    )
+    unfreeze: list[str] = doc(
+        "Module groups trained in full beside LoRA (speech: audio_encoder, audio_projector).", factory=list
+    )
+
+
+@dataclass
+class LoraConfig:
+    """The LoRA adapter (PEFT)."""
+
+    init: Literal["fresh", "pretrained"] = doc(
+        "fresh: a new adapter (standard PEFT init, B = 0). pretrained: load an existing adapter and train it further.",
+        "fresh",
+    )
+    adapter_path: str | None = doc(
+        "For init=pretrained: adapter folder; default '<model>/speech-lora' for speech.", None
+    )
+    rank: int = doc("LoRA rank r.", 64)
+    alpha: int = doc("LoRA alpha (scaling = alpha / r).", 128)
+    dropout: float = doc("Dropout on the LoRA input.", 0.05)
+    target_modules: str = doc(
+        "Regex of module names that get LoRA (full-match, PEFT semantics).", PHI4_SPEECH_LORA_TARGETS
+    )
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation and the training loop."""
+
+    epochs: int = doc("Number of epochs.", 3)
+    batch_size: int = doc("Examples per device per micro-batch.", 8)
+    gradient_accumulation: int = doc("Micro-batches per optimizer step.", 8)
+    learning_rate: float = doc("Peak learning rate (AdamW).", 2e-5)
+    weight_decay: float = doc("AdamW weight decay.", 0.0)
+    adam_betas: list[float] = doc("AdamW betas.", factory=lambda: [0.9, 0.999])
+    warmup_ratio: float = doc("Fraction of optimizer steps spent in linear warm-up.", 0.05)
+    lr_schedule: Literal["linear", "cosine", "constant"] = doc("Decay after warm-up.", "linear")
+    max_grad_norm: float = doc("Gradient clipping norm (0 disables).", 1.0)
+    group_by_length: bool = doc("Bucket examples of similar length into a batch (less padding).", True)
+    max_steps: int | None = doc("Stop after this many optimizer steps (smoke tests).", None)
+    log_every: int = doc("Log loss, grad norm and lr every N optimizer steps.", 10)
+    seed: int = doc("Random seed (data order, dropout, init).", 42)
+    gpus: str | None = doc("Comma-separated CUDA device indices to use, e.g. '0,1'.", None)
+    deepspeed: str | None = doc("DeepSpeed config JSON (e.g. configs/deepspeed/zero2.json).", None)
+    num_workers: int = doc("DataLoader worker processes.", 0)
+    mixed_precision: Literal["auto", "bf16", "fp16", "no"] = doc(
+        "Autocast dtype. auto: bf16 where supported, else none. Trainable weights stay fp32.", "auto"
+    )
+
+
+@dataclass
+class SpeechDataConfig:
+    """SpeechOcean762-style data for the pronunciation system."""
+
+    manifest_dir: str = doc(
+        "Folder written by 'loralab speech prepare' (train.jsonl, test.jsonl).", "data/so762"
+    )
+    train_split: str = doc("Manifest split used for training.", "train")
+    eval_split: str = doc("Manifest split used for evaluation.", "test")
+    tasks: list[str] = doc(
+        "Tasks per utterance: apa, mdd (each utterance yields one example per task).",
+        factory=lambda: ["apa", "mdd"],
+    )
+    prompt_style: Literal["paper", "short"] = doc(
+        "paper: the published APA/MDD prompts; short: compact prompts for small models.", "paper"
+    )
+    max_audio_seconds: float = doc("Utterances longer than this are skipped (and counted).", 30.0)
+    limit: int | None = doc("Use only the first N utterances of each split (smoke tests).", None)
+
+
+@dataclass
+class ProteinDataConfig:
+    """Protein structure data set (from 'loralab protein prepare')."""
+
+    dataset_dir: str = doc("Folder written by 'loralab protein prepare'.", "data/proteins")
+    max_length: int = doc("Longest chain fed whole; longer ones are cropped to a window (said in logs).", 256)
+    crop: Literal["random", "first"] = doc("How a training window is chosen for long chains.", "random")
+    limit: int | None = doc("Use only the first N proteins of each split (smoke tests).", None)
+
+
+@dataclass
+class ProteinHeadConfig:
+    """The pairwise distance head."""
+
+    pair_dim: int = doc("Width of the pairwise features.", 128)
+    hidden_dim: int = doc("Hidden width of the pair MLP.", 256)
+    distogram_bins: int = doc("Bins of the optional distogram head (0 disables).", 0)
+    distogram_weight: float = doc("Weight of the distogram cross-entropy in the loss.", 0.5)
+    loss: Literal["mse", "huber"] = doc("Regression loss on normalised distances.", "huber")
+
+
+@dataclass
+class EvaluationConfig:
+    """Evaluation after or during training."""
+
+    batch_size: int = doc("Utterances (or proteins) per generation batch.", 16)
+    max_new_tokens: int | None = doc(
+        "Generation budget; default: the longest training answer's tokens plus a margin.", None
+    )
+    split: str = doc("Split to evaluate.", "test")
+    every_epoch: bool = doc("Run evaluation after each epoch during training.", False)
+    limit: int | None = doc("Evaluate only the first N items.", None)
+
+
+@dataclass
+class ExperimentConfig:
+    """One experiment: what to train, on what, and how."""
+
+    name: str = doc("Run name; also the default output folder output/<name>.", "experiment")
+    system: Literal["speech", "protein"] = doc("Which system: speech (pronunciation) or protein.", "speech")
+    description: str = doc("Free text shown by 'loralab compare'.", "")
+    strategy: Literal["lora", "unfreeze"] = doc(
+        "lora: LoRA only. unfreeze: LoRA plus the modules in model.unfreeze trained in full.", "lora"
+    )
+    output_dir: str | None = doc("Run directory; default output/<name>.", None)
+    model: ModelConfig = doc("Backbone.", factory=ModelConfig)
+    lora: LoraConfig = doc("LoRA adapter.", factory=LoraConfig)
+    training: TrainingConfig = doc("Training loop.", factory=TrainingConfig)
+    evaluation: EvaluationConfig = doc("Evaluation.", factory=EvaluationConfig)
+    speech: SpeechDataConfig = doc("Speech data (system: speech).", factory=SpeechDataConfig)
+    protein: ProteinDataConfig = doc("Protein data (system: protein).", factory=ProteinDataConfig)
+    protein_head: ProteinHeadConfig = doc("Protein head (system: protein).", factory=ProteinHeadConfig)
+
+    @property
+    def run_dir(self) -> str:
+        return self.output_dir or f"output/{self.name}"

@@ -1,0 +1,88 @@
+"""The JSONL event log of a run (``<run_dir>/events.jsonl``).
+
+The trainer appends one JSON object per line and flushes each; ``loralab status`` reads
+it while the run is going and after it ended or crashed. Every record has ``event``
+(below), ``time`` (Unix seconds) and ``step`` (optimizer steps done so far).
+
+=============  ====================================================================
+event          further fields
+=============  ====================================================================
+start          pid, host, name, system, epochs, steps_per_epoch, total_steps,
+               batch_size, gradient_accumulation, world_size, device, dtype,
+               params: {group: {trainable, total}}, resumed_from (path or null)
+step           epoch (float, fractional progress), loss, grad_norm, lr, samples_per_s,
+               tokens_per_s, memory_gb (allocated now), peak_memory_gb
+checkpoint     epoch (int, completed), path, size_bytes
+eval           epoch (int), metrics: {name: value}
+heartbeat      (written at least every 60 s during long work, e.g. evaluation)
+error          kind ('nan' | 'oom' | 'exception' | 'interrupted'), message, ids (list)
+end            status 'finished', final_model (path)
+=============  ====================================================================
+
+A run whose last record is ``end`` finished; ``error`` crashed; otherwise it is running
+if ``pid`` on ``host`` is alive, else it crashed without a word (killed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+EVENTS_FILE = "events.jsonl"
+
+
+def _clean(value: Any) -> Any:
+    # JSON has no NaN/inf: keep them readable as strings so a NaN loss is visible.
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+class EventLog:
+    """Append-only writer. Only the main process writes (pass enabled=False elsewhere)."""
+
+    def __init__(self, run_dir: str | os.PathLike, enabled: bool = True):
+        self.path = Path(run_dir) / EVENTS_FILE
+        self.enabled = enabled
+        if enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, event: str, step: int, **fields: Any) -> dict:
+        record = {"event": event, "time": time.time(), "step": int(step), **_clean(fields)}
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+        return record
+
+
+def to_float(value: Any) -> float:
+    """Numbers as written by EventLog back to float ('nan' and 'inf' strings included)."""
+    if isinstance(value, str):
+        return float(value)
+    return float(value) if value is not None else math.nan
+
+
+def read_events(run_dir: str | os.PathLike) -> list[dict]:
+    """All complete records; a half-written last line (a crash mid-write) is ignored."""
+    path = Path(run_dir) / EVENTS_FILE
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

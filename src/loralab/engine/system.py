@@ -1,0 +1,67 @@
+"""The contract between the shared trainer and a system (speech, protein).
+
+The engine knows nothing of audio or proteins. A system module (``loralab.speech.system``,
+``loralab.protein.system``) exposes ``build_parts(cfg, runtime) -> SystemParts``; the trainer
+does the rest (optimizer, schedule, accumulation, mixed precision, checkpoints, resume,
+events, TensorBoard, distributed).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SYSTEM_MODULES = {"speech": "loralab.speech.system", "protein": "loralab.protein.system"}
+
+
+@dataclass
+class ParamCount:
+    """Trainable and total parameters of one named group (e.g. 'lora', 'audio_encoder')."""
+
+    trainable: int
+    total: int
+
+
+@dataclass
+class SystemParts:
+    """Everything the trainer needs from a system.
+
+    model: the module to train; exactly the intended parameters have requires_grad=True
+        (trainable ones in fp32; frozen ones may be bf16).
+    train_dataset / eval_dataset: indexable sequences of examples, passed to ``collate``.
+    collate: list of examples -> batch dict of tensors; it also carries ``"ids"``
+        (list[str], one per example: utterance or protein ids, named in NaN reports) and
+        ``"num_tokens"`` (int, target tokens or pairs, for throughput).
+    lengths: one int per train example (for length-grouped batches).
+    loss_fn: (model, batch) -> scalar mean loss over target positions only.
+    param_groups: name -> ParamCount, printed at start and stored in training_config.json.
+    save_trainable(model, dir): write adapter and any unfrozen weights as safetensors.
+    load_trainable(model, dir): load what save_trainable wrote (resume, evaluation).
+    save_final(model, dir): write what inference needs (adapter, unfrozen weights,
+        tokenizer/processor files, a model card pointing at the base model).
+    evaluate: optional (model, run_dir, epoch) -> dict of metrics, run after each epoch
+        when cfg.evaluation.every_epoch is set.
+    """
+
+    model: Any
+    train_dataset: Sequence
+    eval_dataset: Sequence | None
+    collate: Callable[[list], dict]
+    lengths: list[int]
+    loss_fn: Callable[[Any, dict], Any]
+    param_groups: dict[str, ParamCount]
+    save_trainable: Callable[[Any, Path], None]
+    load_trainable: Callable[[Any, Path], None]
+    save_final: Callable[[Any, Path], None]
+    evaluate: Callable[[Any, Path, int], dict[str, float]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def system_module(name: str):
+    """The module implementing system ``name`` (its ``build_parts``)."""
+    if name not in SYSTEM_MODULES:
+        raise ValueError(f"unknown system '{name}' (known: {', '.join(SYSTEM_MODULES)})")
+    return importlib.import_module(SYSTEM_MODULES[name])

@@ -1,0 +1,1 @@
+"""Pronunciation assessment (APA + MDD) with Phi-4-multimodal and LoRA."""

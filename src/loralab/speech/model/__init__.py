@@ -1,0 +1,1 @@
+"""Model loading, LoRA set-ups, checkpoint conversion and the tiny/demo model builders."""

@@ -1,0 +1,129 @@
+from pathlib import Path
+
+import pytest
+
+from loralab.cli.common import add_config_arguments, config_from_args
+from loralab.config import ConfigError, load_config
+from loralab.config.loader import REPO_CONFIG_DIR, list_presets
+
+SHIPPED = sorted(REPO_CONFIG_DIR.rglob("*.yaml"))
+
+
+def test_shipped_configs_found():
+    names = {p.stem for p in SHIPPED}
+    assert {"paper_r64", "pretrained_r320", "unfreeze_r64"} <= names
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(REPO_CONFIG_DIR)))
+def test_every_shipped_config_loads_and_validates(path):
+    cfg = load_config(path)
+    assert cfg.system in ("speech", "protein")
+
+
+def test_paper_values():
+    p64 = load_config("paper_r64")
+    assert (p64.lora.init, p64.lora.rank, p64.lora.alpha, p64.lora.dropout) == ("fresh", 64, 128, 0.05)
+    assert (p64.training.batch_size, p64.training.gradient_accumulation) == (8, 8)
+    assert p64.training.learning_rate == pytest.approx(2e-5)
+    assert p64.run_dir == "output/paper_r64"
+    r320 = load_config("pretrained_r320")
+    assert (r320.lora.init, r320.lora.rank, r320.lora.alpha, r320.lora.dropout) == (
+        "pretrained",
+        320,
+        640,
+        0.01,
+    )
+    unf = load_config("unfreeze_r64")
+    assert unf.strategy == "unfreeze" and unf.model.unfreeze == ["audio_encoder", "audio_projector"]
+    assert unf.lora.rank == 64  # inherited through base: paper_r64.yaml
+
+
+def test_typo_names_key_file_and_suggestion(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text("base: paper_r64\ntraining:\n  learnig_rate: 1.0e-4\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(f)
+    msg = str(e.value)
+    assert "training.learnig_rate" in msg and "mine.yaml" in msg and "training.learning_rate" in msg
+
+
+def test_wrong_type_and_literal(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("base: paper_r64\ntraining:\n  epochs: three\n")
+    with pytest.raises(ConfigError, match="training.epochs"):
+        load_config(f)
+    f.write_text("base: paper_r64\nstrategy: unfrezee\n")
+    with pytest.raises(ConfigError, match="unfreeze"):
+        load_config(f)
+
+
+def test_validate_collects_every_problem(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("base: paper_r64\ntraining:\n  epochs: 0\n  batch_size: 0\nlora:\n  rank: 0\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(f)
+    msg = str(e.value)
+    assert "3 problem(s)" in msg
+    assert all(k in msg for k in ("training.epochs", "training.batch_size", "lora.rank"))
+
+
+def test_base_chain_and_child_wins(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: paper_r64\nname: a\ntraining:\n  epochs: 5\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\nname: b\ntraining:\n  batch_size: 2\n")
+    cfg = load_config(tmp_path / "b.yaml")
+    assert (cfg.name, cfg.training.epochs, cfg.training.batch_size, cfg.lora.rank) == ("b", 5, 2, 64)
+
+
+def test_base_loop_is_an_error(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="loops"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_unknown_preset_suggests():
+    with pytest.raises(ConfigError, match="paper_r64"):
+        load_config("paper_r46")
+
+
+def test_cli_flags_and_key_value_overrides():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--config",
+            "paper_r64",
+            "--epochs",
+            "4",
+            "--batch-size",
+            "2",
+            "--gradient-accumulation",
+            "3",
+            "--learning-rate",
+            "1e-4",
+            "--output-dir",
+            "/tmp/x",
+            "--gpus",
+            "0,1",
+            "lora.rank=16",
+            "speech.prompt_style=short",
+        ]
+    )
+    cfg = config_from_args(args)
+    t = cfg.training
+    assert (t.epochs, t.batch_size, t.gradient_accumulation, t.gpus) == (4, 2, 3, "0,1")
+    assert t.learning_rate == pytest.approx(1e-4)
+    assert (cfg.output_dir, cfg.lora.rank, cfg.speech.prompt_style) == ("/tmp/x", 16, "short")
+    args = parser.parse_args(["pretrained_r320", "training.learning_rate=3e-5"])
+    assert config_from_args(args).training.learning_rate == pytest.approx(3e-5)
+
+
+def test_bad_override_key():
+    with pytest.raises(ConfigError, match="did you mean 'lora.rank'"):
+        load_config("paper_r64", ["lora.rnak=8"])
+
+
+def test_presets_listed():
+    assert Path(list_presets()["paper_r64"]).name == "paper_r64.yaml"

@@ -1,0 +1,42 @@
+"""Shared fixtures: a tiny random Phi-4-multimodal and a small synthetic corpus.
+
+Both are built once per test session in a temporary folder: no network, no downloads.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A native-layout tiny Phi4MultimodalForCausalLM folder with tokenizer and feature extractor."""
+    from loralab.speech.model.tiny import build_tiny_phi4mm
+
+    return build_tiny_phi4mm(tmp_path_factory.mktemp("tiny_phi4mm") / "model")
+
+
+@pytest.fixture(scope="session")
+def synth_corpus_dir(tmp_path_factory):
+    """40 synthetic utterances (espeak-ng) in SpeechOcean762's original release layout."""
+    from loralab.speech.data.synth import synthesize_corpus
+
+    out = tmp_path_factory.mktemp("synth") / "so"
+    synthesize_corpus(out, n=40, seed=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def synth_manifest_dir(synth_corpus_dir, tmp_path_factory):
+    """The synthetic corpus prepared into manifests (train.jsonl, test.jsonl, summary.json)."""
+    from loralab.speech.data.prepare import prepare_speechocean762
+
+    out = tmp_path_factory.mktemp("synth_manifest") / "manifest"
+    prepare_speechocean762(synth_corpus_dir, out)
+    return out
