@@ -1,9 +1,15 @@
 """The contract between the shared trainer and a system (speech, protein).
 
 The engine knows nothing of audio or proteins. A system module (``loralab.speech.system``,
-``loralab.protein.system``) exposes ``build_parts(cfg, runtime) -> SystemParts``; the trainer
-does the rest (optimizer, schedule, accumulation, mixed precision, checkpoints, resume,
-events, TensorBoard, distributed).
+``loralab.protein.system``) exposes:
+
+* ``build_parts(cfg, runtime) -> SystemParts``: the trainer does the rest (optimizer,
+  schedule, accumulation, mixed precision, checkpoints, resume, events, TensorBoard,
+  distributed). ``runtime`` is :class:`loralab.engine.runtime.Runtime` (device, dtypes,
+  process rank/world size, ``is_main``).
+* ``count_parameters(cfg) -> dict[str, ParamCount]``: the same groups ``build_parts``
+  reports, computed without loading weights (the model built on the meta device from its
+  config), so ``loralab compare`` can show presets before any run exists.
 """
 
 from __future__ import annotations
