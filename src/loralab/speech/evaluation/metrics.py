@@ -1,0 +1,171 @@
+"""The paper's metrics over parsed answers: per-aspect PCC (+p) and Spearman, WER, PER, and
+the Figure-5 correlation between per-utterance PER and accuracy.
+
+Every metric comes with the counts it was computed on: ``n`` items used, ``failed`` items
+whose answer did not parse for that field (they are left out of the metric, never scored as
+0), and ``parse_rate``. WER and PER are corpus-level, (S+D+I)/N summed over utterances;
+``*_with_failures`` variants also count an unparsed transcript as an empty hypothesis (all
+deletions), an upper bound that keeps a model from looking better by failing to answer.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from loralab.speech.evaluation.align import EditCounts, edit_counts, phone_tokens, word_tokens
+from loralab.speech.evaluation.parse import APA_ASPECTS, ParsedAnswer
+
+
+def correlation(pred: Sequence[float], human: Sequence[float]) -> dict[str, float]:
+    """Pearson r with its two-sided p-value, and Spearman rho; NaN (not an error) when fewer
+    than 3 pairs or either side is constant, where a correlation is undefined."""
+    from scipy import stats
+
+    x = np.asarray(pred, dtype=float)
+    y = np.asarray(human, dtype=float)
+    out = {"pcc": math.nan, "p_value": math.nan, "spearman": math.nan}
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r, p = stats.pearsonr(x, y)
+        rho = stats.spearmanr(x, y).statistic
+    out.update(pcc=float(r), p_value=float(p), spearman=float(rho))
+    return out
+
+
+def apa_metrics(answers: Sequence[ParsedAnswer], human_scores: Sequence[dict[str, float]]) -> dict:
+    """Per aspect: PCC, p-value, Spearman over the utterances whose answer has that aspect;
+    plus n, failed, parse_rate, clamped; and ``all_parsed``: answers with all four aspects."""
+    if len(answers) != len(human_scores):
+        raise ValueError(f"{len(answers)} answers but {len(human_scores)} reference score sets")
+    total = len(answers)
+    out: dict = {"n_items": total}
+    for aspect in APA_ASPECTS:
+        pred = [a.values[aspect] for a in answers if aspect in a.values]
+        human = [float(h[aspect]) for a, h in zip(answers, human_scores) if aspect in a.values]
+        stats = correlation(pred, human)
+        stats.update(
+            n=len(pred),
+            failed=total - len(pred),
+            parse_rate=len(pred) / total if total else math.nan,
+            clamped=sum(aspect in a.clamped for a in answers),
+        )
+        out[aspect] = stats
+    out["all_parsed"] = sum(a.ok for a in answers)
+    out["parse_rate"] = out["all_parsed"] / total if total else math.nan
+    return out
+
+
+def _rate(counts: EditCounts) -> float:
+    return counts.rate if counts.ref_len else math.nan
+
+
+def error_rate_metrics(
+    refs: Sequence[list[str]], hyps: Sequence[list[str] | None], name: str
+) -> dict[str, float | int]:
+    """Corpus error rate of token lists; a None hypothesis is an unparsed answer."""
+    used = EditCounts(0, 0, 0, 0)
+    with_failures = EditCounts(0, 0, 0, 0)
+    n = 0
+    for ref, hyp in zip(refs, hyps, strict=True):
+        if hyp is None:
+            with_failures = with_failures + EditCounts(0, len(ref), 0, len(ref))
+            continue
+        counts = edit_counts(ref, hyp)
+        used = used + counts
+        with_failures = with_failures + counts
+        n += 1
+    total = len(refs)
+    return {
+        name: _rate(used),
+        f"{name}_with_failures": _rate(with_failures),
+        "substitutions": used.substitutions,
+        "deletions": used.deletions,
+        "insertions": used.insertions,
+        "ref_tokens": used.ref_len,
+        "n": n,
+        "failed": total - n,
+        "parse_rate": n / total if total else math.nan,
+    }
+
+
+def wer_metrics(ref_texts: Sequence[str], answers: Sequence[ParsedAnswer]) -> dict:
+    hyps = [
+        word_tokens(a.values["word_transcript"]) if "word_transcript" in a.values else None for a in answers
+    ]
+    return error_rate_metrics([word_tokens(t) for t in ref_texts], hyps, "wer")
+
+
+def per_metrics(ref_phones: Sequence[str], answers: Sequence[ParsedAnswer]) -> dict:
+    """PER against the phones as actually pronounced (the annotation), stress stripped."""
+    hyps = [
+        phone_tokens(a.values["phoneme_transcript"]) if "phoneme_transcript" in a.values else None
+        for a in answers
+    ]
+    return error_rate_metrics([phone_tokens(t) for t in ref_phones], hyps, "per")
+
+
+def utterance_per(ref_phones: str, answer: ParsedAnswer) -> float | None:
+    if "phoneme_transcript" not in answer.values:
+        return None
+    ref = phone_tokens(ref_phones)
+    if not ref:
+        return None
+    return edit_counts(ref, phone_tokens(answer.values["phoneme_transcript"])).rate
+
+
+def per_accuracy_correlation(
+    per_values: Sequence[float | None],
+    human_accuracy: Sequence[float],
+    predicted_accuracy: Sequence[float | None],
+    plot_path: str | Path | None = None,
+) -> dict:
+    """The paper's Figure 5: Pearson r between per-utterance PER and the accuracy score, with
+    the human score (paper: -0.4463) and with the model's predicted score (paper: -0.3543).
+    Utterances without a parsed PER (or predicted accuracy) are left out and counted."""
+    human_pairs = [(p, h) for p, h in zip(per_values, human_accuracy, strict=True) if p is not None]
+    pred_pairs = [
+        (p, a) for p, a in zip(per_values, predicted_accuracy, strict=True) if p is not None and a is not None
+    ]
+    human = correlation([p for p, _ in human_pairs], [h for _, h in human_pairs])
+    predicted = correlation([p for p, _ in pred_pairs], [a for _, a in pred_pairs])
+    out = {
+        "human": {"pcc": human["pcc"], "p_value": human["p_value"], "n": len(human_pairs)},
+        "predicted": {"pcc": predicted["pcc"], "p_value": predicted["p_value"], "n": len(pred_pairs)},
+        "n_items": len(per_values),
+    }
+    if plot_path is not None:
+        plot_per_accuracy(human_pairs, pred_pairs, out, plot_path)
+        out["plot"] = str(plot_path)
+    return out
+
+
+def plot_per_accuracy(human_pairs, pred_pairs, stats: dict, path: str | Path) -> None:
+    """Scatter of per-utterance PER against accuracy, human and predicted side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, pairs, key, title in (
+        (axes[0], human_pairs, "human", "human accuracy"),
+        (axes[1], pred_pairs, "predicted", "predicted accuracy"),
+    ):
+        if pairs:
+            ax.scatter([a for _, a in pairs], [p for p, _ in pairs], s=8, alpha=0.5)
+        r = stats[key]["pcc"]
+        ax.set_title(f"PER vs {title} (r = {r:.3f}, n = {stats[key]['n']})")
+        ax.set_xlabel(f"{title} (0-10)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("per-utterance PER")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
