@@ -1,0 +1,1 @@
+"""Protein C-alpha distance maps: structures, data set, model, geometry, metrics, prediction."""

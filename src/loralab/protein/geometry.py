@@ -1,0 +1,349 @@
+"""Coordinates from distances and back: MDS, stress refinement, superposition, handedness, PDB.
+
+Conventions used throughout:
+
+* Coordinates are arrays ``[L, 3]`` in Angstrom; a missing residue is a row of NaN.
+  Functions that compare two structures use only rows finite in both (and in ``mask``).
+* Distance matrices are ``[L, L]`` float64; a pair that is unknown is NaN (or excluded by a
+  mask).
+* ``kabsch(P, Q)`` returns ``(R, t)`` with ``P @ R.T + t`` as close as possible to ``Q``.
+
+Handedness. A distance matrix is the same for a structure and its mirror image, so MDS
+returns either with equal right. Two documented ways to choose:
+
+* without a reference (prediction): C-alpha virtual torsions ``(i, i+1, i+2, i+3)`` of
+  right-handed alpha helices are near +50 degrees and their mirror images near -50; beta
+  strands sit near -170 (+170 in the mirror). :func:`chirality_score` counts the torsions
+  in the helix window (+20..+90) minus those in its mirror (-90..-20), plus the strands'
+  signature (-180..-120 minus +120..+180), and the structure is mirrored when the score is
+  negative. It holds for the real structures tested in
+  ``tests/protein/test_geometry.py``; a chain with neither helices nor strands has no
+  preferred hand and is left as is (score 0).
+* with a reference (evaluation): the mirror image is chosen when it superposes with a
+  lower RMSD; this is the "minimum over mirror images" and is reported as such.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from loralab.errors import DataError
+
+# The one-letter alphabet of loralab protein sequences (20 standard residues + X unknown).
+ONE_TO_THREE = {
+    "A": "ALA", "C": "CYS", "D": "ASP", "E": "GLU", "F": "PHE", "G": "GLY", "H": "HIS",
+    "I": "ILE", "K": "LYS", "L": "LEU", "M": "MET", "N": "ASN", "P": "PRO", "Q": "GLN",
+    "R": "ARG", "S": "SER", "T": "THR", "V": "VAL", "W": "TRP", "Y": "TYR", "X": "UNK",
+}  # fmt: skip
+THREE_TO_ONE = {three: one for one, three in ONE_TO_THREE.items()}
+
+HELIX_WINDOW = (20.0, 90.0)
+STRAND_WINDOW = (-180.0, -120.0)
+
+
+def _as_coords(X, name: str = "X") -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != 3:
+        raise ValueError(f"{name} must have shape [L, 3], got {X.shape}")
+    return X
+
+
+def distance_matrix(X) -> np.ndarray:
+    """Pairwise Euclidean distances ``[L, L]`` (float64); rows of NaN give NaN distances."""
+    X = _as_coords(X)
+    diff = X[:, None, :] - X[None, :, :]
+    return np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+
+
+def _pair_weights(D: np.ndarray, mask=None, weights=None) -> np.ndarray:
+    """Pair weights: 0 on the diagonal, on unknown distances and on masked residues/pairs."""
+    n = len(D)
+    W = np.ones((n, n)) if weights is None else np.array(weights, dtype=np.float64)
+    if W.shape != (n, n):
+        raise ValueError(f"weights must have shape {(n, n)}, got {W.shape}")
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        pair = mask[:, None] & mask[None, :] if mask.ndim == 1 else mask
+        W = np.where(pair, W, 0.0)
+    W = np.where(np.isfinite(D), W, 0.0)
+    W = np.minimum(W, W.T)  # a pair is known in both directions or not at all
+    np.fill_diagonal(W, 0.0)
+    return W
+
+
+def _check_square(D) -> np.ndarray:
+    D = np.asarray(D, dtype=np.float64)
+    if D.ndim != 2 or D.shape[0] != D.shape[1]:
+        raise ValueError(f"a distance matrix must be square, got shape {D.shape}")
+    return D
+
+
+def classical_mds(D, dim: int = 3, mask=None) -> np.ndarray:
+    """Coordinates ``[L, dim]`` whose distances best match ``D`` (Torgerson's classical MDS).
+
+    ``D`` is symmetrised first. Unknown pairs (NaN, or excluded by ``mask``: residues
+    ``[L]`` or pairs ``[L, L]``) are filled with the shortest path through known pairs, an
+    upper bound that keeps the triangle inequality. Negative eigenvalues (a ``D`` that is
+    not exactly Euclidean, as predictions are) are clipped to zero.
+    """
+    D = _check_square(D)
+    n = len(D)
+    if n == 0:
+        return np.zeros((0, dim))
+    D = 0.5 * (D + D.T)
+    W = _pair_weights(D, mask)
+    known = W > 0
+    np.fill_diagonal(known, True)
+    if not known.all():
+        from scipy.sparse.csgraph import shortest_path
+
+        graph = np.where(known, np.nan_to_num(D, nan=0.0), 0.0)
+        np.fill_diagonal(graph, 0.0)
+        filled = shortest_path(graph, method="D", directed=False)
+        if not np.isfinite(filled).all():
+            raise DataError(
+                "classical MDS: the known distances do not connect all residues; "
+                "pass a mask that keeps every residue linked to the others"
+            )
+        D = np.where(known, D, filled)
+        np.fill_diagonal(D, 0.0)
+    D2 = np.square(D)
+    J = np.eye(n) - 1.0 / n
+    B = -0.5 * J @ D2 @ J
+    eigenvalues, eigenvectors = np.linalg.eigh(B)
+    order = np.argsort(eigenvalues)[::-1][:dim]
+    lam = np.clip(eigenvalues[order], 0.0, None)
+    X = eigenvectors[:, order] * np.sqrt(lam)[None, :]
+    if X.shape[1] < dim:  # fewer points than dimensions
+        X = np.pad(X, ((0, 0), (0, dim - X.shape[1])))
+    return X
+
+
+def stress(D, X, mask=None, weights=None) -> float:
+    """Normalised stress ``sqrt(sum w (D - d(X))^2 / sum w D^2)`` over known pairs (0 = exact)."""
+    D = _check_square(D)
+    W = _pair_weights(D, mask, weights)
+    d = distance_matrix(X)
+    Dz = np.nan_to_num(D)
+    denom = float((W * Dz**2).sum())
+    return float(np.sqrt((W * (Dz - d) ** 2).sum() / denom)) if denom > 0 else 0.0
+
+
+def refine_stress(D, X0, mask=None, weights=None, iters: int = 300, tol: float = 1e-7) -> np.ndarray:
+    """Refine coordinates ``X0`` to lower the weighted stress against ``D`` (SMACOF).
+
+    Each iteration is a Guttman transform, which never increases the stress (de Leeuw's
+    majorisation), so starting from :func:`classical_mds` can only improve the fit. Pairs
+    with weight 0 (unknown, masked) do not pull. Stops after ``iters`` iterations or when
+    the relative stress decrease falls below ``tol``.
+    """
+    D = _check_square(D)
+    X = np.array(X0, dtype=np.float64)
+    if X.ndim != 2 or len(X) != len(D):
+        raise ValueError(f"X0 must have shape [{len(D)}, dim], got {X.shape}")
+    n = len(D)
+    if n < 2:
+        return X
+    W = _pair_weights(D, mask, weights)
+    Dz = np.nan_to_num(D)
+    V = np.diag(W.sum(axis=1)) - W
+    V_pinv = np.linalg.pinv(V)
+    previous = np.inf
+    for _ in range(iters):
+        d = _generic_distances(X)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(d > 1e-12, W * Dz / d, 0.0)
+        Bx = -ratio
+        np.fill_diagonal(Bx, ratio.sum(axis=1))
+        X = V_pinv @ (Bx @ X)
+        d = _generic_distances(X)
+        current = float((W * (Dz - d) ** 2).sum())
+        if previous - current <= tol * max(previous, 1e-30):
+            break
+        previous = current
+    return X
+
+
+def _generic_distances(X: np.ndarray) -> np.ndarray:
+    diff = X[:, None, :] - X[None, :, :]
+    return np.sqrt((diff**2).sum(-1))
+
+
+def _fit_rows(P: np.ndarray, Q: np.ndarray, mask=None) -> np.ndarray:
+    rows = np.isfinite(P).all(1) & np.isfinite(Q).all(1)
+    if mask is not None:
+        rows &= np.asarray(mask, dtype=bool)
+    return rows
+
+
+def kabsch(P, Q, weights=None) -> tuple[np.ndarray, np.ndarray]:
+    """The proper rotation ``R`` (det +1) and translation ``t`` minimising ``|P @ R.T + t - Q|``.
+
+    ``weights`` (``[L]``, non-negative) weight the rows; rows with NaN must be excluded by
+    the caller (see :func:`superpose`).
+    """
+    P, Q = _as_coords(P, "P"), _as_coords(Q, "Q")
+    if P.shape != Q.shape:
+        raise ValueError(f"P and Q must have the same shape, got {P.shape} and {Q.shape}")
+    w = np.ones(len(P)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if len(P) == 0 or w.sum() <= 0:
+        raise ValueError("kabsch needs at least one weighted point")
+    w = w / w.sum()
+    p_mean, q_mean = w @ P, w @ Q
+    H = (P - p_mean).T @ ((Q - q_mean) * w[:, None])
+    U, _, Vt = np.linalg.svd(H)
+    d = np.sign(np.linalg.det(Vt.T @ U.T)) or 1.0  # no reflections: a mirror is not a rotation
+    R = Vt.T @ np.diag([1.0, 1.0, d]) @ U.T
+    return R, q_mean - p_mean @ R.T
+
+
+def superpose(P, Q, mask=None) -> np.ndarray:
+    """``P`` rotated and translated onto ``Q`` (fit on rows finite in both and in ``mask``)."""
+    P, Q = _as_coords(P, "P"), _as_coords(Q, "Q")
+    rows = _fit_rows(P, Q, mask)
+    if rows.sum() < 3:
+        raise DataError(
+            f"superposition needs at least 3 residues present in both structures, got {rows.sum()}"
+        )
+    R, t = kabsch(P[rows], Q[rows])
+    return P @ R.T + t
+
+
+def rmsd_superposed(P, Q, mask=None) -> float:
+    """RMSD between ``P`` and ``Q`` after optimal superposition, over rows present in both."""
+    P, Q = _as_coords(P, "P"), _as_coords(Q, "Q")
+    rows = _fit_rows(P, Q, mask)
+    moved = superpose(P, Q, mask)
+    return float(np.sqrt(np.mean(np.sum((moved[rows] - Q[rows]) ** 2, axis=1))))
+
+
+def mirror(X) -> np.ndarray:
+    """The mirror image of ``X`` (z negated); any reflection is this one up to a rotation."""
+    return _as_coords(X) * np.array([1.0, 1.0, -1.0])
+
+
+def ca_torsions(X) -> np.ndarray:
+    """Virtual C-alpha torsions (degrees, -180..180) of every window ``i..i+3``; NaN where missing."""
+    X = _as_coords(X)
+    if len(X) < 4:
+        return np.zeros(0)
+    b0 = X[1:-2] - X[:-3]
+    b1 = X[2:-1] - X[1:-2]
+    b2 = X[3:] - X[2:-1]
+    # Blondel & Karplus (1996): atan2(|b1| b0 . (b1 x b2), (b0 x b1) . (b1 x b2)); IUPAC sign,
+    # so an ideal right-handed alpha helix gives +50 degrees.
+    n2 = np.cross(b1, b2)
+    y = np.linalg.norm(b1, axis=1) * np.einsum("ij,ij->i", b0, n2)
+    x = np.einsum("ij,ij->i", np.cross(b0, b1), n2)
+    return np.degrees(np.arctan2(y, x))
+
+
+def chirality_score(X) -> float:
+    """Evidence that ``X`` has natural (L-protein) handedness: > 0 yes, < 0 mirrored, 0 none.
+
+    Counts torsions in the right-handed helix window minus its mirror window, plus the
+    strand signature (see the module docstring), divided by the number of torsions.
+    """
+    tau = ca_torsions(X)
+    tau = tau[np.isfinite(tau)]
+    if len(tau) == 0:
+        return 0.0
+    lo, hi = HELIX_WINDOW
+    helix = np.count_nonzero((tau > lo) & (tau < hi)) - np.count_nonzero((tau > -hi) & (tau < -lo))
+    slo, shi = STRAND_WINDOW
+    strand = np.count_nonzero((tau >= slo) & (tau < shi)) - np.count_nonzero((tau > -shi) & (tau <= -slo))
+    return float((helix + strand) / len(tau))
+
+
+@dataclass
+class HandednessDecision:
+    """Whether to mirror a structure, how that was decided, and the evidence."""
+
+    mirrored: bool
+    method: str  # "torsion" (no reference) or "reference" (lower RMSD to the reference)
+    score: float  # chirality score (torsion) or RMSD(kept) - RMSD(other) in Angstrom (reference)
+
+    def apply(self, X) -> np.ndarray:
+        return mirror(X) if self.mirrored else _as_coords(X).copy()
+
+
+def decide_handedness(X, reference=None, mask=None) -> HandednessDecision:
+    """Choose between ``X`` and its mirror image (see the module docstring for the rules)."""
+    X = _as_coords(X)
+    if reference is None:
+        score = chirality_score(X)
+        return HandednessDecision(mirrored=score < 0, method="torsion", score=score)
+    as_is = rmsd_superposed(X, reference, mask)
+    flipped = rmsd_superposed(mirror(X), reference, mask)
+    mirrored = flipped < as_is
+    return HandednessDecision(
+        mirrored=mirrored, method="reference", score=min(as_is, flipped) - max(as_is, flipped)
+    )
+
+
+def resolve_handedness(X, reference=None, mask=None) -> np.ndarray:
+    """``X`` or its mirror image, whichever :func:`decide_handedness` chooses."""
+    return decide_handedness(X, reference, mask).apply(X)
+
+
+def write_ca_pdb(
+    path,
+    coords,
+    sequence: str,
+    chain: str = "A",
+    residue_numbers=None,
+    bfactors=None,
+    remarks: list[str] | None = None,
+) -> Path:
+    """Write a C-alpha-only PDB file; rows of NaN (missing residues) are left out.
+
+    Residue names come from the one-letter ``sequence`` (X -> UNK); ``residue_numbers``
+    default to 1..L (ints, or strings such as ``"52A"`` with an insertion code);
+    ``bfactors`` (``[L]``) go in the B-factor column, e.g. a per-residue error estimate.
+    """
+    X = _as_coords(coords, "coords")
+    if len(sequence) != len(X):
+        raise DataError(f"write_ca_pdb: sequence has {len(sequence)} letters but coords {len(X)} rows")
+    if len(chain) != 1:
+        raise DataError(f"write_ca_pdb: a PDB chain id is one character, got {chain!r}")
+    unknown = sorted(set(sequence) - set(ONE_TO_THREE))
+    if unknown:
+        raise DataError(
+            f"write_ca_pdb: letters {unknown} are not amino acids (allowed: {''.join(ONE_TO_THREE)})"
+        )
+    present = np.isfinite(X).all(axis=1)
+    if present.any() and (X[present].max() > 9999.999 or X[present].min() < -999.999):
+        raise DataError("write_ca_pdb: coordinates do not fit the PDB format (-999.999..9999.999 A)")
+    numbers = list(range(1, len(X) + 1)) if residue_numbers is None else list(residue_numbers)
+    b = np.zeros(len(X)) if bfactors is None else np.asarray(bfactors, dtype=np.float64)
+    lines = [f"REMARK 250 {text}"[:80] for text in remarks or []]
+    serial = 0
+    for i in np.flatnonzero(present):
+        serial += 1
+        num, icode = _split_residue_number(numbers[i])
+        x, y, z = X[i]
+        lines.append(
+            f"ATOM  {serial:5d}  CA  {ONE_TO_THREE[sequence[i]]} {chain}{num:4d}{icode}   "
+            f"{x:8.3f}{y:8.3f}{z:8.3f}{1.0:6.2f}{min(b[i], 999.99):6.2f}           C  "
+        )
+    if serial:
+        last = np.flatnonzero(present)[-1]
+        num, icode = _split_residue_number(numbers[last])
+        lines.append(f"TER   {serial + 1:5d}      {ONE_TO_THREE[sequence[last]]} {chain}{num:4d}{icode}")
+    lines.append("END")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _split_residue_number(value) -> tuple[int, str]:
+    """``12`` or ``"12"`` -> (12, " "); ``"52A"`` -> (52, "A")."""
+    text = str(value).strip()
+    icode = " "
+    if text and text[-1].isalpha():
+        text, icode = text[:-1], text[-1]
+    return int(text), icode
