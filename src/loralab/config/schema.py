@@ -119,6 +119,8 @@ class ProteinDataConfig:
     dataset_dir: str = doc("Folder written by 'loralab protein prepare'.", "data/proteins")
     max_length: int = doc("Longest chain fed whole; longer ones are cropped to a window (said in logs).", 256)
     crop: Literal["random", "first"] = doc("How a training window is chosen for long chains.", "random")
+    train_split: str = doc("Data set split used for training.", "train")
+    val_split: str = doc("Split scored after each epoch (validation MAE beside the baseline).", "val")
     limit: int | None = doc("Use only the first N proteins of each split (smoke tests).", None)
 
 
