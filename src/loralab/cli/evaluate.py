@@ -1,0 +1,98 @@
+"""Evaluate a run's checkpoints on its evaluation split.
+
+Speech runs: every chosen epoch is evaluated into RUN/eval/epoch-N/ (predictions.jsonl,
+metrics.json, the PER-vs-accuracy plot), then RUN/eval/table3.md + table3.csv (the paper's
+Table 3 layout, the paper's values and our differences beside) and table4.csv. Epoch 0 is
+the base model without adapter (the paper's "no training" row); '--checkpoints all'
+includes it. An interrupted evaluation resumes where it stopped: rerun the same command.
+
+Protein runs are evaluated by the protein system's evaluator.
+
+Examples:
+  loralab evaluate output/paper_r64                      # epoch 0 and every checkpoint
+  loralab evaluate output/paper_r64 --checkpoints last
+  loralab evaluate output/paper_r64 --checkpoints 0,3 --limit 200 --batch-size 32
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "evaluate a run's checkpoints (Table 3 metrics for speech, distance-map metrics for proteins)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by 'loralab train'")
+    parser.add_argument(
+        "--checkpoints",
+        default="all",
+        help="all (epoch 0 = base model, plus every checkpoint), last, or epochs like 3 or 0,2,3 (default: all)",
+    )
+    parser.add_argument("--split", help="manifest split to evaluate (default: the run's evaluation.split)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N utterances/proteins")
+    parser.add_argument(
+        "--batch-size", type=int, help="generation batch size (default: evaluation.batch_size)"
+    )
+    parser.add_argument(
+        "--base-model", help="base model folder or hub id, when the one in training_config.json moved"
+    )
+    parser.add_argument("--manifest-dir", help="speech manifest folder, when the run's one moved")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help="generation budget per answer (default: longest training answer in tokens plus a margin)",
+    )
+    parser.add_argument("--device", help="torch device, e.g. cuda:0 or cpu (default: cuda when present)")
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard earlier predictions of the chosen epochs and start again",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+
+
+def _system_of(run_dir) -> str:
+    import json
+    from pathlib import Path
+
+    from loralab.errors import LoralabError
+
+    file = Path(run_dir) / "training_config.json"
+    if not Path(run_dir).is_dir():
+        raise LoralabError(f"run directory {run_dir} does not exist")
+    if not file.is_file():
+        raise LoralabError(
+            f"{run_dir} has no training_config.json: not a loralab run directory "
+            "(point at the folder 'loralab train' printed, e.g. output/paper_r64)"
+        )
+    try:
+        return json.loads(file.read_text())["config"]["system"]
+    except (ValueError, KeyError) as e:
+        raise LoralabError(f"{file}: cannot read the run's system ({e})") from e
+
+
+def run(args: argparse.Namespace) -> int:
+    system = _system_of(args.run_dir)
+    if system == "protein":
+        from loralab.protein.evaluate import evaluate_run as evaluate_protein_run
+
+        out = evaluate_protein_run(args.run_dir, args.checkpoints, args.split, args.limit)
+        print(f"evaluation written to {out}")
+        return 0
+    from loralab.speech.evaluation.runner import evaluate_run
+
+    out = evaluate_run(
+        args.run_dir,
+        args.checkpoints,
+        args.split,
+        args.limit,
+        batch_size=args.batch_size,
+        base_model=args.base_model,
+        manifest_dir=args.manifest_dir,
+        max_new_tokens=args.max_new_tokens,
+        device=args.device,
+        restart=args.restart,
+        progress=not args.no_progress,
+    )
+    print(f"evaluation written to {out} (table3.md, table3.csv, table4.csv, epoch-N/metrics.json)")
+    return 0

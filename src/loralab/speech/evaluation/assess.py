@@ -1,0 +1,272 @@
+"""Assess recordings with a trained model: the four scores, what was said (words and phones),
+and a per-word diagnosis against the canonical pronunciation.
+
+Canonical pronunciation: CMUdict's first entry per word, stress stripped; a word CMUdict
+lacks gets the letter-to-sound guess of :func:`loralab.speech.data.phones.guess_pronunciation`
+and is marked ``guessed`` (said in the table and the JSON). The model's phone transcript is
+aligned to the whole sentence's canonical phones (minimum edit distance); each canonical
+phone then belongs to its word. A phone inserted at a word boundary is given to the word
+before it (to the first word when inserted before everything).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from loralab.errors import DataError
+from loralab.speech.evaluation.align import phone_tokens, slot_alignment, word_tokens
+from loralab.speech.evaluation.generate import BatchedGenerator, answer_token_budget
+from loralab.speech.evaluation.parse import APA_ASPECTS, parse_answer
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+
+
+@dataclass
+class PhoneError:
+    kind: str  # substituted | deleted | inserted
+    expected: str | None
+    heard: str | None
+
+    def describe(self) -> str:
+        if self.kind == "substituted":
+            return f"{self.expected}->{self.heard}"
+        if self.kind == "deleted":
+            return f"-{self.expected}"
+        return f"+{self.heard}"
+
+
+@dataclass
+class WordDiagnosis:
+    word: str
+    canonical: list[str]
+    heard: list[str]
+    lexicon: str  # cmudict | guessed
+    errors: list[PhoneError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass
+class Assessment:
+    audio: str
+    text: str
+    scores: dict[str, float]
+    word_transcript: str | None
+    phoneme_transcript: str | None
+    words: list[WordDiagnosis]
+    notes: list[str]
+    failures: dict[str, str]  # field -> why it could not be read from the model's answer
+    raw: dict[str, str]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for w, wd in zip(d["words"], self.words):
+            w["ok"] = wd.ok
+        return d
+
+
+@dataclass
+class AssessItem:
+    """One recording and its reference sentence (``id``/``duration`` for the generator)."""
+
+    id: str
+    audio_path: str
+    text: str
+    duration: float = 0.0
+
+
+def canonical_words(text: str) -> list[tuple[str, list[str], str]]:
+    """(word, canonical phones stress stripped, 'cmudict' | 'guessed') per word of ``text``."""
+    from loralab.speech.data.phones import pronunciation
+
+    out = []
+    for word in word_tokens(text):
+        phones, known = pronunciation(word)
+        out.append((word, phone_tokens(phones), "cmudict" if known else "guessed"))
+    return out
+
+
+def diagnose_words(text: str, heard_phones: str | None) -> list[WordDiagnosis]:
+    """Per-word diagnosis of ``heard_phones`` against ``text``'s canonical pronunciation."""
+    words = canonical_words(text)
+    canonical = [p for _, phones, _ in words for p in phones]
+    owner = [i for i, (_, phones, _) in enumerate(words) for _ in phones]
+    result = [WordDiagnosis(w, phones, [], lex) for w, phones, lex in words]
+    if heard_phones is None or not result:
+        return result
+    at, gaps = slot_alignment(canonical, phone_tokens(heard_phones))
+
+    def gap_owner(g: int) -> int:
+        # Gap g lies before canonical phone g: it belongs to the word of phone g-1 (the word
+        # before the boundary), or to the first word for g == 0.
+        return owner[g - 1] if g > 0 else (owner[0] if owner else 0)
+
+    for g in range(len(canonical) + 1):
+        if g > 0 and at[g - 1] is not None:
+            result[owner[g - 1]].heard.append(at[g - 1])
+        for h in gaps[g]:
+            w = result[gap_owner(g)]
+            w.heard.append(h)
+            w.errors.append(PhoneError("inserted", None, h))
+        if g < len(canonical):
+            c, h = canonical[g], at[g]
+            if h is None:
+                result[owner[g]].errors.append(PhoneError("deleted", c, None))
+            elif h != c:
+                result[owner[g]].errors.append(PhoneError("substituted", c, h))
+    return result
+
+
+def read_batch(csv_path: str | Path | None = None, audio_dir: str | Path | None = None) -> list[AssessItem]:
+    """Items from a CSV (columns ``audio``, ``text``; paths relative to the CSV) or a folder of
+    audio files each with a ``<stem>.txt`` holding its reference sentence."""
+    items: list[AssessItem] = []
+    if csv_path is not None:
+        path = Path(csv_path)
+        if not path.is_file():
+            raise DataError(f"CSV file {path} not found")
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not {"audio", "text"} <= set(reader.fieldnames):
+                raise DataError(
+                    f"{path}: needs a header with columns 'audio' and 'text' (got {reader.fieldnames})"
+                )
+            for n, row in enumerate(reader, 2):
+                audio = Path(row["audio"] or "")
+                audio = audio if audio.is_absolute() else path.parent / audio
+                items.append(AssessItem(f"{path.name}:{n}", str(audio), row["text"] or ""))
+    if audio_dir is not None:
+        folder = Path(audio_dir)
+        if not folder.is_dir():
+            raise DataError(f"audio folder {folder} not found")
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+        if not files:
+            raise DataError(f"{folder} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
+        for audio in files:
+            txt = audio.with_suffix(".txt")
+            if not txt.is_file():
+                raise DataError(
+                    f"{audio}: no reference text beside it (expected {txt.name} with the sentence)"
+                )
+            items.append(AssessItem(audio.name, str(audio), txt.read_text(encoding="utf-8").strip()))
+    return items
+
+
+def check_items(items: Sequence[AssessItem]) -> None:
+    for item in items:
+        if not word_tokens(item.text):
+            raise DataError(
+                f"{item.audio_path}: the reference text is empty; pass the sentence the speaker read"
+            )
+
+
+def _budgets(tokenizer, text: str) -> dict[str, int]:
+    """The evaluation rule (answer length + margin) applied to this sentence's ideal answers."""
+    import json
+
+    phones = " ".join(p for _, ps, _ in canonical_words(text) for p in ps)
+    mdd = json.dumps({"word_transcript": text, "phoneme_transcript": phones})
+    apa = json.dumps(dict.fromkeys(APA_ASPECTS, 10))
+    return {"apa": answer_token_budget(tokenizer, [apa]), "mdd": answer_token_budget(tokenizer, [mdd])}
+
+
+def load_items(items: Sequence[AssessItem]) -> dict[str, object]:
+    """Check the texts and load every recording (16 kHz mono), so that bad input fails before
+    the model is loaded; a DataError names the file."""
+    from loralab.speech.data.audio import load_audio
+
+    check_items(items)
+    audios = {item.id: load_audio(item.audio_path) for item in items}
+    for item in items:
+        item.duration = len(audios[item.id]) / 16000
+    return audios
+
+
+def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None = None, prompt_style: str = "paper",
+                 batch_size: int = 8, max_new_tokens: int | None = None) -> list[Assessment]:  # fmt: skip
+    """Assess every item; ``audios`` from :func:`load_items` (loaded here when not given)."""
+    audios = audios if audios is not None else load_items(items)
+    generator = BatchedGenerator(inference, prompt_style=prompt_style, batch_size=batch_size)
+    raw: dict[tuple[str, str], str] = {}
+    order = sorted(items, key=lambda it: -it.duration)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        for task in ("apa", "mdd"):
+            budgets = [max_new_tokens or _budgets(inference.tokenizer, it.text)[task] for it in chunk]
+            generator.max_new_tokens[task] = max(budgets)
+            for answer in generator.generate(task, [audios[it.id] for it in chunk], [it.id for it in chunk]):
+                raw[(answer.id, task)] = answer.raw
+    return [_assessment(item, raw[(item.id, "apa")], raw[(item.id, "mdd")]) for item in items]
+
+
+def _assessment(item: AssessItem, apa_raw: str, mdd_raw: str) -> Assessment:
+    apa = parse_answer("apa", apa_raw)
+    mdd = parse_answer("mdd", mdd_raw)
+    phones = mdd.values.get("phoneme_transcript")
+    words = diagnose_words(item.text, phones)
+    notes = [
+        f"'{w.word}' is not in CMUdict: its canonical phones are a letter-to-sound guess"
+        for w in words
+        if w.lexicon == "guessed"
+    ]
+    failures = {f"apa.{k}": v for k, v in apa.errors.items()} | {f"mdd.{k}": v for k, v in mdd.errors.items()}
+    if phones is None:
+        notes.append("no phoneme transcript could be read from the model's answer: no per-word diagnosis")
+    return Assessment(
+        audio=item.audio_path,
+        text=item.text,
+        scores=dict(apa.values),
+        word_transcript=mdd.values.get("word_transcript"),
+        phoneme_transcript=phones,
+        words=words,
+        notes=notes,
+        failures=failures,
+        raw={"apa": apa_raw, "mdd": mdd_raw},
+    )
+
+
+def format_assessment(a: Assessment) -> str:
+    """A readable report of one assessment."""
+    lines = [f"audio: {a.audio}", f"text:  {a.text}"]
+    score_cells = []
+    for aspect in APA_ASPECTS:
+        v = a.scores.get(aspect)
+        score_cells.append(f"{aspect} {_score(v)}")
+    lines.append("scores (0-10): " + "  ".join(score_cells))
+    lines.append(f"heard (words):  {a.word_transcript if a.word_transcript is not None else '(unreadable)'}")
+    lines.append(
+        f"heard (phones): {a.phoneme_transcript if a.phoneme_transcript is not None else '(unreadable)'}"
+    )
+    if a.words:
+        header = ("word", "expected", "heard", "diagnosis")
+        rows = [
+            (
+                w.word + ("*" if w.lexicon == "guessed" else ""),
+                " ".join(w.canonical),
+                " ".join(w.heard) if a.phoneme_transcript is not None else "?",
+                "ok" if w.ok else ", ".join(e.describe() for e in w.errors),
+            )
+            for w in a.words
+        ]
+        widths = [max(len(r[i]) for r in (header, *rows)) for i in range(3)]
+        lines.append("")
+        for r in (header, *rows):
+            lines.append("  ".join(c.ljust(widths[i]) for i, c in enumerate(r[:3])) + "  " + r[3])
+        lines.append("(X->Y: X said as Y; -X: X deleted; +Y: Y inserted; *: not in CMUdict, guessed)")
+    for note in a.notes:
+        lines.append(f"note: {note}")
+    for name, why in a.failures.items():
+        lines.append(f"could not read {name} from the model's answer: {why}")
+    return "\n".join(lines)
+
+
+def _score(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "?"
+    return f"{value:g}"

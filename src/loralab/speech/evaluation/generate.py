@@ -1,0 +1,169 @@
+"""Batched greedy generation of APA and MDD answers.
+
+Utterances are sorted by audio length (longest first: an out-of-memory batch shows up at
+once, not after an hour) and cut into batches; each batch's audio is loaded and turned into
+features once and used for both tasks. Prompts are LEFT-padded so that every row's next
+token sits at the same position; the KV cache is on; decoding is greedy; every row stops at
+one of the model's end tokens (``<|end|>``, ``<|endoftext|>``), and only the generated tokens
+are decoded (never the prompt, the mistake of the earlier attempt).
+
+The model is anything with the fields of ``loralab.speech.model.load.InferenceModel``:
+``model``, ``tokenizer``, ``feature_extractor``, ``audio_token_id``, ``end_token_ids``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from loralab.speech.prompts import TASKS
+
+SAMPLE_RATE = 16000
+# max_new_tokens = longest training answer * (1 + ratio) + tokens: room for a slightly longer
+# answer than any seen in training, without letting a babbling model run for thousands of steps.
+BUDGET_MARGIN_RATIO = 0.25
+BUDGET_MARGIN_TOKENS = 16
+
+
+@dataclass
+class GeneratedAnswer:
+    """One generated answer: the decoded text of the new tokens only. ``hit_limit``: it ended
+    at max_new_tokens instead of an end token (a truncated answer usually fails to parse)."""
+
+    id: str
+    task: str
+    raw: str
+    new_tokens: int
+    hit_limit: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "task": self.task,
+            "raw": self.raw,
+            "new_tokens": self.new_tokens,
+            "hit_limit": self.hit_limit,
+        }
+
+
+def answer_token_budget(tokenizer, answers: Iterable[str]) -> int:
+    """max_new_tokens from the longest answer (in tokens) plus the margin; at least 32."""
+    longest = max((len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers), default=0)
+    return max(32, math.ceil(longest * (1 + BUDGET_MARGIN_RATIO)) + BUDGET_MARGIN_TOKENS)
+
+
+def task_budgets(tokenizer, records: Sequence, tasks: Sequence[str]) -> dict[str, int]:
+    """Per-task max_new_tokens from the (training) records' target answers."""
+    field = {"apa": "apa_answer", "mdd": "mdd_answer"}
+    return {t: answer_token_budget(tokenizer, (getattr(r, field[t]) for r in records)) for t in tasks}
+
+
+class BatchedGenerator:
+    """Generates answers for (utterance, task) pairs, batch by batch."""
+
+    def __init__(
+        self,
+        inference,
+        *,
+        prompt_style: str = "paper",
+        batch_size: int = 16,
+        max_new_tokens: dict[str, int] | int = 256,
+        load_audio: Callable[[str], Any] | None = None,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+        self.inference = inference
+        self.prompt_style = prompt_style
+        self.batch_size = batch_size
+        self.max_new_tokens = (
+            dict(max_new_tokens)
+            if isinstance(max_new_tokens, dict)
+            else {t: int(max_new_tokens) for t in TASKS}
+        )
+        if load_audio is None:
+            from loralab.speech.data.audio import load_audio
+        self.load_audio = load_audio
+        from loralab.speech.collate import SpeechCollator
+
+        # One collator for the whole run: it caches the tokenized prompt of each task.
+        self.collator = SpeechCollator(
+            inference.tokenizer, inference.feature_extractor, inference.audio_token_id, prompt_style
+        )
+
+    def generate(self, task: str, audios: Sequence, ids: Sequence[str]) -> list[GeneratedAnswer]:
+        """Answers of ``task`` for one batch of waveforms."""
+        import torch
+
+        inf = self.inference
+        batch = self.collator.prompt_batch([_Named(i) for i in ids], task, list(audios))
+        device = next(inf.model.parameters()).device
+        inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items() if k in _MODEL_INPUTS}
+        end_ids = list(inf.end_token_ids)
+        pad_id = inf.tokenizer.pad_token_id if inf.tokenizer.pad_token_id is not None else end_ids[0]
+        with torch.inference_mode():
+            out = inf.model.generate(
+                **inputs,
+                max_new_tokens=self.max_new_tokens[task],
+                do_sample=False,
+                num_beams=1,
+                use_cache=True,
+                eos_token_id=end_ids,
+                # A generated audio token would make the model re-run the audio encoder on its
+                # features mid-generation (and fail); an untrained model may well emit one.
+                suppress_tokens=[int(inf.audio_token_id)],
+                pad_token_id=pad_id,
+            )
+        prompt_len = inputs["input_ids"].shape[1]
+        new = out[:, prompt_len:].tolist()
+        answers = []
+        for uid, tokens in zip(ids, new):
+            cut = next((i for i, t in enumerate(tokens) if t in end_ids), None)
+            kept = tokens if cut is None else tokens[:cut]
+            text = inf.tokenizer.decode(kept, skip_special_tokens=True).strip()
+            answers.append(GeneratedAnswer(uid, task, text, len(kept), cut is None))
+        return answers
+
+    def plan(self, records: Sequence, todo: Callable[[Any, str], bool], tasks: Sequence[str]):
+        """Batches (records, tasks-needed) in longest-first order, skipping finished pairs."""
+        pending = [r for r in records if any(todo(r, t) for t in tasks)]
+        pending.sort(key=lambda r: (-float(r.duration), r.id))
+        for start in range(0, len(pending), self.batch_size):
+            yield pending[start : start + self.batch_size]
+
+    def run(
+        self,
+        records: Sequence,
+        tasks: Sequence[str],
+        todo: Callable[[Any, str], bool],
+        on_answers: Callable[[list[GeneratedAnswer]], None],
+    ) -> int:
+        """Generate every (record, task) for which ``todo`` is true; ``on_answers`` receives each
+        batch's answers as soon as they exist. Returns the number of answers generated."""
+        done = 0
+        for chunk in self.plan(records, todo, tasks):
+            audios = {r.id: self.load_audio(r.audio_path) for r in chunk}
+            for task in tasks:
+                rows = [r for r in chunk if todo(r, task)]
+                if not rows:
+                    continue
+                answers = self.generate(task, [audios[r.id] for r in rows], [r.id for r in rows])
+                on_answers(answers)
+                done += len(answers)
+        return done
+
+
+@dataclass
+class _Named:
+    id: str
+
+
+# What model.generate takes from a prompt batch (the batch may carry ids, lengths, ...).
+_MODEL_INPUTS = (
+    "input_ids",
+    "attention_mask",
+    "audio_input_features",
+    "audio_embed_sizes",
+    "audio_attention_mask",
+)

@@ -1,0 +1,314 @@
+"""``loralab evaluate RUN_DIR`` for speech runs: every chosen epoch into ``eval/epoch-N/``.
+
+Checkpoint selection (``checkpoints``):
+
+* ``all``: epoch 0 (the base model without adapter, the paper's "no training" row) and
+  every ``checkpoint-epoch-N/``;
+* ``last``: the newest ``checkpoint-epoch-N/`` (or ``final_model/`` when no checkpoint is
+  kept);
+* ``N`` or ``N,M,...``: those epochs (0 = the base model).
+
+``final_model/`` stands for the last epoch (``training.epochs``) when that epoch's checkpoint
+folder is gone. Output goes to ``<run>/eval/`` for the test split, ``<run>/eval-<split>/`` for
+any other. Per epoch: ``predictions.jsonl`` (appended as answers are produced, so a killed
+evaluation resumes where it stopped), ``settings.json`` (what the predictions were made with;
+a rerun with different settings is refused rather than mixed, ``restart`` clears it),
+``metrics.json`` and the Figure-5 plot. Then ``table3.md``/``.csv`` and ``table4.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from loralab.errors import DataError, LoralabError
+
+CHECKPOINT_RE = re.compile(r"^checkpoint-epoch-(\d+)$")
+HEARTBEAT_SECONDS = 60.0
+
+
+@dataclass
+class EvalTarget:
+    """One model to evaluate: ``path`` None means the base model (epoch 0)."""
+
+    epoch: int
+    path: Path | None
+    step: int = 0
+
+    @property
+    def label(self) -> str:
+        return "base model (no training)" if self.path is None else self.path.name
+
+
+def load_run_config(run_dir: Path):
+    """The typed ExperimentConfig a run was trained with (``training_config.json``)."""
+    from loralab.config.loader import build_dataclass
+    from loralab.config.schema import ExperimentConfig
+
+    if not run_dir.is_dir():
+        raise LoralabError(f"run directory {run_dir} does not exist")
+    file = run_dir / "training_config.json"
+    if not file.is_file():
+        raise LoralabError(
+            f"{run_dir} has no training_config.json: not a loralab run directory (point at the folder "
+            "'loralab train' printed, e.g. output/paper_r64)"
+        )
+    try:
+        data = json.loads(file.read_text())["config"]
+    except (json.JSONDecodeError, KeyError) as e:
+        raise LoralabError(
+            f"{file}: unreadable ({e}); it should hold the resolved config under 'config'"
+        ) from e
+    return build_dataclass(ExperimentConfig, data, str(file))
+
+
+def _step_of(checkpoint: Path) -> int:
+    try:
+        return int(json.loads((checkpoint / "trainer_state.json").read_text()).get("global_step", 0))
+    except (OSError, ValueError):
+        return 0
+
+
+def find_checkpoints(run_dir: Path, final_epoch: int) -> dict[int, Path]:
+    """epoch -> folder of every trained model in the run (final_model/ fills a missing last epoch)."""
+    found = {}
+    for p in run_dir.iterdir():
+        m = CHECKPOINT_RE.match(p.name)
+        if m and p.is_dir():
+            found[int(m.group(1))] = p
+    final = run_dir / "final_model"
+    if final.is_dir() and final_epoch not in found:
+        found[final_epoch] = final
+    return dict(sorted(found.items()))
+
+
+def select_targets(run_dir: Path, checkpoints: str, final_epoch: int) -> list[EvalTarget]:
+    available = find_checkpoints(run_dir, final_epoch)
+    spec = str(checkpoints).strip().lower()
+    if spec in ("all", "last") and not available:
+        raise LoralabError(
+            f"{run_dir} has no checkpoint-epoch-N/ folders and no final_model/: nothing trained to evaluate "
+            "(is training still in its first epoch?). '--checkpoints 0' evaluates the base model alone."
+        )
+    if spec == "all":
+        epochs = [0, *available]
+    elif spec == "last":
+        epochs = [max(available)]
+    else:
+        try:
+            epochs = sorted({int(x) for x in spec.split(",") if x.strip()})
+        except ValueError:
+            raise LoralabError(
+                f"--checkpoints '{checkpoints}': use all, last, an epoch number or a list like 0,2,3"
+            ) from None
+        missing = [e for e in epochs if e != 0 and e not in available]
+        if missing or not epochs:
+            have = ", ".join(str(e) for e in available) or "none"
+            raise LoralabError(
+                f"{run_dir}: no checkpoint for epoch(s) {missing or checkpoints} (available: {have}; 0 = base model)"
+            )
+    return [
+        EvalTarget(e, None) if e == 0 else EvalTarget(e, available[e], _step_of(available[e])) for e in epochs
+    ]
+
+
+def resolve_manifest_dir(manifest_dir: str | Path, run_dir: Path) -> Path:
+    """The manifest folder as configured (relative to the working directory), else relative to
+    the run's parent folders (a run moved together with its data)."""
+    path = Path(manifest_dir).expanduser()
+    if path.is_dir() or path.is_absolute():
+        return path
+    for base in (run_dir, *run_dir.parents):
+        if (base / path).is_dir():
+            return base / path
+    return path
+
+
+def eval_root(run_dir: Path, split: str) -> Path:
+    return run_dir / ("eval" if split == "test" else f"eval-{split}")
+
+
+def _check_settings(epoch_dir: Path, settings: dict, restart: bool) -> None:
+    from loralab.speech.evaluation.store import PREDICTIONS_FILE
+
+    file = epoch_dir / "settings.json"
+    if restart:
+        for name in (PREDICTIONS_FILE, "metrics.json", "settings.json"):
+            (epoch_dir / name).unlink(missing_ok=True)
+    elif file.is_file():
+        old = json.loads(file.read_text())
+        changed = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v]
+        if changed:
+            raise LoralabError(
+                f"{epoch_dir} holds predictions made with other settings ({'; '.join(changed)}); "
+                "pass --restart to discard them, or keep the earlier settings"
+            )
+    epoch_dir.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    checkpoints: str = "all",
+    split: str | None = None,
+    limit: int | None = None,
+    *,
+    batch_size: int | None = None,
+    base_model: str | None = None,
+    manifest_dir: str | Path | None = None,
+    max_new_tokens: int | None = None,
+    device: str | None = None,
+    restart: bool = False,
+    progress: bool = True,
+    log=print,
+) -> Path:
+    """Evaluate the chosen checkpoints of a speech run; returns the eval folder (tables inside)."""
+    from loralab.engine.events import EventLog
+    from loralab.speech.data.records import read_manifest
+    from loralab.speech.evaluation.tables import read_epoch_summaries, write_tables
+
+    run_dir = Path(run_dir).expanduser().resolve()
+    cfg = load_run_config(run_dir)
+    split = split or cfg.evaluation.split
+    limit = limit if limit is not None else cfg.evaluation.limit
+    batch_size = batch_size or cfg.evaluation.batch_size
+    targets = select_targets(run_dir, checkpoints, cfg.training.epochs)
+    mdir = resolve_manifest_dir(manifest_dir or cfg.speech.manifest_dir, run_dir)
+    records = read_manifest(mdir, split)
+    if limit is not None:
+        records = records[:limit]
+    if not records:
+        raise DataError(f"the '{split}' split of {mdir} holds no utterances to evaluate")
+    tasks = list(cfg.speech.tasks)
+    out_root = eval_root(run_dir, split)
+    events = EventLog(run_dir)
+    budgets: dict[str, int] | None = None
+    log(
+        f"evaluating {len(targets)} model(s) of {run_dir.name} on {len(records)} '{split}' utterances, tasks {tasks}"
+    )
+    for target in targets:
+        epoch_dir = out_root / f"epoch-{target.epoch}"
+        budgets = budgets or _budgets(cfg, mdir, tasks, max_new_tokens, target, base_model, device, log)
+        settings = {
+            "model": str(target.path) if target.path else f"base:{base_model or cfg.model.name_or_path}",
+            "split": split,
+            "manifest_dir": str(mdir),
+            "prompt_style": cfg.speech.prompt_style,
+            "tasks": tasks,
+            "max_new_tokens": budgets,
+        }
+        _check_settings(epoch_dir, settings, restart)
+        metrics = evaluate_target(
+            target, records, tasks, epoch_dir, cfg=cfg, budgets=budgets, batch_size=batch_size,
+            base_model=base_model, device=device, events=events, progress=progress, log=log,
+        )  # fmt: skip
+        events.write("eval", target.step, epoch=target.epoch, split=split, metrics=metrics["summary"])
+        s = metrics["summary"]
+        log(
+            f"epoch {target.epoch}: acc PCC {s['acc_pcc']:.3f}, WER {s['wer']:.3f}, PER {s['per']:.3f}, "
+            f"F1 {s['f1']:.3f} (APA parsed {s['apa_parse_rate']:.1%}, MDD parsed {s['mdd_parse_rate']:.1%})"
+        )
+    title = f"{cfg.name}: SpeechOcean762-style evaluation, split '{split}' (the paper's Table 3 layout)"
+    paths = write_tables(out_root, read_epoch_summaries(out_root), strategy=cfg.strategy, title=title)
+    log(f"tables: {paths['table3_md']}")
+    _loaded.clear()
+    return out_root
+
+
+_loaded: dict = {}
+
+
+def _load(target: EvalTarget, cfg, base_model, device):
+    """The inference model of a target (one at a time: the previous one is released first)."""
+    from loralab.speech.model.load import load_for_inference
+
+    key = (str(target.path), base_model, device)
+    if key not in _loaded:
+        _loaded.clear()
+        if target.path is None:
+            name = base_model or cfg.model.name_or_path
+            revision = None if base_model else cfg.model.revision
+            _loaded[key] = load_for_inference(name, device=device, revision=revision)
+        else:
+            _loaded[key] = load_for_inference(target.path, device=device, base_model=base_model)
+    return _loaded[key]
+
+
+def _budgets(cfg, mdir, tasks, max_new_tokens, target, base_model, device, log) -> dict[str, int]:
+    from loralab.speech.data.records import read_manifest
+    from loralab.speech.evaluation.generate import task_budgets
+
+    fixed = max_new_tokens or cfg.evaluation.max_new_tokens
+    if fixed:
+        return {t: int(fixed) for t in tasks}
+    try:
+        reference = read_manifest(mdir, cfg.speech.train_split)
+    except DataError:
+        reference = read_manifest(mdir, cfg.evaluation.split)
+        log(
+            f"no '{cfg.speech.train_split}' split in {mdir}: sizing max_new_tokens from the evaluated split's answers"
+        )
+    budgets = task_budgets(_load(target, cfg, base_model, device).tokenizer, reference, tasks)
+    log(f"max_new_tokens per task (longest training answer + margin): {budgets}")
+    return budgets
+
+
+def evaluate_target(target, records, tasks, epoch_dir: Path, *, cfg, budgets, batch_size, base_model, device,
+                    events, progress, log) -> dict:  # fmt: skip
+    """Generate what is missing for one model, then score it; returns (and writes) metrics.json."""
+    from tqdm.auto import tqdm
+
+    from loralab.speech.evaluation.generate import BatchedGenerator
+    from loralab.speech.evaluation.parse import parse_answer
+    from loralab.speech.evaluation.scoring import compute_metrics
+    from loralab.speech.evaluation.store import PREDICTIONS_FILE, PredictionStore
+
+    store = PredictionStore(epoch_dir / PREDICTIONS_FILE)
+    pending = sum((r.id, t) not in store for r in records for t in tasks)
+    if pending:
+        done_before = len(records) * len(tasks) - pending
+        log(
+            f"epoch {target.epoch} ({target.label}): {pending} answers to generate, {done_before} already on disk"
+        )
+        inference = _load(target, cfg, base_model, device)
+        generator = BatchedGenerator(
+            inference, prompt_style=cfg.speech.prompt_style, batch_size=batch_size, max_new_tokens=budgets
+        )
+        bar = tqdm(total=pending, desc=f"epoch {target.epoch}", unit="answer", disable=not progress)
+        last_beat = [time.monotonic()]
+
+        def on_answers(answers) -> None:
+            lines = []
+            for a in answers:
+                parsed = parse_answer(a.task, a.raw)
+                lines.append({**a.to_dict(), "values": parsed.values, "errors": parsed.errors})
+            store.append_many(lines)
+            bar.update(len(answers))
+            if time.monotonic() - last_beat[0] >= HEARTBEAT_SECONDS:
+                events.write("heartbeat", target.step, epoch=target.epoch, done=bar.n, total=pending)
+                last_beat[0] = time.monotonic()
+
+        try:
+            generator.run(records, tasks, lambda r, t: (r.id, t) not in store, on_answers)
+        finally:
+            bar.close()
+    metrics = compute_metrics(records, store, tasks, epoch_dir)
+    metrics["epoch"] = target.epoch
+    metrics["model"] = target.label
+    (epoch_dir / "metrics.json").write_text(json.dumps(_finite_or_none(metrics), indent=2) + "\n")
+    return metrics
+
+
+def _finite_or_none(value):
+    """Strict JSON has no NaN: an undefined metric (e.g. PCC of constant answers) is written null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value

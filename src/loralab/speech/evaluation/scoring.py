@@ -1,0 +1,106 @@
+"""One epoch's predictions + the manifest records -> ``metrics.json`` (and the Figure-5 plot).
+
+Answers are re-parsed from their raw text here (not trusted from the predictions file), so
+scoring an old evaluation again with a better parser needs no new generation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from loralab.speech.evaluation.mdd import mdd_metrics
+from loralab.speech.evaluation.metrics import (
+    apa_metrics,
+    per_accuracy_correlation,
+    per_metrics,
+    utterance_per,
+    wer_metrics,
+)
+from loralab.speech.evaluation.parse import ParsedAnswer, parse_answer
+from loralab.speech.evaluation.store import PredictionStore
+
+FIGURE5_FILE = "per_vs_accuracy.png"
+
+
+def _answers(records, store: PredictionStore, task: str) -> list[ParsedAnswer]:
+    out = []
+    for r in records:
+        pred = store.get(r.id, task)
+        if pred is None:
+            raise ValueError(f"no {task} prediction for utterance {r.id}: the evaluation is incomplete")
+        out.append(parse_answer(task, pred["raw"]))
+    return out
+
+
+def _failures(records, answers: Sequence[ParsedAnswer], limit: int = 20) -> list[dict]:
+    """The first failures with reason and raw text (all of them are in predictions.jsonl)."""
+    return [
+        {"id": r.id, "reason": a.reason, "raw": a.raw[:200]} for r, a in zip(records, answers) if not a.ok
+    ][:limit]
+
+
+def compute_metrics(
+    records: Sequence, store: PredictionStore, tasks: Sequence[str], out_dir: Path | None
+) -> dict:
+    """Every metric of the paper over ``records`` (all must have predictions for ``tasks``)."""
+    metrics: dict = {"n_utterances": len(records), "tasks": list(tasks)}
+    apa_answers = mdd_answers = None
+    if "apa" in tasks:
+        apa_answers = _answers(records, store, "apa")
+        metrics["apa"] = apa_metrics(apa_answers, [r.scores.as_dict() for r in records])
+        metrics["apa"]["failures"] = _failures(records, apa_answers)
+    if "mdd" in tasks:
+        mdd_answers = _answers(records, store, "mdd")
+        predicted = [a.values.get("phoneme_transcript") for a in mdd_answers]
+        metrics["mdd"] = {
+            "parse_rate": sum(a.ok for a in mdd_answers) / len(records) if records else math.nan,
+            "wer": wer_metrics([r.word_transcript for r in records], mdd_answers),
+            "per": per_metrics([r.pronounced_phones for r in records], mdd_answers),
+            "detection": mdd_metrics(
+                [r.canonical_phones for r in records], [r.pronounced_phones for r in records], predicted
+            ),
+            "failures": _failures(records, mdd_answers),
+        }
+    if apa_answers is not None and mdd_answers is not None:
+        per_values = [utterance_per(r.pronounced_phones, a) for r, a in zip(records, mdd_answers)]
+        plot = out_dir / FIGURE5_FILE if out_dir is not None else None
+        metrics["per_vs_accuracy"] = per_accuracy_correlation(
+            per_values,
+            [r.scores.accuracy for r in records],
+            [a.values.get("accuracy") for a in apa_answers],
+            plot_path=plot,
+        )
+        if plot is not None:
+            metrics["per_vs_accuracy"]["plot"] = plot.name
+    metrics["summary"] = summary_row(metrics)
+    return metrics
+
+
+def summary_row(metrics: dict) -> dict[str, float]:
+    """The flat Table-3 row (keys of :data:`~.paper.TABLE3_COLUMNS`) plus parse rates."""
+    nan = math.nan
+    row: dict[str, float] = {}
+    apa = metrics.get("apa")
+    for key, aspect in (
+        ("acc_pcc", "accuracy"),
+        ("flu_pcc", "fluency"),
+        ("pros_pcc", "prosodic"),
+        ("total_pcc", "total"),
+    ):
+        row[key] = apa[aspect]["pcc"] if apa else nan
+    mdd = metrics.get("mdd")
+    row["wer"] = mdd["wer"]["wer"] if mdd else nan
+    row["per"] = mdd["per"]["per"] if mdd else nan
+    det = mdd["detection"] if mdd else {}
+    row["f1"] = det.get("f1", nan)
+    row["precision"] = det.get("precision", nan)
+    row["recall"] = det.get("recall", nan)
+    row["diagnosis_accuracy"] = det.get("diagnosis_accuracy", nan)
+    row["apa_parse_rate"] = apa["parse_rate"] if apa else nan
+    row["mdd_parse_rate"] = mdd["parse_rate"] if mdd else nan
+    fig5 = metrics.get("per_vs_accuracy")
+    row["per_acc_pcc_human"] = fig5["human"]["pcc"] if fig5 else nan
+    row["per_acc_pcc_predicted"] = fig5["predicted"]["pcc"] if fig5 else nan
+    return row

@@ -1,0 +1,165 @@
+"""``eval/table3.md`` / ``table3.csv`` / ``table4.csv``: our epochs in the paper's layout.
+
+Table 3: for every evaluated epoch three rows, ours, the paper's row for the same strategy
+and epoch (epoch 0 is the shared "no training" row), and the difference ours - paper; the
+parse rates stand beside our numbers, since a correlation over half the answers is not the
+same claim as one over all. Table 4: the other systems of the paper's Table 4 and our best
+epoch (highest mean of the four PCCs).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from loralab.speech.evaluation.paper import (
+    PAPER_FIGURE5,
+    PAPER_TABLE4,
+    TABLE3_COLUMNS,
+    TABLE3_HEADERS,
+    TABLE4_COLUMNS,
+    paper_row,
+)
+
+EXTRA_COLUMNS = ("apa_parse_rate", "mdd_parse_rate")
+STRATEGY_LABELS = {"lora": "LoRA", "unfreeze": "Unfreeze"}
+
+
+def _fmt(value: float | None, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _pct(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{100 * value:.1f}%"
+
+
+def read_epoch_summaries(eval_dir: Path) -> dict[int, dict]:
+    """epoch -> metrics.json contents, for every ``epoch-N/metrics.json`` under ``eval_dir``."""
+    out = {}
+    for path in sorted(Path(eval_dir).glob("epoch-*/metrics.json")):
+        try:
+            epoch = int(path.parent.name.split("-", 1)[1])
+        except ValueError:
+            continue
+        metrics = json.loads(path.read_text())
+        # metrics.json writes an undefined value as null; tables compute with NaN.
+        metrics["summary"] = {k: math.nan if v is None else v for k, v in metrics["summary"].items()}
+        for side in ("human", "predicted"):
+            fig5 = metrics.get("per_vs_accuracy", {}).get(side)
+            if fig5 is not None and fig5.get("pcc") is None:
+                fig5["pcc"] = math.nan
+        out[epoch] = metrics
+    return dict(sorted(out.items()))
+
+
+def best_epoch(summaries: dict[int, dict]) -> int | None:
+    """The epoch (> 0 when any) with the highest mean of the four PCCs that are defined."""
+
+    def score(epoch: int) -> float:
+        row = summaries[epoch]["summary"]
+        values = [row[k] for k in TABLE3_COLUMNS[:4] if not math.isnan(row[k])]
+        return sum(values) / len(values) if values else -math.inf
+
+    trained = [e for e in summaries if e > 0] or list(summaries)
+    return max(trained, key=score) if trained else None
+
+
+def table3_rows(summaries: dict[int, dict], strategy: str) -> list[dict]:
+    rows = []
+    for epoch, metrics in summaries.items():
+        ours = metrics["summary"]
+        label = "no training" if epoch == 0 else STRATEGY_LABELS.get(strategy, strategy)
+        rows.append({"strategy": label, "epoch": epoch, "source": "ours", **ours})
+        paper = paper_row(strategy, epoch)
+        if paper is not None:
+            rows.append({"strategy": label, "epoch": epoch, "source": "paper", **paper})
+            diff = {k: ours[k] - paper[k] for k in TABLE3_COLUMNS}
+            rows.append({"strategy": label, "epoch": epoch, "source": "ours - paper", **diff})
+    return rows
+
+
+def write_tables(eval_dir: Path, summaries: dict[int, dict], *, strategy: str, title: str) -> dict[str, Path]:
+    """Write table3.md, table3.csv and table4.csv into ``eval_dir``; returns their paths."""
+    eval_dir = Path(eval_dir)
+    rows = table3_rows(summaries, strategy)
+    columns = ["strategy", "epoch", "source", *TABLE3_COLUMNS, "diagnosis_accuracy", *EXTRA_COLUMNS]
+    csv3 = eval_dir / "table3.csv"
+    with csv3.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in columns})
+
+    lines = [f"# {title}", ""]
+    counts = {e: m.get("n_utterances") for e, m in summaries.items()}
+    distinct = sorted({c for c in counts.values() if c is not None})
+    lines.append(
+        f"Utterances evaluated per epoch: {', '.join(map(str, distinct)) or '?'} "
+        "(the paper: the 2,500 SpeechOcean762 test utterances). PCC: Pearson correlation with the human "
+        "scores over the answers that parsed; WER/PER corpus-level over parsed transcripts; F1/Prec/Rec: "
+        "MDD detection (TA/FR/FA/TR)."
+    )
+    lines.append("")
+    headers = [
+        "Strategy",
+        "Epoch",
+        "Row",
+        *(TABLE3_HEADERS[k] for k in TABLE3_COLUMNS),
+        "APA parsed",
+        "MDD parsed",
+    ]
+    lines.append("| " + " | ".join(headers) + " |")
+    lines.append("|" + "---|" * len(headers))
+    for row in rows:
+        signed = row["source"] == "ours - paper"
+        cells = [row["strategy"], str(row["epoch"]), row["source"]]
+        cells += [_fmt(row[k], signed) for k in TABLE3_COLUMNS]
+        if row["source"] == "ours":
+            cells += [_pct(row["apa_parse_rate"]), _pct(row["mdd_parse_rate"])]
+        else:
+            cells += ["", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+
+    best = best_epoch(summaries)
+    table4 = _table4_rows(summaries, best)
+    csv4 = eval_dir / "table4.csv"
+    with csv4.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["system", *TABLE4_COLUMNS])
+        for name, values in table4:
+            writer.writerow([name, *("" if v is None or math.isnan(v) else v for v in values)])
+    lines += ["", "## Comparison with other systems (the paper's Table 4)", ""]
+    t4_headers = ["System", "Acc", "Flu", "Pros", "Total", "PER"]
+    lines.append("| " + " | ".join(t4_headers) + " |")
+    lines.append("|" + "---|" * len(t4_headers))
+    for name, values in table4:
+        lines.append("| " + " | ".join([name, *(_fmt(v) for v in values)]) + " |")
+
+    if best is not None and "per_vs_accuracy" in summaries[best]:
+        fig5 = summaries[best]["per_vs_accuracy"]
+        lines += [
+            "",
+            f"## PER vs accuracy (the paper's Figure 5), epoch {best}",
+            "",
+            f"Pearson r between per-utterance PER and the human accuracy score: {_fmt(fig5['human']['pcc'])} "
+            f"(n = {fig5['human']['n']}; paper {PAPER_FIGURE5['human']:.4f}); with the predicted accuracy: "
+            f"{_fmt(fig5['predicted']['pcc'])} (n = {fig5['predicted']['n']}; paper {PAPER_FIGURE5['predicted']:.4f}). "
+            f"Scatter plot: epoch-{best}/{fig5.get('plot', 'per_vs_accuracy.png')}",
+        ]
+    md = eval_dir / "table3.md"
+    md.write_text("\n".join(lines) + "\n")
+    return {"table3_md": md, "table3_csv": csv3, "table4_csv": csv4}
+
+
+def _table4_rows(summaries: dict[int, dict], best: int | None) -> list[tuple[str, tuple]]:
+    rows = list(PAPER_TABLE4)
+    if best is not None:
+        s = summaries[best]["summary"]
+        rows.append((f"Ours, epoch {best}", tuple(s[k] for k in TABLE4_COLUMNS)))
+    return rows
