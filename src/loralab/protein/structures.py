@@ -187,9 +187,12 @@ def read_structure(path) -> ParsedStructure:
         residues = list(polymer) if len(polymer) else list(gchain)
         residues = [r for r in residues if _is_amino_acid(r, modres)]
         if not residues:
-            if len(polymer) and polymer.check_polymer_type().name in ("Dna", "Rna", "DnaRnaHybrid"):
-                skipped.append((chain_id, "nucleic acid, not protein"))
-            continue  # waters, ligands: not a protein chain
+            # Waters and ions alone are not worth a word; a nucleic acid or ligands are.
+            names = sorted({r.name for r in gchain if not r.is_water() and len(r) > 1})
+            if names:
+                shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+                skipped.append((chain_id, f"no amino-acid residues ({shown})"))
+            continue
         residues = _highest_occupancy_conformers(residues)
         if not any(_best_ca(r) is not None for r in residues):
             skipped.append((chain_id, f"{len(residues)} amino-acid residues but no C-alpha atom"))
@@ -217,7 +220,7 @@ def _is_amino_acid(residue, modres: dict[str, str]) -> bool:
     if residue.name in THREE_TO_ONE or residue.name in modres or residue.name in FORCE_FIELD_NAMES:
         return True
     info = gemmi.find_tabulated_residue(residue.name)
-    if info is not None and info.found:
+    if info is not None and info.found():
         return info.is_amino_acid()
     # Not in gemmi's table (a rare modified residue): an amino acid if it has the backbone.
     names = {atom.name for atom in residue}
@@ -236,7 +239,7 @@ def residue_letter(name: str, modres: dict[str, str] | None = None) -> str:
     if name in FORCE_FIELD_NAMES:
         return FORCE_FIELD_NAMES[name]
     info = gemmi.find_tabulated_residue(name)
-    if info is not None and info.found and info.is_amino_acid():
+    if info is not None and info.found() and info.is_amino_acid():
         code = PARENT_OVERRIDE.get(info.one_letter_code, info.one_letter_code).upper()
         if code in THREE_TO_ONE.values() and code != "X":
             return code

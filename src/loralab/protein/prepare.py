@@ -1,0 +1,364 @@
+"""Structure files -> a protein data set: manifest, coordinates, summary.
+
+``prepare_structures`` writes to ``out_dir``:
+
+* ``manifest.jsonl``: one :class:`ProteinRecord` per kept chain (without coordinates).
+* ``coords/<id>.npy``: float32 ``[L, 3]`` C-alpha coordinates, NaN where missing.
+* ``summary.json``: counts, filters, every file / chain left out and why, gap counts,
+  warnings, the clustering method, and C-alpha distance statistics.
+
+How missing residues appear (one choice, used everywhere): a record has one position per
+residue of the chain from its first to its last observed residue. Residues missing inside
+the chain (a gap of kind "missing", see :mod:`loralab.protein.structures`) are positions
+with their SEQRES letter (X when the file has no SEQRES), NaN coordinates and
+``mask == False``. So sequence separations are true separations and the model sees each
+residue once; masked positions are left out of losses and metrics. Residues missing at the
+termini are not added; they count in ``missing_fraction``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from loralab.errors import DataError
+from loralab.protein.clustering import CLUSTERING_METHOD, assign_splits, identity_clusters
+from loralab.protein.structures import expand_gaps, is_structure_file, read_structure
+
+log = logging.getLogger("loralab.protein")
+
+DEFAULT_SPLITS = {"train": 0.8, "val": 0.1, "test": 0.1}
+SEQUENTIAL_CA_DISTANCE = 3.8  # A, for reference in the summary
+
+
+@dataclass
+class ProteinRecord:
+    """One chain of a prepared data set; ``coords`` is loaded by :func:`read_dataset`."""
+
+    id: str
+    source: str
+    chain: str
+    sequence: str
+    length: int
+    split: str
+    cluster: int
+    missing_fraction: float
+    gaps: list[dict] = field(default_factory=list)
+    residue_numbers: list[str] = field(default_factory=list)
+    modified: list[list[str]] = field(default_factory=list)
+    coords: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """True where the C-alpha is known."""
+        if self.coords is None:
+            raise DataError(f"protein {self.id}: coordinates not loaded (use read_dataset)")
+        return np.isfinite(self.coords).all(axis=1)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data.pop("coords")
+        return json.dumps(data)
+
+
+def _safe_id(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+
+
+def _file_stem(path: Path) -> str:
+    name = path.name
+    if name.lower().endswith(".gz"):
+        name = name[:-3]
+    return name.rsplit(".", 1)[0]
+
+
+def find_structure_files(paths: Path | str | Iterable[Path | str]) -> tuple[list[Path], list[Path]]:
+    """(structure files, other files) under the given files or folders (recursively), sorted."""
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    found, other = [], []
+    for root in map(Path, paths):
+        if root.is_file():
+            (found if is_structure_file(root) else other).append(root)
+        elif root.is_dir():
+            for p in sorted(root.rglob("*")):
+                if p.is_file() and not p.name.startswith("."):
+                    (found if is_structure_file(p) else other).append(p)
+        else:
+            raise DataError(f"structures: {root} is neither a file nor a folder")
+    return sorted(set(found)), sorted(set(other))
+
+
+def mdanalysis_test_data() -> Path:
+    """The ``data`` folder of the ``MDAnalysisTests`` package: real PDB/mmCIF files offline.
+
+    Found without importing the package (its ``__init__`` needs MDAnalysis); its ``dssp/``
+    subfolder holds ~50 single protein chains.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("MDAnalysisTests")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(
+            "the real test structures are not installed: pip install --no-deps mdanalysistests "
+            "(a 60 MB source package of PDB/mmCIF files)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def _distance_stats(values: np.ndarray) -> dict[str, float]:
+    if len(values) == 0:
+        return {"n": 0}
+    return {
+        "n": int(len(values)),
+        "mean": round(float(values.mean()), 4),
+        "std": round(float(values.std()), 4),
+        "min": round(float(values.min()), 4),
+        "max": round(float(values.max()), 4),
+    }
+
+
+def distance_statistics(coords_list: list[np.ndarray]) -> dict[str, dict]:
+    """C-alpha distance statistics over chains: all pairs i < j, and sequential neighbours."""
+    pairs, neighbours = [], []
+    for X in coords_list:
+        X = X.astype(np.float64)
+        known = np.isfinite(X).all(axis=1)
+        Y = X[known]
+        i, j = np.triu_indices(len(Y), k=1)
+        pairs.append(np.linalg.norm(Y[i] - Y[j], axis=1))
+        both = known[:-1] & known[1:]
+        neighbours.append(np.linalg.norm(X[1:][both] - X[:-1][both], axis=1))
+    cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0)  # noqa: E731
+    return {
+        "all_pairs": _distance_stats(cat(pairs)),
+        "sequential_neighbours": _distance_stats(cat(neighbours)),
+    }
+
+
+def prepare_structures(
+    structures_dir,
+    out_dir,
+    *,
+    min_length: int = 30,
+    max_length: int = 1000,
+    max_missing_fraction: float = 0.25,
+    max_unknown_fraction: float = 0.1,
+    identity_threshold: float = 0.3,
+    split_fractions: dict[str, float] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
+    """Parse, filter, deduplicate, cluster and split structures; write the data set.
+
+    ``structures_dir``: a folder (searched recursively), a file, or a list of them.
+    Lengths count positions including missing residues inside the chain. Returns
+    ``out_dir``.
+    """
+    from tqdm.auto import tqdm
+
+    fractions = dict(split_fractions or DEFAULT_SPLITS)
+    if any(f < 0 for f in fractions.values()) or abs(sum(fractions.values()) - 1.0) > 1e-6:
+        raise DataError(f"split fractions must be non-negative and sum to 1, got {fractions}")
+    if min_length < 2 or max_length < min_length:
+        raise DataError(f"length filter: need 2 <= min_length <= max_length, got {min_length}, {max_length}")
+    files, other = find_structure_files(structures_dir)
+    if not files:
+        raise DataError(
+            f"no structure files (.pdb, .ent, .cif, .mmcif, .pdbx, optionally .gz) under {structures_dir}"
+        )
+    failed, skipped, warnings_seen, candidates = [], [], [], []
+    gap_counts = {"missing": 0, "numbering": 0, "break": 0}
+    used_ids: set[str] = set()
+    for path in tqdm(files, desc="parsing structures", unit="file", disable=not progress):
+        try:
+            parsed = read_structure(path)
+        except DataError as e:
+            failed.append({"file": str(path), "reason": str(e)})
+            continue
+        warnings_seen.extend(parsed.warnings)
+        for chain_id, reason in parsed.skipped:
+            skipped.append(
+                {"id": None, "file": str(path), "chain": chain_id, "kind": "unusable", "reason": reason}
+            )
+        if not parsed.chains:
+            failed.append({"file": str(path), "reason": "no protein chain with C-alpha atoms"})
+        for chain in parsed.chains:
+            record_id = _safe_id(f"{_file_stem(path)}_{chain.id}")
+            while record_id in used_ids:
+                record_id += "_"
+            used_ids.add(record_id)
+            sequence, coords, numbers = expand_gaps(chain)
+            where = {"id": record_id, "file": str(path), "chain": chain.id}
+            n_unknown = sequence.count("X")
+            kind = reason = None
+            if len(sequence) < min_length:
+                kind, reason = "too_short", f"length {len(sequence)} < min_length {min_length}"
+            elif len(sequence) > max_length:
+                kind, reason = "too_long", f"length {len(sequence)} > max_length {max_length}"
+            elif chain.missing_fraction > max_missing_fraction:
+                kind = "too_incomplete"
+                reason = f"missing fraction {chain.missing_fraction:.3f} > {max_missing_fraction}"
+            elif n_unknown > max_unknown_fraction * len(sequence):
+                kind = "too_unknown"
+                reason = f"{n_unknown} unknown residues (X) > {max_unknown_fraction:.0%} of {len(sequence)}"
+            if reason:
+                skipped.append({**where, "kind": kind, "reason": reason})
+                continue
+            for gap in chain.gaps:
+                gap_counts[gap.kind] += 1
+            record = ProteinRecord(
+                id=record_id,
+                source=str(path),
+                chain=chain.id,
+                sequence=sequence,
+                length=len(sequence),
+                split="",
+                cluster=-1,
+                missing_fraction=round(chain.missing_fraction, 4),
+                gaps=[g.to_dict() for g in chain.gaps],
+                residue_numbers=numbers,
+                modified=[list(m) for m in chain.modified],
+                coords=coords,
+            )
+            candidates.append(record)
+
+    # Duplicate sequences: keep the most complete copy (then the first by id).
+    kept, by_sequence = [], {}
+    for record in sorted(candidates, key=lambda r: (r.missing_fraction, r.id)):
+        first = by_sequence.get(record.sequence)
+        if first is not None:
+            skipped.append(
+                {
+                    "id": record.id,
+                    "file": record.source,
+                    "chain": record.chain,
+                    "kind": "duplicate",
+                    "reason": f"duplicate of {first}",
+                }
+            )
+            continue
+        by_sequence[record.sequence] = record.id
+        kept.append(record)
+    kept.sort(key=lambda r: r.id)
+    if not kept:
+        raise DataError(
+            f"no chain passed the filters under {structures_dir} ({len(files)} structure files, "
+            f"{len(skipped)} chains left out); see the reasons by running with looser --min-length/"
+            "--max-length/--max-missing-fraction"
+        )
+
+    clusters = identity_clusters([r.sequence for r in kept], identity_threshold, progress=progress)
+    split_of, split_notes = assign_splits(clusters, fractions, seed)
+    for record, cluster in zip(kept, clusters):
+        record.cluster = cluster
+        record.split = split_of[cluster]
+    warnings_seen.extend(split_notes)
+    for note in split_notes:
+        log.warning(note)
+
+    out_dir = Path(out_dir)
+    (out_dir / "coords").mkdir(parents=True, exist_ok=True)
+    for record in kept:
+        np.save(out_dir / "coords" / f"{record.id}.npy", record.coords.astype(np.float32))
+    with open(out_dir / "manifest.jsonl", "w") as f:
+        for record in kept:
+            f.write(record.to_json() + "\n")
+
+    splits = {}
+    for name in fractions:
+        members = [r for r in kept if r.split == name]
+        splits[name] = {
+            "chains": len(members),
+            "clusters": len({r.cluster for r in members}),
+            "residues": int(sum(int(r.mask.sum()) for r in members)),
+            "distances": distance_statistics([r.coords for r in members])["all_pairs"],
+        }
+    summary = {
+        "structures": [
+            str(p) for p in ([structures_dir] if isinstance(structures_dir, str | Path) else structures_dir)
+        ],
+        "filters": {
+            "min_length": min_length,
+            "max_length": max_length,
+            "max_missing_fraction": max_missing_fraction,
+            "max_unknown_fraction": max_unknown_fraction,
+        },
+        "files": {
+            "structure_files": len(files),
+            "failed": failed,
+            "other_files_ignored": len(other),
+            "other_files_examples": [str(p) for p in other[:10]],
+        },
+        "chains": {"kept": len(kept), "left_out": len(skipped)},
+        "skipped": skipped,
+        "splits": splits,
+        "split_fractions": fractions,
+        "seed": seed,
+        "clustering": {
+            "method": CLUSTERING_METHOD,
+            "identity_threshold": identity_threshold,
+            "clusters": len(set(clusters)),
+            "largest_cluster": max(np.bincount(clusters)) if clusters else 0,
+        },
+        "gaps": {
+            "representation": "missing residues inside a chain are positions with NaN coordinates "
+            "(mask False); terminal ones are not added",
+            "chains_with_gaps": sum(1 for r in kept if r.gaps),
+            **gap_counts,
+        },
+        "distances": {
+            **distance_statistics([r.coords for r in kept]),
+            "expected_sequential_neighbour": SEQUENTIAL_CA_DISTANCE,
+        },
+        "warnings": warnings_seen,
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=int) + "\n")
+    return out_dir
+
+
+def read_dataset(dataset_dir, split: str | None) -> list[ProteinRecord]:
+    """Records of one split (``None``: all) with ``coords`` loaded, in manifest order."""
+    dataset_dir = Path(dataset_dir)
+    manifest = dataset_dir / "manifest.jsonl"
+    if not manifest.is_file():
+        raise DataError(
+            f"{manifest} not found: prepare the data set first with "
+            f"'loralab protein prepare --structures DIR --out {dataset_dir}'"
+        )
+    records = []
+    for line_no, line in enumerate(manifest.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = ProteinRecord(**json.loads(line))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise DataError(
+                f"{manifest}:{line_no}: not a protein record ({e}); re-run 'loralab protein prepare'"
+            ) from e
+        records.append(record)
+    available = sorted({r.split for r in records})
+    if split is not None:
+        records = [r for r in records if r.split == split]
+        if not records:
+            raise DataError(
+                f"{manifest}: no records in split '{split}' (splits present: {', '.join(available)})"
+            )
+    for record in records:
+        path = dataset_dir / "coords" / f"{record.id}.npy"
+        if not path.is_file():
+            raise DataError(f"{path} missing for protein {record.id}; re-run 'loralab protein prepare'")
+        coords = np.load(path, allow_pickle=False)
+        if coords.shape != (len(record.sequence), 3):
+            raise DataError(
+                f"{path}: shape {coords.shape} does not match the sequence of {record.id} "
+                f"({len(record.sequence)} residues); re-run 'loralab protein prepare'"
+            )
+        record.coords = coords.astype(np.float32)
+    return records
