@@ -1,0 +1,107 @@
+"""Audio decoding for the speech system: soundfile to decode, a channel mean to downmix, scipy's
+polyphase filter (``resample_poly``) to resample. No torchaudio, torchcodec or ffmpeg.
+
+Every check names the file or utterance: unreadable or corrupt data, no samples, a sample rate
+below :data:`MIN_SAMPLE_RATE`, or a signal whose peak is below :data:`SILENCE_PEAK` (all silent).
+"""
+
+from __future__ import annotations
+
+import io
+from functools import cache
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+
+from loralab.errors import DataError
+
+TARGET_SAMPLE_RATE = 16000
+MIN_SAMPLE_RATE = 8000
+# Peak amplitude (full scale 1.0) below which a recording counts as silent: ~3 LSB of 16-bit PCM.
+SILENCE_PEAK = 1e-4
+
+
+def decode_audio(source: str | Path | bytes, name: str | None = None) -> tuple[np.ndarray, int]:
+    """Decode a file or in-memory bytes to (float32 mono samples, sample rate), unchecked otherwise."""
+    import soundfile as sf
+
+    label = name or str(source if not isinstance(source, bytes) else "<bytes>")
+    if not isinstance(source, bytes) and not Path(source).is_file():
+        raise DataError(f"{label}: audio file not found ({source})")
+    try:
+        data, sample_rate = sf.read(
+            io.BytesIO(source) if isinstance(source, bytes) else str(source), dtype="float32", always_2d=True
+        )
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
+        raise DataError(f"{label}: cannot decode audio (corrupt or unsupported format: {e})") from e
+    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    return np.ascontiguousarray(mono), int(sample_rate)
+
+
+def check_audio(samples: np.ndarray, sample_rate: int, name: str) -> None:
+    """Raise ``DataError`` for an empty or all-silent signal or a sample rate below 8 kHz."""
+    if sample_rate < MIN_SAMPLE_RATE:
+        raise DataError(
+            f"{name}: sample rate {sample_rate} Hz is below {MIN_SAMPLE_RATE} Hz; "
+            "speech models need at least 8 kHz (re-record or use the original files)"
+        )
+    if samples.size == 0:
+        raise DataError(f"{name}: the audio is empty (0 samples)")
+    peak = float(np.max(np.abs(samples)))
+    if not np.isfinite(peak):
+        raise DataError(f"{name}: the audio holds NaN or infinite samples")
+    if peak < SILENCE_PEAK:
+        raise DataError(f"{name}: the audio is silent (peak amplitude {peak:.2e})")
+
+
+@cache
+def _polyphase_filter(up: int, down: int) -> tuple[np.ndarray, int]:
+    """scipy ``resample_poly``'s default filter (Kaiser beta 5, 10 zero crossings per side), padded
+    and with the output offset exactly as resample_poly computes them; designed once per ratio
+    (the design costs more than the filtering of a whole utterance)."""
+    from scipy.signal import firwin
+
+    max_rate = max(up, down)
+    half_len = 10 * max_rate
+    taps = firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * up
+    pre_pad = down - half_len % down
+    pre_remove = (half_len + pre_pad) // down
+    # resample_poly also pads the end so the output is long enough; len(x) decides how much, so
+    # we pad generously once instead (zeros past the end do not change any kept sample).
+    padded = np.concatenate([np.zeros(pre_pad), taps, np.zeros(2 * down)]).astype(np.float32)
+    return padded, pre_remove
+
+
+def resample(samples: np.ndarray, sample_rate: int, target_rate: int = TARGET_SAMPLE_RATE) -> np.ndarray:
+    """Polyphase resampling by the reduced ratio target/source, equal to scipy's ``resample_poly``
+    with its default window (float32 arithmetic; the filter is cached per ratio)."""
+    if sample_rate == target_rate:
+        return samples
+    from scipy.signal import upfirdn
+
+    common = gcd(int(sample_rate), int(target_rate))
+    up, down = target_rate // common, sample_rate // common
+    taps, pre_remove = _polyphase_filter(up, down)
+    n_out = -(-len(samples) * up // down)  # ceil
+    out = upfirdn(taps, samples.astype(np.float32, copy=False), up, down)
+    return out[pre_remove : pre_remove + n_out]
+
+
+def load_audio(path: str | Path, target_sr: int = TARGET_SAMPLE_RATE) -> np.ndarray:
+    """Decode, check, downmix and resample an audio file: float32 mono samples at ``target_sr``."""
+    samples, sample_rate = decode_audio(path)
+    check_audio(samples, sample_rate, str(path))
+    return resample(samples, sample_rate, target_sr)
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int = TARGET_SAMPLE_RATE) -> None:
+    """Write 16-bit PCM WAV (clipped to [-1, 1], as resampling may overshoot a full-scale input)."""
+    import soundfile as sf
+
+    # Quantise here: libsndfile's own float->int conversion is several times slower. Encode in
+    # memory and write the bytes ourselves: soundfile's close() fsyncs, which costs ~4 ms a file.
+    pcm = np.rint(np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+    buffer = io.BytesIO()
+    sf.write(buffer, pcm, sample_rate, subtype="PCM_16", format="WAV")
+    Path(path).write_bytes(buffer.getvalue())

@@ -1,0 +1,198 @@
+"""``loralab speech prepare``: SpeechOcean762 (any layout) -> typed JSONL manifests + 16 kHz audio.
+
+Output folder::
+
+    train.jsonl, test.jsonl   one UtteranceRecord per line (loralab.speech.data.records)
+    summary.json              counts per split, score histograms, phone inventory seen,
+                              skipped items and warnings, the options used
+    audio/<utterance id>.wav  16 kHz mono 16-bit PCM (soundfile decode, channel mean,
+                              scipy resample_poly)
+
+Bad input (a missing/corrupt/empty/silent/low-rate wav, a scores entry missing a field, an
+utterance without audio or audio without an entry, phones vs phones-accuracy length mismatch,
+a phone outside the inventory, a mispronunciation index out of range) is a ``DataError``
+listing every bad item; with ``skip_bad=True`` those utterances are left out and listed in
+``summary.json`` instead. Decoding runs in a thread pool (libsndfile and scipy's filter
+release the GIL), with a bounded number of utterances in flight so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from loralab.errors import DataError
+from loralab.speech.data.audio import TARGET_SAMPLE_RATE, check_audio, decode_audio, resample, write_wav
+from loralab.speech.data.records import Manifest, UtteranceRecord, write_manifest
+from loralab.speech.data.sources import SPLITS, Problem, RawUtterance, open_source
+from loralab.speech.data.summary import build_summary, write_summary
+from loralab.speech.data.targets import (
+    ParsedEntry,
+    apa_answer,
+    canonical_transcript,
+    mdd_answer,
+    parse_entry,
+    pronounced_transcript,
+)
+
+AUDIO_FOLDER = "audio"
+MAX_LISTED_PROBLEMS = 10
+
+
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def convert_audio(audio: Path | bytes, destination: Path, name: str) -> float:
+    """Decode, check, downmix, resample to 16 kHz and write one utterance; returns its duration (s)."""
+    samples, sample_rate = decode_audio(audio, name)
+    check_audio(samples, sample_rate, name)
+    samples = resample(samples, sample_rate, TARGET_SAMPLE_RATE)
+    write_wav(destination, samples, TARGET_SAMPLE_RATE)
+    return len(samples) / TARGET_SAMPLE_RATE
+
+
+def _record(raw: RawUtterance, parsed: ParsedEntry, audio_path: Path, duration: float) -> UtteranceRecord:
+    pronounced = pronounced_transcript(parsed.words)
+    return UtteranceRecord(
+        id=raw.id,
+        speaker=raw.speaker,
+        split=raw.split,
+        audio_path=str(audio_path),
+        sample_rate=TARGET_SAMPLE_RATE,
+        duration=round(duration, 4),
+        text=parsed.text,
+        scores=parsed.scores,
+        words=parsed.words,
+        apa_answer=apa_answer(parsed.scores),
+        mdd_answer=mdd_answer(parsed.text, pronounced),
+        canonical_phones=canonical_transcript(parsed.words),
+        pronounced_phones=pronounced,
+        word_transcript=parsed.text,
+        gender=raw.gender,
+        age=raw.age,
+    )
+
+
+def prepare_speechocean762(
+    source: str | Path,
+    out_dir: str | Path,
+    *,
+    skip_bad: bool = False,
+    workers: int | None = None,
+    distortion: str = "closest",
+    allow_missing_mispronunciations: bool = False,
+    progress: bool = True,
+) -> Manifest:
+    """Prepare SpeechOcean762 from ``source`` into ``out_dir``; see the module docstring.
+
+    ``source``: the original release folder, a ``save_to_disk`` folder, a folder or glob of
+    parquet files, or a hub id (``mispeech/speechocean762``). ``distortion``: how ``X*``
+    annotations enter the phoneme target ("closest": X, "unk": ``<unk>``).
+    ``allow_missing_mispronunciations``: accept an old copy without ``mispronunciations``
+    (the phoneme targets then equal the canonical phones, which is wrong for MDD training).
+    """
+    from tqdm.auto import tqdm
+
+    src = open_source(source)
+    out_dir = Path(out_dir)
+    audio_dir = (out_dir / AUDIO_FOLDER).resolve()
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [*(out_dir / f"{s}.jsonl" for s in SPLITS), out_dir / "summary.json"]:
+        stale.unlink(missing_ok=True)  # a failed run must not leave an older manifest looking current
+
+    bad: list[Problem] = list(src.problems)
+    warnings: list[dict] = []
+    records: dict[str, list[UtteranceRecord]] = {split: [] for split in SPLITS}
+    seen: set[str] = set()
+    saw_annotation_field = False
+    low_phone_count = 0
+    workers = workers or default_workers()
+    pending: deque[tuple[RawUtterance, ParsedEntry, Path, Future]] = deque()
+
+    def finish(raw: RawUtterance, parsed: ParsedEntry, path: Path, future: Future) -> None:
+        try:
+            duration = future.result()
+        except DataError as e:
+            bad.append(Problem(raw.id, raw.split, str(e)))
+            return
+        records[raw.split].append(_record(raw, parsed, path, duration))
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for raw in tqdm(src.utterances, desc="prepare", unit="utt", disable=not progress):
+            if raw.id in seen:
+                bad.append(Problem(raw.id, raw.split, "duplicate utterance id"))
+                continue
+            seen.add(raw.id)
+            try:
+                parsed = parse_entry(raw.id, raw.entry, distortion)
+            except DataError as e:
+                bad.append(Problem(raw.id, raw.split, str(e)))
+                continue
+            saw_annotation_field |= parsed.has_mispronunciation_field
+            low_phone_count += len(parsed.unannotated_low_phones)
+            warnings.extend(_warnings(raw, parsed))
+            if raw.audio is None:
+                bad.append(
+                    Problem(raw.id, raw.split, f"utterance {raw.id}: entry without audio ({raw.origin})")
+                )
+                continue
+            path = audio_dir / f"{raw.id}.wav"
+            name = f"utterance {raw.id} ({raw.origin})"
+            pending.append((raw, parsed, path, pool.submit(convert_audio, raw.audio, path, name)))
+            while len(pending) > 4 * workers:
+                finish(*pending.popleft())
+        while pending:
+            finish(*pending.popleft())
+
+    if not saw_annotation_field and low_phone_count and not allow_missing_mispronunciations:
+        raise DataError(
+            f"{src.description} has no 'mispronunciations' annotations (an older copy), so the phoneme "
+            f"targets cannot say what was pronounced ({low_phone_count} phones scored < 0.5 would keep "
+            "their dictionary phone). Use a current copy (github.com/jimbozhang/speechocean762 or "
+            "mispeech/speechocean762), or pass --allow-missing-mispronunciations to accept that"
+        )
+    if bad and not skip_bad:
+        listed = "\n".join(f"  - {p.id} [{p.split or '-'}]: {p.message}" for p in bad[:MAX_LISTED_PROBLEMS])
+        more = f"\n  ... and {len(bad) - MAX_LISTED_PROBLEMS} more" if len(bad) > MAX_LISTED_PROBLEMS else ""
+        raise DataError(
+            f"{len(bad)} bad item(s) in {src.description}:\n{listed}{more}\n"
+            "Fix them, or pass --skip-bad to leave them out (they are then listed in summary.json)"
+        )
+
+    for split in SPLITS:
+        records[split].sort(key=lambda r: r.id)
+        write_manifest(records[split], out_dir, split)
+    options = {
+        "skip_bad": skip_bad,
+        "distortion": distortion,
+        "allow_missing_mispronunciations": allow_missing_mispronunciations,
+    }
+    summary = build_summary(records, bad, warnings, src.description, src.layout, options)
+    write_summary(summary, out_dir)
+    return Manifest(manifest_dir=out_dir, splits=records, summary=summary)
+
+
+def _warnings(raw: RawUtterance, parsed: ParsedEntry) -> list[dict]:
+    """Oddities that do not make an utterance bad but must not pass silently."""
+    found = []
+    for w, i in parsed.unannotated_low_phones:
+        found.append(
+            {
+                "id": raw.id,
+                "kind": "unannotated_low_accuracy_phone",
+                "message": f"word {w} phone {i} scored < 0.5 without a mispronunciation entry: kept canonical",
+            }
+        )
+    for w, i, annotated, actual in parsed.canonical_mismatches:
+        found.append(
+            {
+                "id": raw.id,
+                "kind": "canonical_phone_mismatch",
+                "message": f"word {w} mispronunciation index {i} says canonical '{annotated}' "
+                f"but the phone there is '{actual}': the index was trusted",
+            }
+        )
+    return found

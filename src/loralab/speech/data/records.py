@@ -1,0 +1,203 @@
+"""Typed manifest records: one :class:`UtteranceRecord` per utterance, one JSON line each.
+
+A manifest folder (written by ``loralab speech prepare``) holds ``train.jsonl``, ``test.jsonl``,
+``summary.json`` and ``audio/``. Every line carries ``manifest_version``; a reader of another
+version refuses it with a :class:`~loralab.errors.DataError` (re-run prepare) rather than guess.
+``audio_path`` is stored relative to the manifest folder and resolved to an absolute path by
+:func:`read_manifest`, so a manifest folder can be moved as a whole.
+
+Training targets live in the record, built once by prepare:
+``apa_answer`` (strict JSON, integer accuracy/fluency/prosodic/total; completeness is excluded
+as in the paper), ``mdd_answer`` (strict JSON ``word_transcript`` + ``phoneme_transcript``),
+``canonical_phones`` / ``pronounced_phones`` (space separated, stress stripped) and
+``word_transcript``. See :mod:`loralab.speech.data.phones` for the pronounced-phone policy.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from loralab.errors import DataError
+
+MANIFEST_VERSION = 1
+SCORE_ASPECTS = ("accuracy", "completeness", "fluency", "prosodic", "total")
+APA_ASPECTS = ("accuracy", "fluency", "prosodic", "total")  # the paper's targets: no completeness
+
+
+@dataclass
+class Mispronunciation:
+    """One annotated mispronunciation, as in the corpus (``pronounced_phone`` unnormalised)."""
+
+    index: int
+    canonical_phone: str
+    pronounced_phone: str
+
+
+@dataclass
+class SentenceScores:
+    """The five sentence-level scores. ``scores["accuracy"]`` works as well as ``scores.accuracy``."""
+
+    accuracy: float
+    completeness: float
+    fluency: float
+    prosodic: float
+    total: float
+
+    def __getitem__(self, aspect: str) -> float:
+        if aspect not in SCORE_ASPECTS:
+            raise KeyError(aspect)
+        return getattr(self, aspect)
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass
+class WordRecord:
+    """One word: the canonical phones (stress as annotated) and what was pronounced (stress stripped)."""
+
+    text: str
+    canonical_phones: list[str]
+    phone_accuracies: list[float]
+    accuracy: float
+    stress: float
+    total: float
+    pronounced_phones: list[str]
+    mispronunciations: list[Mispronunciation] = field(default_factory=list)
+
+
+@dataclass
+class UtteranceRecord:
+    """One utterance with its scores, words and training targets."""
+
+    id: str
+    speaker: str
+    split: str
+    audio_path: str  # absolute in memory; relative to the manifest folder on disk
+    sample_rate: int
+    duration: float
+    text: str
+    scores: SentenceScores
+    words: list[WordRecord]
+    apa_answer: str
+    mdd_answer: str
+    canonical_phones: str
+    pronounced_phones: str
+    word_transcript: str
+    gender: str | None = None
+    age: int | None = None
+    manifest_version: int = MANIFEST_VERSION
+
+    def to_json_dict(self, manifest_dir: str | Path | None = None) -> dict[str, Any]:
+        """A JSON-ready dict; with ``manifest_dir``, ``audio_path`` is written relative to it."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}  # asdict's deep copies are slow
+        data["scores"] = self.scores.as_dict()
+        data["words"] = [
+            {
+                **{f.name: getattr(w, f.name) for f in fields(w)},
+                "mispronunciations": [m.__dict__.copy() for m in w.mispronunciations],
+            }
+            for w in self.words
+        ]
+        if manifest_dir is not None:
+            path = Path(self.audio_path)
+            if path.is_absolute():
+                base = Path(manifest_dir)
+                data["audio_path"] = path.relative_to(
+                    base if base.is_absolute() else base.resolve()
+                ).as_posix()
+        return data
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any], manifest_dir: str | Path | None = None) -> UtteranceRecord:
+        """The record from :meth:`to_json_dict`'s output; raises ``DataError`` on a wrong version or shape."""
+        version = data.get("manifest_version")
+        if version != MANIFEST_VERSION:
+            raise DataError(
+                f"manifest version {version!r} where this loralab reads version {MANIFEST_VERSION}: "
+                "re-run 'loralab speech prepare' to rebuild the manifest"
+            )
+        _check_keys(cls, data, "utterance record")
+        values = dict(data)
+        _check_keys(SentenceScores, values["scores"], "scores")
+        values["scores"] = SentenceScores(**values["scores"])
+        words = []
+        for word in values["words"]:
+            _check_keys(WordRecord, word, "word")
+            word = dict(word)
+            word["mispronunciations"] = [Mispronunciation(**m) for m in word["mispronunciations"]]
+            words.append(WordRecord(**word))
+        values["words"] = words
+        if manifest_dir is not None:
+            base = Path(manifest_dir)
+            values["audio_path"] = str(
+                (base if base.is_absolute() else base.resolve()) / values["audio_path"]
+            )
+        return cls(**values)
+
+
+def _check_keys(cls, data: dict, what: str) -> None:
+    if not isinstance(data, dict):
+        raise DataError(f"{what}: expected a JSON object, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+    unknown = sorted(set(data) - known)
+    missing = sorted(required - set(data))
+    if unknown or missing:
+        raise DataError(f"{what}: unknown keys {unknown} / missing keys {missing}")
+
+
+@dataclass
+class Manifest:
+    """What prepare wrote: the folder, the records per split, the summary."""
+
+    manifest_dir: Path
+    splits: dict[str, list[UtteranceRecord]]
+    summary: dict[str, Any]
+
+    def records(self, split: str) -> list[UtteranceRecord]:
+        return self.splits[split]
+
+
+def manifest_path(manifest_dir: str | Path, split: str) -> Path:
+    return Path(manifest_dir) / f"{split}.jsonl"
+
+
+def write_manifest(records: list[UtteranceRecord], manifest_dir: str | Path, split: str) -> Path:
+    """Write one split as JSONL (one record a line), atomically (a temp file renamed into place)."""
+    manifest_dir = Path(manifest_dir).resolve()
+    path = manifest_path(manifest_dir, split)
+    tmp = path.with_suffix(".jsonl.tmp")
+    with tmp.open("w", encoding="utf-8") as out:
+        for record in records:
+            out.write(json.dumps(record.to_json_dict(manifest_dir), ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_manifest(manifest_dir: str | Path, split: str) -> list[UtteranceRecord]:
+    """The records of ``split`` in a manifest folder, ``audio_path`` resolved to absolute paths."""
+    manifest_dir = Path(manifest_dir).resolve()
+    path = manifest_path(manifest_dir, split)
+    if not path.is_file():
+        available = sorted(p.stem for p in manifest_dir.glob("*.jsonl")) if manifest_dir.is_dir() else []
+        hint = f"splits there: {', '.join(available)}" if available else "no manifest there"
+        raise DataError(
+            f"no '{split}' split in {manifest_dir} ({hint}); "
+            "build one with 'loralab speech prepare --source DATA --out DIR'"
+        )
+    records = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(UtteranceRecord.from_json_dict(json.loads(line), manifest_dir))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{number}: not valid JSON ({e})") from e
+            except (DataError, TypeError) as e:
+                raise DataError(f"{path}:{number}: {e}") from e
+    return records
