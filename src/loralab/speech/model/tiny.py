@@ -20,8 +20,14 @@ AUDIO_TOKEN = "<|endoftext11|>"
 IMAGE_TOKEN = "<|endoftext10|>"
 CONTROL_TOKENS = ["<|APA|>", "<|MDD|>"]
 SPECIAL_TOKENS = [
-    "<|endoftext|>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>",
-    AUDIO_TOKEN, IMAGE_TOKEN, *CONTROL_TOKENS,
+    "<|endoftext|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|system|>",
+    "<|end|>",
+    AUDIO_TOKEN,
+    IMAGE_TOKEN,
+    *CONTROL_TOKENS,
 ]
 
 ARPABET = (
@@ -143,4 +149,36 @@ def build_tiny_phi4mm(out_dir: str | Path, seed: int = 0, hidden_size: int = 64,
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     Phi4MultimodalFeatureExtractor().save_pretrained(out_dir)
+    return out_dir
+
+
+def build_tiny_speech_adapter(
+    model_dir: str | Path, out_dir: str | Path, rank: int = 8, alpha: int = 16, seed: int = 0
+) -> Path:
+    """A PEFT speech LoRA for the tiny model with random non-zero A and B (as if already trained).
+
+    Stands in for Microsoft's ``speech-lora`` in tests of ``lora.init: pretrained``.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Phi4MultimodalForCausalLM
+
+    from loralab.config.schema import PHI4_SPEECH_LORA_TARGETS
+
+    model = Phi4MultimodalForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=0.01,
+        target_modules=PHI4_SPEECH_LORA_TARGETS,
+        task_type="CAUSAL_LM",
+    )
+    peft_model = get_peft_model(model, config)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if ".lora_" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+    out_dir = Path(out_dir)
+    peft_model.save_pretrained(str(out_dir), save_embedding_layers=False)
     return out_dir

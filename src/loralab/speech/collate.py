@@ -1,0 +1,236 @@
+"""Batches for training and generation, laid out by the tokenizer's own chat template.
+
+One example is ``(record, task)``: an utterance record (``loralab.speech.data.records``) and
+``'apa'`` or ``'mdd'``. Its token sequence is::
+
+    [chat-template prompt, user content = user_content(task, style)]  ->  labels -100
+        ... with <|audio_1|> replaced by the audio token x (one per audio embedding)
+    [the assistant turn: answer + end-of-turn token(s)]                ->  labels = tokens
+
+What is a target (a decision, mirroring Microsoft's Phi-4-multimodal fine-tuning sample, which
+ends answers with ``<|end|><|endoftext|>``): the assistant turn exactly as the chat template
+renders it after the generation prompt (the answer and the template's end-of-turn token; for
+Phi-4-MM ``<|end|>``, for SmolLM2 ``<|im_end|>``), then the tokenizer's EOS token if the turn
+does not already end with it (Phi-4-MM: ``<|endoftext|>``). Whitespace the template puts after
+the end-of-turn token is layout, not a target. Generation stops at any of these end tokens.
+
+The prompt is tokenized on its own, so the tokens the model is trained on after are exactly
+those :func:`build_prompt_batch` gives generation. Training batches are right-padded; prompt
+batches for generation are left-padded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from loralab.errors import LoralabError
+from loralab.speech.prompts import AUDIO_PLACEHOLDER, user_content
+
+IGNORE_INDEX = -100
+
+
+def answer_of(record, task: str) -> str:
+    """The target answer text of ``record`` for ``task`` (strict JSON as prepared)."""
+    answer = record.apa_answer if task == "apa" else record.mdd_answer
+    return answer if isinstance(answer, str) else json.dumps(answer)
+
+
+def audio_embed_count(num_samples: int, feature_extractor) -> int:
+    """Audio embeddings (= audio tokens) for ``num_samples`` samples, as the feature extractor counts.
+
+    frames = (samples - win) // hop + 1; then ceil-divided by the compression and downsample rates.
+    """
+    fe = feature_extractor
+    frames = max(0, (num_samples - fe.win_length) // fe.hop_length + 1) * fe.audio_feat_stride
+    n = -(-frames // fe.audio_compression_rate)
+    return -(-n // fe.audio_downsample_rate)
+
+
+class ChatLayout:
+    """The token layout of prompts and answers under one tokenizer's chat template (cached per task)."""
+
+    def __init__(self, tokenizer, audio_token_id: int, prompt_style: str = "paper"):
+        self.tokenizer = tokenizer
+        self.audio_token_id = int(audio_token_id)
+        self.prompt_style = prompt_style
+        self._prompt: dict[str, tuple[str, list[int], list[int]]] = {}
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _user(self, task: str) -> dict:
+        return {"role": "user", "content": user_content(task, self.prompt_style)}
+
+    def _prompt_parts(self, task: str) -> tuple[str, list[int], list[int]]:
+        if task not in self._prompt:
+            text = self.tokenizer.apply_chat_template(
+                [self._user(task)], tokenize=False, add_generation_prompt=True
+            )
+            if text.count(AUDIO_PLACEHOLDER) != 1:
+                raise LoralabError(
+                    f"the chat template rendered the {task} prompt with {text.count(AUDIO_PLACEHOLDER)} "
+                    f"'{AUDIO_PLACEHOLDER}' placeholders (expected 1): {text[:200]!r}"
+                )
+            before, after = text.split(AUDIO_PLACEHOLDER)
+            self._prompt[task] = (text, self._encode(before), self._encode(after))
+        return self._prompt[task]
+
+    def prompt_ids(self, task: str, num_audio: int) -> list[int]:
+        """The generation prompt with the audio placeholder expanded to ``num_audio`` audio tokens."""
+        _, before, after = self._prompt_parts(task)
+        return before + [self.audio_token_id] * num_audio + after
+
+    def prompt_text_length(self, task: str) -> int:
+        """Prompt tokens other than audio tokens."""
+        _, before, after = self._prompt_parts(task)
+        return len(before) + len(after)
+
+    def answer_ids(self, task: str, answer: str) -> list[int]:
+        """The target tokens: the assistant turn as the template renders it, plus EOS (see module doc)."""
+        prompt_text = self._prompt_parts(task)[0]
+        messages = [self._user(task), {"role": "assistant", "content": answer}]
+        full = self.tokenizer.apply_chat_template(messages, tokenize=False)
+        if not full.startswith(prompt_text):
+            raise LoralabError(
+                "the tokenizer's chat template renders a conversation with the assistant's answer that does "
+                "not start with its own generation prompt; loralab cannot tell prompt from answer. "
+                f"Prompt: {prompt_text[-80:]!r}; conversation: {full[len(prompt_text) - 80 :][:160]!r}"
+            )
+        completion = full[len(prompt_text) :].rstrip()
+        if answer not in completion:
+            raise LoralabError(f"the chat template changed the answer text: {completion[:200]!r}")
+        ids = self._encode(completion)
+        eos = self.tokenizer.eos_token_id
+        if eos is not None and (not ids or ids[-1] != eos):
+            ids.append(int(eos))
+        return ids
+
+
+def answer_end_token_ids(tokenizer) -> list[int]:
+    """The tokens that close an answer (end-of-turn, EOS): generation stops at any of them."""
+    probe = ChatLayout(tokenizer, audio_token_id=0, prompt_style="short")
+    ids = probe.answer_ids("apa", "{}")
+    answer_len = len(probe._encode("{}"))
+    special = set(tokenizer.all_special_ids)
+    # The trailing tokens after the answer that are special (e.g. <|end|>, <|endoftext|>).
+    tail = [i for i in ids[answer_len:] if i in special]
+    return list(dict.fromkeys(tail)) or (
+        [int(tokenizer.eos_token_id)] if tokenizer.eos_token_id is not None else []
+    )
+
+
+def _pad(rows: list[list[int]], value: int, left: bool):
+    import torch
+
+    width = max(len(r) for r in rows)
+    out = torch.full((len(rows), width), value, dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            if left:
+                out[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            else:
+                out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
+def _default_audio_loader() -> Callable[[str], Any]:
+    from loralab.speech.data.audio import load_audio
+
+    return load_audio
+
+
+class SpeechCollator:
+    """``(record, task)`` examples -> a training batch; ``prompt_batch`` -> a generation batch.
+
+    Batch keys: ``input_ids``, ``attention_mask``, ``labels`` (training only),
+    ``audio_input_features``, ``audio_embed_sizes``, ``audio_attention_mask`` (batches of more
+    than one), ``ids`` (``"<utterance id>:<task>"``) and ``num_tokens`` (target tokens).
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        feature_extractor,
+        audio_token_id: int,
+        prompt_style: str = "paper",
+        audio_loader: Callable[[str], Any] | None = None,
+    ):
+        self.tokenizer = tokenizer
+        self.feature_extractor = feature_extractor
+        self.layout = ChatLayout(tokenizer, audio_token_id, prompt_style)
+        self.audio_loader = audio_loader
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if pad is None:
+            raise LoralabError("the tokenizer has neither a pad token nor an EOS token to pad with")
+        self.pad_token_id = int(pad)
+
+    def _features(self, records: Sequence, audios: Sequence | None) -> dict:
+        if audios is None:
+            loader = self.audio_loader or _default_audio_loader()
+            audios = [loader(r.audio_path) for r in records]
+        fe = self.feature_extractor
+        for record, audio in zip(records, audios):
+            if len(audio) < fe.win_length:
+                raise LoralabError(
+                    f"utterance {getattr(record, 'id', '?')}: audio of {len(audio)} samples is shorter than "
+                    f"one analysis window ({fe.win_length} samples at {fe.sampling_rate} Hz)"
+                )
+        feats = fe(list(audios), sampling_rate=fe.sampling_rate, return_tensors="pt")
+        out = {
+            "audio_input_features": feats["audio_input_features"],
+            "audio_embed_sizes": feats["audio_embed_sizes"],
+        }
+        if "audio_attention_mask" in feats:
+            out["audio_attention_mask"] = feats["audio_attention_mask"]
+        return out
+
+    def __call__(self, examples: Sequence[tuple[Any, str]]) -> dict:
+
+        records = [record for record, _ in examples]
+        batch = self._features(records, None)
+        inputs, labels = [], []
+        for (record, task), n_audio in zip(examples, batch["audio_embed_sizes"].tolist()):
+            prompt = self.layout.prompt_ids(task, n_audio)
+            answer = self.layout.answer_ids(task, answer_of(record, task))
+            inputs.append(prompt + answer)
+            labels.append([IGNORE_INDEX] * len(prompt) + answer)
+        batch["input_ids"] = _pad(inputs, self.pad_token_id, left=False)
+        batch["attention_mask"] = _pad([[1] * len(r) for r in inputs], 0, left=False)
+        batch["labels"] = _pad(labels, IGNORE_INDEX, left=False)
+        batch["ids"] = [f"{record.id}:{task}" for record, task in examples]
+        batch["num_tokens"] = int((batch["labels"] != IGNORE_INDEX).sum())
+        return batch
+
+    def prompt_batch(self, records: Sequence, task: str, audios: Sequence | None = None) -> dict:
+        """Left-padded prompts WITHOUT answers, for generation (``audios``: arrays instead of files)."""
+        batch = self._features(records, audios)
+        prompts = [self.layout.prompt_ids(task, n) for n in batch["audio_embed_sizes"].tolist()]
+        batch["input_ids"] = _pad(prompts, self.pad_token_id, left=True)
+        batch["attention_mask"] = _pad([[1] * len(p) for p in prompts], 0, left=True)
+        batch["ids"] = [f"{getattr(r, 'id', i)}:{task}" for i, r in enumerate(records)]
+        batch["num_tokens"] = 0
+        return batch
+
+    def example_length(self, record, task: str) -> int:
+        """Tokens of an example (audio embeddings + text), from the record's duration: no audio read."""
+        fe = self.feature_extractor
+        num_audio = audio_embed_count(round(record.duration * fe.sampling_rate), fe)
+        answer = self.layout.answer_ids(task, answer_of(record, task))
+        return num_audio + self.layout.prompt_text_length(task) + len(answer)
+
+
+def build_prompt_batch(
+    records: Sequence,
+    task: str,
+    *,
+    tokenizer,
+    feature_extractor,
+    audio_token_id: int,
+    prompt_style: str = "paper",
+    audios: Sequence | None = None,
+) -> dict:
+    """Left-padded generation prompts for ``records`` (their ``audio_path``, or ``audios`` arrays)."""
+    collator = SpeechCollator(tokenizer, feature_extractor, audio_token_id, prompt_style)
+    return collator.prompt_batch(records, task, audios)

@@ -1,0 +1,241 @@
+"""Loading native Phi-4-multimodal for training and for inference.
+
+The vision encoder (``model.model.embed_tokens_extend.image_embed``, ~0.44B parameters on the
+real model) is never trained and never used by an audio-only pipeline: it is replaced by a
+stub right after loading, so it does not occupy accelerator memory. The forward pass only calls
+it when ``image_pixel_values`` are given, which loralab never does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from loralab.errors import LoralabError
+from loralab.speech.model.layout import check_native_layout, resolve_model_dir
+
+# The small card save_final writes next to the adapter: which base model it belongs to.
+MODEL_CARD = "loralab_model.json"
+UNFROZEN_FILE = "unfrozen.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+VISION_PATH = "model.embed_tokens_extend.image_embed"
+
+
+def default_weight_dtype(device: Any):
+    """bf16 on CUDA GPUs that support it (and on MPS), fp16 on older GPUs, fp32 on CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.bfloat16
+    return torch.float32
+
+
+def resolve_attn_implementation(choice: str, device: Any) -> dict[str, str]:
+    """Per-sub-model attention kernels for ``from_pretrained(attn_implementation=...)``.
+
+    The text decoder gets flash-attention when installed on CUDA (for ``auto``), else SDPA. The
+    audio encoder always gets SDPA: it adds a relative-position bias through the attention mask,
+    which flash-attention cannot take.
+    """
+    text = choice
+    if choice == "auto":
+        on_cuda = torch.device(device).type == "cuda"
+        text = "flash_attention_2" if on_cuda and importlib.util.find_spec("flash_attn") else "sdpa"
+    audio = "eager" if text == "eager" else "sdpa"
+    return {"": text, "audio_config": audio, "vision_config": audio}
+
+
+class VisionEncoderRemoved(torch.nn.Module):
+    """Stands where the vision encoder was (see :func:`drop_vision_encoder`); fails if ever called."""
+
+    def __init__(self, removed_parameters: int):
+        super().__init__()
+        self.removed_parameters = removed_parameters  # still reported in parameter counts
+
+    def forward(self, *args, **kwargs):
+        raise LoralabError(
+            "this model was loaded for audio only: its vision encoder was removed to save memory"
+        )
+
+
+def drop_vision_encoder(model) -> int:
+    """Replace the image encoder of a ``Phi4MultimodalForCausalLM`` by a stub; returns parameters freed."""
+    extend = model.model.embed_tokens_extend
+    if isinstance(extend.image_embed, VisionEncoderRemoved):
+        return 0
+    freed = sum(p.numel() for p in extend.image_embed.parameters())
+    extend.image_embed = VisionEncoderRemoved(freed)
+    return freed
+
+
+def load_phi4mm(
+    model_dir: str | Path,
+    *,
+    device: Any = "cpu",
+    dtype: Any = None,
+    attn_implementation: str = "auto",
+    keep_vision: bool = False,
+):
+    """A native ``Phi4MultimodalForCausalLM`` from ``model_dir``, on ``device``, vision encoder dropped.
+
+    Raises :class:`~loralab.errors.ModelLayoutError` for the original remote-code layout (with the
+    convert-checkpoint command to run). ``dtype`` defaults to :func:`default_weight_dtype`.
+    """
+    from transformers import Phi4MultimodalForCausalLM
+
+    model_dir = Path(model_dir)
+    check_native_layout(model_dir)
+    device = torch.device(device)
+    dtype = dtype or default_weight_dtype(device)
+    kwargs: dict[str, Any] = {}
+    if device.type != "cpu":
+        kwargs["device_map"] = {"": device}
+    model = Phi4MultimodalForCausalLM.from_pretrained(
+        model_dir,
+        dtype=dtype,
+        attn_implementation=resolve_attn_implementation(attn_implementation, device),
+        **kwargs,
+    )
+    if not keep_vision:
+        drop_vision_encoder(model)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    model.requires_grad_(False)
+    return model
+
+
+def load_tokenizer(model_dir: str | Path, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+    if not getattr(tokenizer, "chat_template", None):
+        raise LoralabError(
+            f"the tokenizer in {model_dir} has no chat template; loralab lays out prompts with it "
+            "(Phi-4-multimodal's is '<|user|>...<|end|><|assistant|>')"
+        )
+    return tokenizer
+
+
+def load_feature_extractor(model_dir: str | Path):
+    from transformers import Phi4MultimodalFeatureExtractor
+
+    if not (Path(model_dir) / "preprocessor_config.json").is_file():
+        raise LoralabError(
+            f"{model_dir} has no preprocessor_config.json (the audio feature extractor settings); "
+            "a native Phi-4-multimodal folder ships one"
+        )
+    return Phi4MultimodalFeatureExtractor.from_pretrained(str(model_dir))
+
+
+@dataclass
+class InferenceModel:
+    """What generation needs. ``model`` is in eval mode with any adapter merged into its weights."""
+
+    model: Any
+    tokenizer: Any
+    feature_extractor: Any
+    audio_token_id: int
+    end_token_ids: list[int]
+    description: str
+
+
+def _base_from_training_config(run_dir: Path) -> tuple[str, str | None] | None:
+    file = run_dir / "training_config.json"
+    if not file.is_file():
+        return None
+    model = json.loads(file.read_text())["config"]["model"]
+    return model["name_or_path"], model["revision"]
+
+
+def _find_base(path: Path, base_model: str | None) -> tuple[str, str | None]:
+    """The base model an adapter folder belongs to (argument, model card, run config, parent folder)."""
+    if base_model:
+        return base_model, None
+    card = path / MODEL_CARD
+    if card.is_file():
+        data = json.loads(card.read_text())
+        return data["base_model"], data["revision"]
+    found = _base_from_training_config(path.parent)
+    if found:
+        return found
+    if (path.parent / "config.json").is_file():  # e.g. <model>/speech-lora
+        return str(path.parent), None
+    raise LoralabError(
+        f"cannot tell which base model the adapter in {path} belongs to (no {MODEL_CARD}, no "
+        f"{path.parent / 'training_config.json'}): pass base_model (--base-model) explicitly"
+    )
+
+
+def load_for_inference(
+    path: str | Path, device: Any = None, base_model: str | None = None, revision: str | None = None
+) -> InferenceModel:
+    """Load a model to generate with, from any of:
+
+    * a run's ``final_model/`` (adapter, unfrozen weights, tokenizer, ``loralab_model.json``);
+    * a ``checkpoint-epoch-N/`` (base model named by the run's ``training_config.json``);
+    * a base model folder or hub id, without adapter (the paper's "no training" row);
+    * an adapter folder inside a model folder (e.g. ``<model>/speech-lora``).
+
+    ``base_model`` overrides where the base model is looked up (e.g. a run trained elsewhere).
+    """
+    from loralab.speech.collate import answer_end_token_ids
+    from loralab.speech.model.lora import load_unfrozen, merge_adapter
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    local = Path(str(path)).expanduser()
+    adapter_dir: Path | None = None
+    if local.is_dir() and (local / ADAPTER_CONFIG).is_file():
+        adapter_dir = local
+        base_name, base_revision = _find_base(local, base_model)
+    elif local.is_dir() and not (local / "config.json").is_file():
+        raise LoralabError(
+            f"{local} holds no adapter ({ADAPTER_CONFIG}) and no model (config.json): a checkpoint folder "
+            "must contain what training saved (adapter_config.json, adapter_model.safetensors)"
+        )
+    else:
+        base_name, base_revision = str(base_model or path), revision
+    base_dir = resolve_model_dir(base_name, revision or base_revision)
+    model = load_phi4mm(base_dir, device=device)
+    parts = [f"base {base_name}"]
+    if adapter_dir is not None:
+        model, rank = merge_adapter(model, adapter_dir)
+        parts.append(f"adapter {adapter_dir} (r={rank}, merged)")
+        unfrozen = load_unfrozen(model, adapter_dir / UNFROZEN_FILE)
+        if unfrozen:
+            parts.append(f"{unfrozen} unfrozen tensors")
+    model.eval()
+    files_dir = (
+        adapter_dir
+        if adapter_dir is not None and (adapter_dir / "tokenizer_config.json").is_file()
+        else base_dir
+    )
+    tokenizer = load_tokenizer(files_dir)
+    feature_extractor = load_feature_extractor(
+        files_dir if (files_dir / "preprocessor_config.json").is_file() else base_dir
+    )
+    end_ids = answer_end_token_ids(tokenizer)
+    for eos in _as_list(model.generation_config.eos_token_id):
+        if eos not in end_ids:
+            end_ids.append(eos)
+    return InferenceModel(
+        model=model,
+        tokenizer=tokenizer,
+        feature_extractor=feature_extractor,
+        audio_token_id=int(model.config.audio_config.audio_token_id),
+        end_token_ids=end_ids,
+        description=", ".join(parts),
+    )
+
+
+def _as_list(value) -> list[int]:
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]

@@ -1,0 +1,185 @@
+"""The trainable speech model: Phi-4-multimodal + LoRA (+ unfrozen audio modules), answer-only loss.
+
+:class:`SpeechLoraModel` wraps the PEFT model so that one ``forward`` call returns the loss: the
+trainer (and DDP/DeepSpeed around it) sees an ordinary module. The loss runs the decoder to its
+last hidden states, keeps the positions whose next token is a target (shifted label != -100),
+applies ``lm_head`` to those only — no full-vocabulary logits for the prompt and audio tokens,
+which on Phi-4-MM (vocabulary 200k) would cost gigabytes — and averages the cross-entropy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from loralab.errors import LoralabError
+from loralab.speech.collate import IGNORE_INDEX
+from loralab.speech.model import lora as lora_setup
+from loralab.speech.model.layout import SPEECH_ADAPTER_DIR, check_native_layout, resolve_model_dir
+from loralab.speech.model.load import (
+    MODEL_CARD,
+    UNFROZEN_FILE,
+    VisionEncoderRemoved,
+    load_phi4mm,
+)
+
+MODEL_INPUTS = (
+    "input_ids",
+    "attention_mask",
+    "labels",
+    "audio_input_features",
+    "audio_embed_sizes",
+    "audio_attention_mask",
+)
+
+
+class SpeechLoraModel(torch.nn.Module):
+    """The PEFT-wrapped ``Phi4MultimodalForCausalLM``; ``forward(**batch)`` is the answer-only loss."""
+
+    def __init__(self, peft_model):
+        super().__init__()
+        self.peft_model = peft_model
+
+    @property
+    def causal_lm(self):
+        """The ``Phi4MultimodalForCausalLM`` (LoRA layers injected in place)."""
+        return self.peft_model.get_base_model()
+
+    def forward(
+        self,
+        input_ids,
+        attention_mask,
+        labels,
+        audio_input_features=None,
+        audio_embed_sizes=None,
+        audio_attention_mask=None,
+    ):
+        lm = self.causal_lm
+        hidden = lm.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            audio_input_features=audio_input_features,
+            audio_embed_sizes=audio_embed_sizes,
+            audio_attention_mask=audio_attention_mask,
+            use_cache=False,
+        ).last_hidden_state
+        targets = labels[:, 1:]
+        keep = targets != IGNORE_INDEX
+        if not bool(keep.any()):
+            raise LoralabError("a batch has no answer tokens to learn (all labels are -100)")
+        logits = lm.lm_head(hidden[:, :-1][keep])
+        return F.cross_entropy(logits.float(), targets[keep])
+
+
+def unwrap(model) -> SpeechLoraModel:
+    """The :class:`SpeechLoraModel` inside DDP/DeepSpeed/accelerate wrappers."""
+    while not isinstance(model, SpeechLoraModel):
+        if not hasattr(model, "module"):
+            raise TypeError(f"expected a SpeechLoraModel (possibly wrapped), got {type(model).__name__}")
+        model = model.module
+    return model
+
+
+def answer_only_loss(model, batch: dict):
+    """``SystemParts.loss_fn``: mean cross-entropy over the batch's answer tokens."""
+    device = next(model.parameters()).device
+    inputs = {k: batch[k].to(device) for k in MODEL_INPUTS if k in batch}
+    return model(**inputs)
+
+
+def adapter_dir_for(cfg, model_dir: Path) -> Path:
+    """The adapter loaded for ``lora.init = pretrained``: ``lora.adapter_path`` or ``<model>/speech-lora``."""
+    return (
+        Path(cfg.lora.adapter_path).expanduser()
+        if cfg.lora.adapter_path
+        else Path(model_dir) / SPEECH_ADAPTER_DIR
+    )
+
+
+def parameter_groups(model: SpeechLoraModel):
+    """Per-group counts of the built model; the dropped vision encoder is counted in 'vision'."""
+    stub = model.causal_lm.model.embed_tokens_extend.image_embed
+    vision = stub.removed_parameters if isinstance(stub, VisionEncoderRemoved) else 0
+    return lora_setup.count_groups(model.peft_model.named_parameters(), vision_total=vision)
+
+
+def build_training_model(cfg, runtime, model_dir: Path | None = None) -> SpeechLoraModel:
+    """Load the base model, add the LoRA of ``cfg.lora``, unfreeze ``cfg.model.unfreeze``, fp32 trainables."""
+    model_dir = model_dir or resolve_model_dir(cfg.model.name_or_path, cfg.model.revision)
+    check_native_layout(model_dir)
+    base = load_phi4mm(
+        model_dir,
+        device=runtime.device,
+        dtype=runtime.weight_dtype,
+        attn_implementation=cfg.model.attn_implementation,
+    )
+    if cfg.lora.init == "pretrained":
+        peft_model = lora_setup.add_pretrained_lora(base, adapter_dir_for(cfg, model_dir), cfg.lora)
+    else:
+        peft_model = lora_setup.add_fresh_lora(base, cfg.lora)
+    if cfg.strategy == "unfreeze":
+        lora_setup.unfreeze(peft_model, cfg.model.unfreeze)
+    lora_setup.trainable_to_fp32(peft_model)
+    if cfg.model.gradient_checkpointing:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    base.config.use_cache = False
+    return SpeechLoraModel(peft_model)
+
+
+def save_trainable(model, out_dir: Path) -> None:
+    """The adapter (PEFT safetensors) and any unfrozen weights (``unfrozen.safetensors``)."""
+    from safetensors.torch import save_file
+
+    inner = unwrap(model)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    inner.peft_model.save_pretrained(str(out_dir), save_embedding_layers=False)
+    unfrozen = lora_setup.unfrozen_state_dict(inner.peft_model)
+    if unfrozen:
+        save_file(unfrozen, str(out_dir / UNFROZEN_FILE), metadata={"format": "pt"})
+
+
+def load_trainable(model, in_dir: Path) -> None:
+    """Load what :func:`save_trainable` wrote (resume)."""
+    inner = unwrap(model)
+    in_dir = Path(in_dir)
+    lora_setup.load_adapter_weights(inner.peft_model, in_dir)
+    expected = lora_setup.unfrozen_state_dict(inner.peft_model)
+    if expected and not (in_dir / UNFROZEN_FILE).is_file():
+        raise LoralabError(f"{in_dir} has no {UNFROZEN_FILE}, but this run trains unfrozen modules")
+    lora_setup.load_unfrozen(inner.peft_model, in_dir / UNFROZEN_FILE)
+
+
+def model_card(cfg, model_dir: Path) -> dict[str, Any]:
+    """``loralab_model.json``: what inference needs to rebuild the model from ``final_model/``."""
+    local = Path(cfg.model.name_or_path).expanduser()
+    return {
+        "format": 1,
+        "system": "speech",
+        "base_model": str(local.resolve()) if local.is_dir() else cfg.model.name_or_path,
+        "revision": None if local.is_dir() else cfg.model.revision,
+        "strategy": cfg.strategy,
+        "lora": {
+            "init": cfg.lora.init,
+            "rank": cfg.lora.rank,
+            "alpha": cfg.lora.alpha,
+            "dropout": cfg.lora.dropout,
+            "target_modules": cfg.lora.target_modules,
+        },
+        "unfrozen": list(cfg.model.unfreeze) if cfg.strategy == "unfreeze" else [],
+        "prompt_style": cfg.speech.prompt_style,
+        "name": cfg.name,
+    }
+
+
+def save_final(model, out_dir: Path, cfg, tokenizer, feature_extractor, model_dir: Path) -> None:
+    """Adapter + unfrozen weights + tokenizer + feature extractor + ``loralab_model.json``."""
+    out_dir = Path(out_dir)
+    save_trainable(model, out_dir)
+    tokenizer.save_pretrained(str(out_dir))
+    feature_extractor.save_pretrained(str(out_dir))
+    (out_dir / MODEL_CARD).write_text(json.dumps(model_card(cfg, model_dir), indent=2) + "\n")

@@ -1,0 +1,132 @@
+"""The speech system's plug-in for the shared trainer (see :mod:`loralab.engine.system`).
+
+``build_parts(cfg, runtime)``: native Phi-4-multimodal + the LoRA set-up of the config, the
+manifest's utterances as ``(record, task)`` examples (one per task in ``speech.tasks``), the
+chat-template collator, lengths for length-grouped batches, and the answer-only loss.
+``count_parameters(cfg)``: the same parameter groups from config.json alone (meta device).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from loralab.engine.system import ParamCount, SystemParts
+
+
+def _read_split(cfg, split: str) -> tuple[list, dict[str, int]]:
+    """Records of ``split`` after ``speech.max_audio_seconds`` and ``speech.limit`` (with what was skipped)."""
+    from loralab.speech.data.records import read_manifest
+
+    records = read_manifest(cfg.speech.manifest_dir, split)
+    if cfg.speech.limit is not None:
+        records = records[: cfg.speech.limit]
+    kept = [r for r in records if r.duration <= cfg.speech.max_audio_seconds]
+    return kept, {"read": len(records), "too_long": len(records) - len(kept)}
+
+
+def _examples(records: list, tasks: list[str]) -> list[tuple]:
+    return [(record, task) for record in records for task in tasks]
+
+
+def build_parts(cfg, runtime) -> SystemParts:
+    """Everything the trainer needs for a speech run (see :class:`loralab.engine.system.SystemParts`)."""
+    from loralab.errors import DataError
+    from loralab.speech.collate import SpeechCollator
+    from loralab.speech.model import training
+    from loralab.speech.model.layout import resolve_model_dir
+    from loralab.speech.model.load import load_feature_extractor, load_tokenizer
+
+    model_dir = resolve_model_dir(cfg.model.name_or_path, cfg.model.revision)
+    # Data first: a bad manifest should fail before minutes of model loading.
+    train_records, train_info = _read_split(cfg, cfg.speech.train_split)
+    if not train_records:
+        raise DataError(
+            f"{cfg.speech.manifest_dir}: no training utterances in split '{cfg.speech.train_split}' "
+            f"({train_info['read']} read, {train_info['too_long']} longer than speech.max_audio_seconds="
+            f"{cfg.speech.max_audio_seconds})"
+        )
+    eval_records = None
+    if (Path(cfg.speech.manifest_dir) / f"{cfg.speech.eval_split}.jsonl").is_file():
+        eval_records, _ = _read_split(cfg, cfg.speech.eval_split)
+    if runtime.is_main and train_info["too_long"]:
+        print(
+            f"speech: skipped {train_info['too_long']} of {train_info['read']} training utterances longer "
+            f"than speech.max_audio_seconds={cfg.speech.max_audio_seconds}"
+        )
+
+    tokenizer = load_tokenizer(model_dir, trust_remote_code=cfg.model.trust_remote_code)
+    feature_extractor = load_feature_extractor(model_dir)
+    model = training.build_training_model(cfg, runtime, model_dir)
+    audio_token_id = int(model.causal_lm.config.audio_config.audio_token_id)
+    collator = SpeechCollator(tokenizer, feature_extractor, audio_token_id, cfg.speech.prompt_style)
+    train_examples = _examples(train_records, cfg.speech.tasks)
+    lengths = [collator.example_length(record, task) for record, task in train_examples]
+
+    def save_final(m, out_dir: Path) -> None:
+        training.save_final(m, out_dir, cfg, tokenizer, feature_extractor, model_dir)
+
+    return SystemParts(
+        model=model,
+        train_dataset=train_examples,
+        eval_dataset=_examples(eval_records, cfg.speech.tasks) if eval_records else None,
+        collate=collator,
+        lengths=lengths,
+        loss_fn=training.answer_only_loss,
+        param_groups=training.parameter_groups(model),
+        save_trainable=training.save_trainable,
+        load_trainable=training.load_trainable,
+        save_final=save_final,
+        evaluate=None,
+        extra={
+            "model_dir": str(model_dir),
+            "tokenizer": tokenizer,
+            "feature_extractor": feature_extractor,
+            "audio_token_id": audio_token_id,
+            "skipped_too_long": train_info["too_long"],
+        },
+    )
+
+
+def count_parameters(cfg) -> dict[str, ParamCount]:
+    """The groups :func:`build_parts` reports, from the model's config.json only (no weights read).
+
+    The model is built on the meta device; LoRA parameters are counted from the targeted layers'
+    shapes (r x (in + out) each). For ``lora.init = pretrained`` the adapter's own
+    ``target_modules`` are used when its adapter_config.json is at hand.
+    """
+    import torch
+    from transformers import Phi4MultimodalConfig, Phi4MultimodalForCausalLM
+
+    from loralab.speech.model import lora as lora_setup
+    from loralab.speech.model.layout import SPEECH_ADAPTER_DIR, check_native_layout, resolve_model_file
+
+    config_file = resolve_model_file(cfg.model.name_or_path, cfg.model.revision, "config.json")
+    config_dict = json.loads(config_file.read_text())
+    check_native_layout(config_file.parent, config_dict, check_weights=False)
+    config = Phi4MultimodalConfig.from_dict(config_dict)
+    with torch.device("meta"):
+        model = Phi4MultimodalForCausalLM(config)
+    model.requires_grad_(False)
+    if cfg.strategy == "unfreeze":
+        lora_setup.unfreeze(model, cfg.model.unfreeze)
+    groups = lora_setup.count_groups(model.named_parameters())
+
+    targets = cfg.lora.target_modules
+    if cfg.lora.init == "pretrained":
+        adapter = (
+            Path(cfg.lora.adapter_path).expanduser()
+            if cfg.lora.adapter_path
+            else config_file.parent / SPEECH_ADAPTER_DIR
+        )
+        if (adapter / "adapter_config.json").is_file():
+            saved = lora_setup.read_adapter_config(adapter)["target_modules"]
+            targets = saved if isinstance(saved, str) else "|".join(f".*\\.{re.escape(t)}" for t in saved)
+    lora_params, _ = lora_setup.lora_parameter_count(model, targets, cfg.lora.rank)
+    groups["lora"] = ParamCount(lora_params, lora_params)
+    groups["total"] = ParamCount(
+        sum(c.trainable for k, c in groups.items() if k != "total"),
+        sum(c.total for k, c in groups.items() if k != "total"),
+    )
+    return groups
