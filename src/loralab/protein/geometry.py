@@ -84,13 +84,19 @@ def _check_square(D) -> np.ndarray:
 def classical_mds(D, dim: int = 3, mask=None) -> np.ndarray:
     """Coordinates ``[L, dim]`` whose distances best match ``D`` (Torgerson's classical MDS).
 
-    ``D`` is symmetrised first. Unknown pairs (NaN, or excluded by ``mask``: residues
-    ``[L]`` or pairs ``[L, L]``) are filled with the shortest path through known pairs, an
-    upper bound that keeps the triangle inequality. Negative eigenvalues (a ``D`` that is
-    not exactly Euclidean, as predictions are) are clipped to zero.
+    ``D`` is symmetrised first. A residue ``mask`` (``[L]``) leaves residues out: their
+    rows come back NaN. Unknown pairs (NaN, or False in a pair mask ``[L, L]``) are filled
+    with the shortest path through known pairs, an upper bound that keeps the triangle
+    inequality. Negative eigenvalues (a ``D`` that is not exactly Euclidean, as predictions
+    are) are clipped to zero.
     """
     D = _check_square(D)
     n = len(D)
+    if mask is not None and np.ndim(mask) == 1:
+        keep = np.asarray(mask, dtype=bool)
+        X = np.full((n, dim), np.nan)
+        X[keep] = classical_mds(D[np.ix_(keep, keep)], dim)
+        return X
     if n == 0:
         return np.zeros((0, dim))
     D = 0.5 * (D + D.T)
@@ -110,11 +116,14 @@ def classical_mds(D, dim: int = 3, mask=None) -> np.ndarray:
             )
         D = np.where(known, D, filled)
         np.fill_diagonal(D, 0.0)
+    from scipy.linalg import eigh
+
     D2 = np.square(D)
-    J = np.eye(n) - 1.0 / n
-    B = -0.5 * J @ D2 @ J
-    eigenvalues, eigenvectors = np.linalg.eigh(B)
-    order = np.argsort(eigenvalues)[::-1][:dim]
+    # Double centring -1/2 J D^2 J, written out (O(n^2) instead of two matrix products).
+    B = -0.5 * (D2 - D2.mean(axis=0)[None, :] - D2.mean(axis=1)[:, None] + D2.mean())
+    top = min(dim, n)
+    eigenvalues, eigenvectors = eigh(B, subset_by_index=[n - top, n - 1])
+    order = np.argsort(eigenvalues)[::-1]
     lam = np.clip(eigenvalues[order], 0.0, None)
     X = eigenvectors[:, order] * np.sqrt(lam)[None, :]
     if X.shape[1] < dim:  # fewer points than dimensions
@@ -152,24 +161,24 @@ def refine_stress(D, X0, mask=None, weights=None, iters: int = 300, tol: float =
     V = np.diag(W.sum(axis=1)) - W
     V_pinv = np.linalg.pinv(V)
     previous = np.inf
-    for _ in range(iters):
+    for _ in range(iters + 1):
         d = _generic_distances(X)
+        current = float((W * (Dz - d) ** 2).sum())
+        if previous - current <= tol * current:  # converged (the stress never rises)
+            break
+        previous = current
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(d > 1e-12, W * Dz / d, 0.0)
         Bx = -ratio
         np.fill_diagonal(Bx, ratio.sum(axis=1))
         X = V_pinv @ (Bx @ X)
-        d = _generic_distances(X)
-        current = float((W * (Dz - d) ** 2).sum())
-        if previous - current <= tol * max(previous, 1e-30):
-            break
-        previous = current
     return X
 
 
 def _generic_distances(X: np.ndarray) -> np.ndarray:
-    diff = X[:, None, :] - X[None, :, :]
-    return np.sqrt((diff**2).sum(-1))
+    from scipy.spatial.distance import cdist
+
+    return cdist(X, X)
 
 
 def _fit_rows(P: np.ndarray, Q: np.ndarray, mask=None) -> np.ndarray:
