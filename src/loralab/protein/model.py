@@ -1,0 +1,363 @@
+"""Causal LM backbone + LoRA + a symmetric pairwise head: C-alpha distances from sequence.
+
+Design (each choice fixes a flaw of the user's first version, see the protein reference):
+
+* **One input position per residue.** Each residue letter maps to the backbone's own
+  single-character token (``tokenizer.encode("A")`` must give exactly one id; checked
+  at load), so position k of the hidden states is residue k. No BOS or prompt is
+  prepended: positions == residues. A small learned residue embedding (21 x hidden,
+  zero-initialised, so training starts from the pretrained embedding) is added to the
+  token embedding; it lets the model learn residue features its vocabulary lacks.
+* **Pairwise and symmetric head.** From last-layer hidden states h (after the
+  backbone's final norm) the head forms, for every pair (i, j),
+  ``z_ij = p_i * p_j + s_i + s_j + E[bucket(|i - j|)]`` (p, s: linear maps of h; E: a
+  learned embedding of the sequence separation, exact to 31 then log-spaced). This is
+  symmetric by construction (and the output is averaged with its transpose, so exactly
+  symmetric in floating point) and can express a
+  Euclidean distance in feature space (|a|^2 + |b|^2 - 2 a.b). A two-layer MLP maps z_ij
+  to the distance (and optional distogram logits).
+* **One fixed, global normalisation.** The regression target is ``log(1 + d)`` with d in
+  Angstrom, for every protein alike; ``d = exp(y) - 1``. No per-protein maximum, so the
+  absolute scale survives.
+* **Masked loss, real batches.** Right-padded batches; the loss covers pairs of observed
+  residues with i != j only. The backbone is causal, so right padding never leaks into
+  real positions and no attention mask is needed (SDPA keeps its fast causal kernel).
+* **No LM logits.** The backbone is loaded with ``AutoModel`` (the decoder without
+  lm_head): only hidden states are computed.
+* **Distogram (optional).** ``protein_head.distogram_bins = N`` adds N-way
+  classification over AlphaFold's bins: N - 1 edges evenly from 2.3125 to 21.6875 A, the
+  first bin below the first edge and the last one the overflow (N = 64: AlphaFold's).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from loralab.errors import ModelLayoutError
+
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
+RESIDUE_ALPHABET = AMINO_ACIDS + "X"  # X: unknown residue; index 20
+UNKNOWN_RESIDUE = RESIDUE_ALPHABET.index("X")
+
+# Separation buckets: exact up to 31, then 16 log-spaced buckets up to 1024 (and beyond).
+EXACT_SEPARATIONS = 32
+LOG_SEPARATION_BUCKETS = 16
+NUM_SEPARATION_BUCKETS = EXACT_SEPARATIONS + LOG_SEPARATION_BUCKETS
+# Initial output bias: log(1 + 22 A), the mean CA-CA distance of the user's data set, so
+# training starts near the global mean instead of at 0 A.
+INITIAL_LOG_DISTANCE = math.log1p(22.0)
+HUBER_DELTA = 1.0  # in log(1 + d) units: errors beyond a factor of e are penalised linearly
+DISTOGRAM_FIRST_EDGE, DISTOGRAM_LAST_EDGE = 2.3125, 21.6875
+HEAD_FILE = "protein_head.safetensors"
+HEAD_META_FILE = "protein_head.json"
+ADAPTER_FILE = "adapter_model.safetensors"
+
+
+def distance_to_target(distances: torch.Tensor) -> torch.Tensor:
+    """Angstrom -> the regression target log(1 + d) (one global transform)."""
+    return torch.log1p(distances.clamp_min(0))
+
+
+def target_to_distance(target: torch.Tensor) -> torch.Tensor:
+    """The regression output -> Angstrom (never negative)."""
+    return torch.expm1(target.clamp_min(0))
+
+
+def distogram_edges(bins: int) -> torch.Tensor:
+    """The bins - 1 inner edges (A) of a ``bins``-way distogram."""
+    return torch.linspace(DISTOGRAM_FIRST_EDGE, DISTOGRAM_LAST_EDGE, bins - 1)
+
+
+def separation_buckets(length: int, device=None) -> torch.Tensor:
+    """[L, L] bucket index of |i - j| (symmetric)."""
+    pos = torch.arange(length, device=device)
+    sep = (pos[:, None] - pos[None, :]).abs()
+    log_part = EXACT_SEPARATIONS + (
+        torch.log(sep.clamp_min(1).float() / EXACT_SEPARATIONS)
+        / math.log(1024 / EXACT_SEPARATIONS)
+        * LOG_SEPARATION_BUCKETS
+    ).long().clamp(0, LOG_SEPARATION_BUCKETS - 1)
+    return torch.where(sep < EXACT_SEPARATIONS, sep, log_part)
+
+
+class PairDistanceHead(nn.Module):
+    """Per-residue hidden states [B, L, H] -> log-distance [B, L, L] (+ distogram logits)."""
+
+    def __init__(self, hidden_size: int, pair_dim: int, hidden_dim: int, distogram_bins: int = 0):
+        super().__init__()
+        self.distogram_bins = distogram_bins
+        self.norm = nn.LayerNorm(hidden_size)
+        self.product = nn.Linear(hidden_size, pair_dim)
+        self.single = nn.Linear(hidden_size, pair_dim)
+        self.separation = nn.Embedding(NUM_SEPARATION_BUCKETS, pair_dim)
+        # A learned log-distance offset per separation bucket, added to the MLP's output:
+        # set to the training set's mean by set_separation_prior, so training starts at the
+        # separation-mean baseline and the network learns what the sequence adds to it.
+        self.separation_prior = nn.Embedding(NUM_SEPARATION_BUCKETS, 1)
+        nn.init.zeros_(self.separation_prior.weight)
+        self.mlp = nn.Sequential(
+            nn.GELU(), nn.Linear(pair_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, 1 + distogram_bins)
+        )
+        with torch.no_grad():
+            self.mlp[-1].bias.zero_()
+            self.mlp[-1].bias[0] = INITIAL_LOG_DISTANCE
+
+    @torch.no_grad()
+    def set_separation_prior(self, mean_log_distance: torch.Tensor) -> None:
+        """Start from the mean log(1 + d) per separation bucket ([NUM_SEPARATION_BUCKETS])."""
+        self.separation_prior.weight.copy_(mean_log_distance.reshape(-1, 1))
+        self.mlp[-1].bias[0] = 0.0  # the prior now carries the global scale
+
+    def forward(self, hidden: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        h = self.norm(hidden.float())
+        p, s = self.product(h), self.single(h)
+        buckets = separation_buckets(h.shape[1], h.device)
+        pair = p[:, :, None] * p[:, None] + (s[:, :, None] + s[:, None]) + self.separation(buckets)[None]
+        out = self.mlp(pair)
+        prior = F.pad(self.separation_prior(buckets), (0, self.distogram_bins))
+        out = out + prior[None].to(out.dtype)
+        # z_ij is symmetric up to float rounding of the sum's order; averaging makes the
+        # output exactly symmetric, so a prediction never depends on which of i, j comes first.
+        out = (out + out.transpose(1, 2)) / 2
+        logits = out[..., 1:] if self.distogram_bins else None
+        return {"log_distance": out[..., 0], "distogram_logits": logits}
+
+
+class ProteinDistanceModel(nn.Module):
+    """The backbone (PEFT-wrapped, LoRA), residue embedding and pair head as one module.
+
+    ``forward(residue_index)`` takes [B, L] indices into :data:`RESIDUE_ALPHABET`
+    (padding: any index, masked by the loss) and returns the head's dict.
+    """
+
+    def __init__(self, backbone, residue_token_ids: list[int], pair_dim: int, hidden_dim: int, bins: int):
+        super().__init__()
+        self.backbone = backbone
+        hidden = backbone.config.hidden_size
+        self.register_buffer("residue_token_ids", torch.tensor(residue_token_ids), persistent=False)
+        self.residue_embedding = nn.Embedding(len(RESIDUE_ALPHABET), hidden)
+        nn.init.zeros_(self.residue_embedding.weight)
+        self.head = PairDistanceHead(hidden, pair_dim, hidden_dim, bins)
+
+    def forward(self, residue_index: torch.Tensor, **_unused) -> dict[str, torch.Tensor | None]:
+        token_ids = self.residue_token_ids[residue_index]
+        embed = self.backbone.get_input_embeddings()
+        x = embed(token_ids)
+        x = x + self.residue_embedding(residue_index).to(x.dtype)
+        hidden = self.backbone(inputs_embeds=x, use_cache=False).last_hidden_state
+        return self.head(hidden)
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The non-LoRA trainable weights (residue embedding, head), for safetensors."""
+        state = {f"residue_embedding.{k}": v for k, v in self.residue_embedding.state_dict().items()}
+        state.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
+        return state
+
+
+def residue_token_ids(tokenizer, source: str = "backbone") -> list[int]:
+    """The single token id of each letter of :data:`RESIDUE_ALPHABET` in ``tokenizer``."""
+    ids = []
+    for letter in RESIDUE_ALPHABET:
+        encoded = tokenizer.encode(letter, add_special_tokens=False)
+        if len(encoded) != 1:
+            raise ModelLayoutError(
+                f"{source}: the tokenizer splits the residue letter '{letter}' into {len(encoded)} tokens "
+                f"({encoded}); loralab needs one token per residue letter. Use a backbone whose vocabulary "
+                "has single uppercase letters (Qwen, Llama, SmolLM2 and most BPE vocabularies do)."
+            )
+        ids.append(encoded[0])
+    if len(set(ids)) != len(ids):
+        raise ModelLayoutError(f"{source}: residue letters share token ids ({ids}); letters must be distinct")
+    return ids
+
+
+def resolve_attn_implementation(choice: str, device) -> str:
+    if choice != "auto":
+        return choice
+    is_cuda = getattr(device, "type", str(device)) == "cuda"
+    return "flash_attention_2" if is_cuda and importlib.util.find_spec("flash_attn") else "sdpa"
+
+
+def load_backbone(model_cfg, runtime):
+    """(decoder without lm_head, tokenizer) from a local folder or hub id; frozen weights in
+    ``runtime.weight_dtype``."""
+    from transformers import AutoModel, AutoTokenizer
+
+    name = model_cfg.name_or_path
+    common = {"revision": model_cfg.revision, "trust_remote_code": model_cfg.trust_remote_code}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, **common)
+        backbone = AutoModel.from_pretrained(
+            name,
+            dtype=runtime.weight_dtype,
+            attn_implementation=resolve_attn_implementation(model_cfg.attn_implementation, runtime.device),
+            **common,
+        )
+    except (OSError, ValueError) as e:
+        raise ModelLayoutError(
+            f"cannot load the protein backbone '{name}' (model.name_or_path): {e}. Give a local folder with "
+            "config.json, weights and tokenizer files, or a Hugging Face id reachable from this machine."
+        ) from None
+    return backbone, tokenizer
+
+
+def attach_lora(backbone, cfg):
+    """Freeze the backbone, enable checkpointing if asked, wrap with LoRA (PEFT)."""
+    from peft import LoraConfig, get_peft_model
+
+    backbone.requires_grad_(False)
+    if cfg.model.gradient_checkpointing:
+        if hasattr(backbone, "activation_checkpointing_enable"):
+            backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    lora = LoraConfig(
+        r=cfg.lora.rank,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+        bias="none",
+    )
+    try:
+        with warnings.catch_warnings():  # PEFT asks transformers a deprecated question; not ours to fix
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return get_peft_model(backbone, lora)
+    except ValueError as e:
+        linear = [n for n, m in backbone.named_modules() if isinstance(m, nn.Linear)][:8]
+        raise ModelLayoutError(
+            f"lora.target_modules '{cfg.lora.target_modules}' matches no module of {cfg.model.name_or_path} "
+            f"({e}). Linear modules there look like: {linear}. The regex must full-match these names."
+        ) from None
+
+
+def build_protein_model(cfg, runtime, *, backbone=None, tokenizer=None) -> ProteinDistanceModel:
+    """The trainable model of an experiment config, on ``runtime.device``.
+
+    Frozen backbone weights in ``runtime.weight_dtype``; LoRA, residue embedding and head in
+    fp32. ``backbone``/``tokenizer`` may be passed in (benchmarks build one from a config).
+    """
+    if backbone is None:
+        backbone, tokenizer = load_backbone(cfg.model, runtime)
+    token_ids = residue_token_ids(tokenizer, cfg.model.name_or_path)
+    peft_backbone = attach_lora(backbone, cfg)
+    for param in peft_backbone.parameters():
+        if param.requires_grad:  # PEFT keeps adapters fp32 already; make sure of it
+            param.data = param.data.float()
+    head = cfg.protein_head
+    model = ProteinDistanceModel(
+        peft_backbone, token_ids, head.pair_dim, head.hidden_dim, head.distogram_bins
+    )
+    model.residue_embedding.float()
+    model.head.float()
+    return model.to(runtime.device)
+
+
+def separation_prior(examples) -> torch.Tensor:
+    """Mean log(1 + d) of observed training pairs per separation bucket ([NUM_SEPARATION_BUCKETS]);
+    buckets without pairs take the nearest filled bucket below (or the global initial value)."""
+    sums = torch.zeros(NUM_SEPARATION_BUCKETS, dtype=torch.float64)
+    counts = torch.zeros(NUM_SEPARATION_BUCKETS, dtype=torch.float64)
+    for e in examples:
+        coords = torch.from_numpy(e.coords).double()
+        mask = torch.from_numpy(e.mask)
+        pair = (mask[:, None] & mask[None, :]).flatten()
+        d = torch.cdist(torch.nan_to_num(coords), torch.nan_to_num(coords)).flatten()
+        buckets = separation_buckets(len(coords)).flatten()
+        sums.index_add_(0, buckets[pair], distance_to_target(d[pair]))
+        counts.index_add_(0, buckets[pair], torch.ones(int(pair.sum()), dtype=torch.float64))
+    prior = torch.full((NUM_SEPARATION_BUCKETS,), INITIAL_LOG_DISTANCE, dtype=torch.float64)
+    prior[0] = 0.0
+    for b in range(1, NUM_SEPARATION_BUCKETS):
+        prior[b] = sums[b] / counts[b] if counts[b] > 0 else prior[b - 1] if b > 1 else INITIAL_LOG_DISTANCE
+    return prior.float()
+
+
+def protein_loss(outputs: dict, batch: dict, head_cfg) -> torch.Tensor:
+    """Mean loss over valid pairs of the batch (observed residues, i != j, no padding)."""
+    mask = batch["pair_mask"]
+    pred = outputs["log_distance"].float()
+    target = distance_to_target(batch["distances"].float())
+    if head_cfg.loss == "huber":
+        per_pair = F.huber_loss(pred, target, reduction="none", delta=HUBER_DELTA)
+    else:
+        per_pair = (pred - target) ** 2
+    count = mask.sum().clamp_min(1)
+    loss = torch.where(mask, per_pair, torch.zeros_like(per_pair)).sum() / count
+    logits = outputs.get("distogram_logits")
+    if logits is not None and head_cfg.distogram_weight > 0:
+        edges = distogram_edges(logits.shape[-1]).to(logits.device)
+        labels = torch.bucketize(batch["distances"].float(), edges, right=True)
+        if mask.any():
+            ce = F.cross_entropy(logits[mask].float(), labels[mask])
+            loss = loss + head_cfg.distogram_weight * ce
+    return loss
+
+
+def unwrap(model):
+    """The ProteinDistanceModel inside a DDP/accelerate wrapper."""
+    while not isinstance(model, ProteinDistanceModel) and hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+def save_protein_trainable(model, out_dir: str | Path) -> None:
+    """LoRA adapter (PEFT, safetensors) + residue embedding and head (safetensors) + metadata."""
+    from safetensors.torch import save_file
+
+    model = unwrap(model)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.backbone.save_pretrained(out_dir, safe_serialization=True)
+    state = {k: v.detach().float().cpu().contiguous() for k, v in model.trainable_state().items()}
+    save_file(state, str(out_dir / HEAD_FILE))
+    meta = {
+        "residue_alphabet": RESIDUE_ALPHABET,
+        "residue_token_ids": model.residue_token_ids.tolist(),
+        "target": "log(1 + d / Angstrom)",
+        "distogram_bins": model.head.distogram_bins,
+        "distogram_edges": distogram_edges(model.head.distogram_bins).tolist()
+        if model.head.distogram_bins
+        else [],
+    }
+    (out_dir / HEAD_META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def load_protein_trainable(model, in_dir: str | Path) -> None:
+    """Load what :func:`save_protein_trainable` wrote; mismatches are errors, not warnings."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    model = unwrap(model)
+    in_dir = Path(in_dir)
+    for name in (ADAPTER_FILE, HEAD_FILE):
+        if not (in_dir / name).is_file():
+            raise ModelLayoutError(
+                f"{in_dir}: missing {name}; a protein checkpoint holds {ADAPTER_FILE} (LoRA) and {HEAD_FILE} "
+                "(head), written by 'loralab train' with system: protein"
+            )
+    device = model.residue_token_ids.device
+    result = set_peft_model_state_dict(
+        model.backbone, load_file(str(in_dir / ADAPTER_FILE), device=str(device))
+    )
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise ModelLayoutError(
+            f"{in_dir / ADAPTER_FILE}: adapter weights do not fit this model: {unexpected[:5]}"
+        )
+    state = load_file(str(in_dir / HEAD_FILE), device=str(device))
+    for prefix, module in (("residue_embedding.", model.residue_embedding), ("head.", model.head)):
+        part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        try:
+            module.load_state_dict(part, strict=True)
+        except RuntimeError as e:
+            raise ModelLayoutError(
+                f"{in_dir / HEAD_FILE}: the saved head does not match the config (protein_head.*): {e}"
+            ) from None

@@ -1,0 +1,165 @@
+"""The protein system's plug-in for the shared trainer (``loralab train``, system: protein).
+
+:func:`build_parts` loads the backbone with LoRA and the pair head
+(:mod:`loralab.protein.model`), reads the prepared data set's training and validation
+splits (``protein.train_split`` / ``protein.val_split``), and hands the trainer:
+
+* a training set that crops chains longer than ``protein.max_length`` to a random window
+  each time they are drawn (the validation set uses the first window), logged once;
+* ``collate_proteins`` batches (right-padded, pair masks; ``num_tokens`` = valid pairs);
+* the masked pair loss; the save/load of adapter + head as safetensors;
+* an ``evaluate`` hook that, after each epoch (``evaluation.every_epoch``), reports the
+  validation distance MAE/RMSE/Pearson and, beside them, the same for the baseline that
+  predicts the mean training distance for each sequence separation.
+
+:func:`count_parameters` gives the same parameter groups from the backbone's config alone,
+on the meta device (``loralab compare`` on presets).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+from loralab.engine.system import ParamCount, SystemParts
+from loralab.errors import DataError
+
+log = logging.getLogger("loralab.protein")
+
+PARAM_GROUPS = ("lora", "protein_head", "backbone")
+
+
+def parameter_groups(model) -> dict[str, ParamCount]:
+    """lora (adapter), protein_head (residue embedding + pair head), backbone (frozen)."""
+    counts = {g: [0, 0] for g in PARAM_GROUPS}
+    for name, p in model.named_parameters():
+        group = "lora" if "lora_" in name else "backbone" if name.startswith("backbone.") else "protein_head"
+        counts[group][1] += p.numel()
+        if p.requires_grad:
+            counts[group][0] += p.numel()
+    return {g: ParamCount(trainable=t, total=n) for g, (t, n) in counts.items()}
+
+
+def load_split(cfg, split: str, required: bool = True):
+    """Examples of one split of the prepared data set (``protein.limit`` applied)."""
+    from loralab.protein.dataset import usable_examples
+    from loralab.protein.prepare import read_dataset
+
+    try:
+        records = read_dataset(cfg.protein.dataset_dir, split)
+    except DataError:
+        if required:
+            raise
+        return []  # an optional split (validation) the data set does not have
+    if cfg.protein.limit is not None:
+        records = records[: cfg.protein.limit]
+    examples = usable_examples(records, split)
+    if required and not examples:
+        raise DataError(
+            f"{cfg.protein.dataset_dir}: split '{split}' has no usable chains; prepare a data set with "
+            "'loralab protein prepare --structures DIR --out DIR' and check its summary.json"
+        )
+    return examples
+
+
+def build_parts(cfg, runtime) -> SystemParts:
+    """Everything the shared trainer needs to train the protein model (see module doc)."""
+    from loralab.protein.dataset import ProteinDataset, collate_proteins
+    from loralab.protein.evaluate import SeparationMeanBaseline, validation_metrics
+    from loralab.protein.model import (
+        build_protein_model,
+        load_protein_trainable,
+        protein_loss,
+        save_protein_trainable,
+        separation_prior,
+    )
+
+    train_examples = load_split(cfg, cfg.protein.train_split)
+    val_examples = load_split(cfg, cfg.protein.val_split, required=False)
+    if not val_examples:
+        log.warning("split '%s' is empty: no validation metrics during training", cfg.protein.val_split)
+    train_set = ProteinDataset(train_examples, cfg.protein.max_length, cfg.protein.crop, name="train")
+    val_set = (
+        ProteinDataset(val_examples, cfg.protein.max_length, "first", name=cfg.protein.val_split)
+        if val_examples
+        else None
+    )
+    baseline = SeparationMeanBaseline.fit(train_examples)
+    model = build_protein_model(cfg, runtime)
+    # Fresh head: start at the separation-mean prior (a resumed run loads its own weights).
+    model.head.set_separation_prior(separation_prior(train_examples).to(runtime.device))
+    head_cfg = cfg.protein_head
+
+    def loss_fn(model, batch):
+        device = next(model.parameters()).device
+        out = model(residue_index=batch["residue_index"].to(device))
+        tensors = {k: batch[k].to(device) for k in ("distances", "pair_mask")}
+        return protein_loss(out, tensors, head_cfg)
+
+    def evaluate(model, run_dir, epoch):
+        return validation_metrics(model, val_set, baseline, cfg.evaluation.batch_size, runtime)
+
+    def save_final(model, out_dir):
+        save_protein_trainable(model, out_dir)
+        out_dir = Path(out_dir)
+        (out_dir / "experiment_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+        (out_dir / "README.md").write_text(model_card(cfg))
+
+    return SystemParts(
+        model=model,
+        train_dataset=train_set,
+        eval_dataset=val_set,
+        collate=collate_proteins,
+        lengths=train_set.lengths,
+        loss_fn=loss_fn,
+        param_groups=parameter_groups(model),
+        save_trainable=save_protein_trainable,
+        load_trainable=load_protein_trainable,
+        save_final=save_final,
+        evaluate=evaluate if val_set is not None else None,
+        extra={"baseline": baseline, "num_train": len(train_set), "num_val": len(val_set or [])},
+    )
+
+
+def model_card(cfg) -> str:
+    return (
+        f"# {cfg.name}: protein C-alpha distance model (loralab)\n\n"
+        f"- base model: `{cfg.model.name_or_path}` (revision {cfg.model.revision}); load it, then this folder's "
+        "LoRA adapter (`adapter_model.safetensors`) and pair head (`protein_head.safetensors`).\n"
+        f"- LoRA r={cfg.lora.rank}, alpha={cfg.lora.alpha}, targets `{cfg.lora.target_modules}`\n"
+        f"- one input position per residue; distances predicted as log(1 + d/A); chains up to "
+        f"{cfg.protein.max_length} residues\n"
+        f"- predict: `loralab protein predict --model {cfg.run_dir} --sequence SEQ --out DIR`\n"
+    )
+
+
+def count_parameters(cfg) -> dict[str, ParamCount]:
+    """Parameter groups of :func:`build_parts`'s model, built on the meta device from the
+    backbone's config (no weights read). Known preset backbones work offline."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    from loralab.errors import ModelLayoutError
+    from loralab.protein.model import RESIDUE_ALPHABET, ProteinDistanceModel, attach_lora
+    from loralab.protein.tiny import known_backbone_config
+
+    name = cfg.model.name_or_path
+    # The presets' backbones have their published config built in: no hub round trip.
+    config = None if Path(name).exists() else known_backbone_config(name)
+    if config is None:
+        try:
+            config = AutoConfig.from_pretrained(
+                name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
+            )
+        except (OSError, ValueError) as e:
+            raise ModelLayoutError(f"cannot read the config of backbone '{name}': {e}") from None
+    with torch.device("meta"):
+        backbone = AutoModel.from_config(config)
+        peft_backbone = attach_lora(backbone, dataclasses.replace(cfg, model=dataclasses.replace(
+            cfg.model, gradient_checkpointing=False)))  # fmt: skip
+        head = cfg.protein_head
+        ids = list(range(len(RESIDUE_ALPHABET)))
+        model = ProteinDistanceModel(peft_backbone, ids, head.pair_dim, head.hidden_dim, head.distogram_bins)
+    return parameter_groups(model)

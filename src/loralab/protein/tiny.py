@@ -1,0 +1,108 @@
+"""Backbones for tests and benchmarks, built from a config: no network, no downloads.
+
+* :func:`build_tiny_backbone` writes a random Qwen2/Llama causal LM (a few thousand
+  parameters) plus a character-level tokenizer to a folder that
+  ``model.name_or_path`` can point at, exactly like a real checkpoint.
+* :data:`KNOWN_BACKBONES` holds the dimensions of the backbones the presets name, so
+  parameter counts (``loralab compare``) and the GPU benchmark work without the hub.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Published configs (config.json on the hub) of the presets' backbones.
+KNOWN_BACKBONES: dict[str, dict] = {
+    "Qwen/Qwen2.5-0.5B": {
+        "model_type": "qwen2",
+        "hidden_size": 896,
+        "intermediate_size": 4864,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 14,
+        "num_key_value_heads": 2,
+        "vocab_size": 151936,
+        "max_position_embeddings": 32768,
+        "rope_theta": 1000000.0,
+        "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": True,
+    },
+    "HuggingFaceTB/SmolLM2-135M": {
+        "model_type": "llama",
+        "hidden_size": 576,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "vocab_size": 49152,
+        "max_position_embeddings": 8192,
+        "rope_theta": 100000.0,
+        "rms_norm_eps": 1e-5,
+        "tie_word_embeddings": True,
+    },
+}
+
+
+def known_backbone_config(name: str):
+    """A transformers config for a backbone in :data:`KNOWN_BACKBONES`, or None."""
+    from transformers import LlamaConfig, Qwen2Config
+
+    dims = KNOWN_BACKBONES.get(name)
+    if dims is None:
+        return None
+    dims = dict(dims)
+    cls = {"qwen2": Qwen2Config, "llama": LlamaConfig}[dims.pop("model_type")]
+    return cls(**dims)
+
+
+def char_tokenizer():
+    """One token per character (letters, digits, a few symbols) plus <pad>/<unk>/<s>/</s>."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    symbols = [chr(c) for c in range(ord("A"), ord("Z") + 1)] + [
+        chr(c) for c in range(ord("a"), ord("z") + 1)
+    ]
+    symbols += list("0123456789 .,-*")
+    specials = ["<pad>", "<unk>", "<s>", "</s>"]
+    vocab = {tok: i for i, tok in enumerate(specials + symbols)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
+
+
+def build_tiny_backbone(
+    out_dir: str | Path,
+    *,
+    arch: str = "qwen2",
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    seed: int = 0,
+) -> Path:
+    """A random causal LM folder (safetensors + config + char tokenizer); returns the folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    out_dir = Path(out_dir)
+    tokenizer = char_tokenizer()
+    common = dict(
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=max(1, num_heads // 2),
+        vocab_size=len(tokenizer),
+        max_position_embeddings=2048,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    config = {"qwen2": Qwen2Config, "llama": LlamaConfig}[arch](**common)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
