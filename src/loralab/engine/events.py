@@ -54,6 +54,18 @@ class EventLog:
         self.enabled = enabled
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._end_partial_line()
+
+    def _end_partial_line(self) -> None:
+        # A run killed mid-write leaves a line without its newline; a resumed run must not
+        # glue its first record onto it (read_events skips the broken line alone).
+        if self.path.exists() and self.path.stat().st_size > 0:
+            with self.path.open("rb") as f:
+                f.seek(-1, os.SEEK_END)
+                last = f.read(1)
+            if last != b"\n":
+                with self.path.open("a") as f:
+                    f.write("\n")
 
     def write(self, event: str, step: int, **fields: Any) -> dict:
         record = {"event": event, "time": time.time(), "step": int(step), **_clean(fields)}

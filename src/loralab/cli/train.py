@@ -1,0 +1,45 @@
+"""Fine-tune a model with LoRA as an experiment config describes.
+
+Examples:
+  loralab train paper_r64                                 # a shipped preset
+  loralab train --config pretrained_r320 --epochs 4
+  loralab train my.yaml training.learning_rate=1e-4 lora.rank=32
+  loralab train paper_r64 --resume                        # continue from the last complete checkpoint
+  accelerate launch --num_processes 2 -m loralab.cli.main train paper_r64   # 2 GPUs (DDP)
+  torchrun --nproc_per_node 2 -m loralab.cli.main train paper_r64             # the same with torchrun
+  accelerate launch --num_processes 2 -m loralab.cli.main train paper_r64 --gpus 0,1 \
+      training.deepspeed=configs/deepspeed/zero2.json                          # ZeRO-2 (pip install deepspeed)
+
+The run directory (output/<name> unless --output-dir) receives checkpoint-epoch-N/,
+final_model/, logs/ (TensorBoard), events.jsonl and training_config.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from loralab.cli.common import add_config_arguments, config_from_args
+
+HELP = "fine-tune a model with LoRA (checkpoints each epoch, --resume after a crash)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in the run directory from its last complete checkpoint",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from loralab.engine.trainer import train
+
+    cfg = config_from_args(args)
+    run_dir = train(cfg, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary, not one per process
+        print(
+            f"done: {run_dir}\n  final model: {run_dir / 'final_model'}\n  status:      loralab status {run_dir}"
+        )
+    return 0

@@ -1,0 +1,150 @@
+"""Device, dtypes and the ``accelerate.Accelerator`` of a run.
+
+Order matters: ``training.gpus`` must reach ``CUDA_VISIBLE_DEVICES`` before anything
+initialises CUDA, so :func:`make_accelerator` sets it first, then creates the Accelerator
+(which picks DDP / DeepSpeed / single device from the launcher's environment), then
+derives the :class:`~loralab.engine.runtime.Runtime` handed to the system.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from loralab.config.schema import ExperimentConfig
+from loralab.engine.runtime import Runtime
+from loralab.errors import LoralabError
+
+
+def apply_gpu_selection(gpus: str | None) -> None:
+    """Restrict CUDA to the listed devices (``'0,1'``); must run before CUDA is initialised."""
+    if gpus is None:
+        return
+    import torch
+
+    wanted = ",".join(p.strip() for p in gpus.split(","))
+    current = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if torch.cuda.is_initialized() and current != wanted:
+        raise LoralabError(
+            f"training.gpus={gpus!r} came too late: CUDA is already initialised in this process. "
+            f"Set CUDA_VISIBLE_DEVICES={wanted} in the environment instead."
+        )
+    os.environ["CUDA_VISIBLE_DEVICES"] = wanted
+
+
+def _cuda_bf16() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def resolve_precision(cfg: ExperimentConfig, device_type: str):
+    """(weight dtype of frozen parameters, autocast dtype or None, accelerate mixed_precision)."""
+    import torch
+
+    names = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if cfg.model.dtype != "auto":
+        weight_dtype = names[cfg.model.dtype]
+    elif device_type == "cuda":
+        weight_dtype = torch.bfloat16 if _cuda_bf16() else torch.float16
+    elif device_type == "mps":
+        weight_dtype = torch.bfloat16
+    else:
+        weight_dtype = torch.float32
+
+    mp = cfg.training.mixed_precision
+    if mp == "auto":
+        if device_type == "cuda":
+            mp = "bf16" if _cuda_bf16() else "fp16"
+        elif device_type == "mps":
+            mp = "bf16"
+        else:
+            mp = "no"  # CPU: fp32 is both faster to get right and what tests compare against
+    if mp == "bf16" and device_type == "cuda" and not _cuda_bf16():
+        raise LoralabError(
+            "training.mixed_precision=bf16 but this GPU has no bf16 support; use training.mixed_precision=fp16"
+        )
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "no": None}[mp]
+    return weight_dtype, autocast_dtype, mp
+
+
+def _detect_device_type() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def deepspeed_plugin(cfg: ExperimentConfig, world_size_hint: int = 1):
+    """accelerate's DeepSpeedPlugin for ``training.deepspeed`` with every "auto" we own filled in.
+
+    accelerate fills bf16/fp16 from mixed_precision and gradient clipping/accumulation from
+    the plugin arguments; the micro-batch size it would take from a prepared DataLoader,
+    which this trainer does not hand over (it shards batches itself), so it is set here.
+    """
+    from accelerate.utils import DeepSpeedPlugin
+
+    t = cfg.training
+    path = Path(t.deepspeed)
+    if not path.is_file():
+        repo_path = Path(__file__).resolve().parents[3] / t.deepspeed
+        if not repo_path.is_file():
+            raise LoralabError(
+                f"training.deepspeed: no such file {t.deepspeed!r} (e.g. configs/deepspeed/zero2.json)"
+            )
+        path = repo_path
+    plugin = DeepSpeedPlugin(
+        hf_ds_config=str(path),
+        gradient_accumulation_steps=t.gradient_accumulation,
+        gradient_clipping=t.max_grad_norm if t.max_grad_norm > 0 else None,
+    )
+    ds = plugin.deepspeed_config
+    ds["train_micro_batch_size_per_gpu"] = t.batch_size
+    ds["train_batch_size"] = t.batch_size * t.gradient_accumulation * world_size_hint
+    if ds.get("gradient_clipping") == "auto":
+        ds["gradient_clipping"] = t.max_grad_norm  # 0 disables in DeepSpeed as here
+    return plugin
+
+
+def make_accelerator(cfg: ExperimentConfig):
+    """(Accelerator, Runtime) for this process, from the config and the launcher's environment."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    apply_gpu_selection(cfg.training.gpus)
+    device_type = _detect_device_type()
+    weight_dtype, autocast_dtype, mp = resolve_precision(cfg, device_type)
+    world_hint = int(os.environ.get("WORLD_SIZE", "1"))
+    kwargs = {}
+    if cfg.training.deepspeed:
+        if device_type != "cuda":
+            raise LoralabError("training.deepspeed needs CUDA GPUs; leave it unset on CPU/MPS")
+        kwargs["deepspeed_plugin"] = deepspeed_plugin(cfg, world_hint)
+    with warnings.catch_warnings():
+        # accelerate warns about MPS/bf16 specifics that do not apply to our explicit choices.
+        warnings.simplefilter("ignore", UserWarning)
+        accelerator = Accelerator(
+            mixed_precision=mp,
+            gradient_accumulation_steps=cfg.training.gradient_accumulation,
+            cpu=device_type == "cpu",
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
+            **kwargs,
+        )
+    # The Accelerator state is a per-process singleton: make the setting of *this* run win.
+    accelerator.gradient_accumulation_steps = cfg.training.gradient_accumulation
+    runtime = Runtime(
+        device=accelerator.device,
+        weight_dtype=weight_dtype,
+        autocast_dtype=autocast_dtype,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+        local_rank=accelerator.local_process_index,
+    )
+    if device_type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    return accelerator, runtime

@@ -1,0 +1,473 @@
+"""The shared training loop: one for every system, on ``accelerate`` (single device, DDP, DeepSpeed).
+
+:func:`train` builds the Accelerator and Runtime, asks the system for its
+:class:`~loralab.engine.system.SystemParts` and hands over to :func:`run_training`, which
+tests and tools may also call with parts of their own.
+
+Per optimizer step: ``gradient_accumulation`` micro-batches, each loss scaled by
+1/(micro-batches in this group) so that the gradient is the mean over the group (the last,
+shorter group of an epoch still steps, with its own divisor); gradients synchronise across
+processes only on the last micro-batch; clipping; AdamW; warm-up then linear/cosine/constant
+decay. Losses are checked for NaN/inf before the update is applied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import socket
+from pathlib import Path
+
+from loralab.config.schema import ExperimentConfig
+from loralab.engine import checkpoint as ckpt
+from loralab.engine.faults import (
+    NonFiniteLoss,
+    TrainingOutOfMemory,
+    is_oom,
+    memory_gb,
+    nan_message,
+    oom_message,
+)
+from loralab.engine.reporting import Reporter, Window
+from loralab.engine.run_dir import FINAL_MODEL_DIR, check_run_dir
+from loralab.engine.run_info import (
+    config_differences,
+    config_fields,
+    config_hash,
+    param_table,
+    write_training_config,
+)
+from loralab.engine.sampler import epoch_plan, micro_batches_per_epoch
+from loralab.engine.schedule import make_scheduler
+from loralab.engine.system import SystemParts, system_module
+from loralab.errors import LoralabError
+
+
+def train(cfg: ExperimentConfig, *, resume: bool = False) -> Path:
+    """Train ``cfg`` end to end; returns the run directory (``cfg.run_dir``)."""
+    from accelerate.utils import set_seed
+
+    from loralab.engine.setup import make_accelerator
+
+    accelerator, runtime = make_accelerator(cfg)
+    check_run_dir(
+        Path(cfg.run_dir), resume, cfg.training.epochs, say=None
+    )  # fail before loading a large model
+    set_seed(cfg.training.seed)
+    parts = system_module(cfg.system).build_parts(cfg, runtime)
+    return run_training(cfg, parts, accelerator=accelerator, runtime=runtime, resume=resume)
+
+
+def run_training(
+    cfg: ExperimentConfig, parts: SystemParts, *, accelerator=None, runtime=None, resume=False
+) -> Path:
+    """Train ``parts`` as configured by ``cfg``; writes checkpoints, logs and final_model/ to cfg.run_dir."""
+    if accelerator is None:
+        from loralab.engine.setup import make_accelerator
+
+        accelerator, runtime = make_accelerator(cfg)
+    run_dir = Path(cfg.run_dir)
+    resume_from = check_run_dir(run_dir, resume, cfg.training.epochs, say=accelerator.print)
+    accelerator.wait_for_everyone()  # every rank looked before rank 0 writes anything
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_stale_tmp_dirs(run_dir)
+    accelerator.wait_for_everyone()
+    loop = _Loop(cfg, parts, accelerator, runtime, run_dir)
+    try:
+        loop.start(resume_from)
+        loop.fit()
+    except NonFiniteLoss as e:
+        loop.reporter.event("error", loop.step, kind="nan", message=str(e), ids=e.ids)
+        raise
+    except KeyboardInterrupt:
+        loop.reporter.event(
+            "error", loop.step, kind="interrupted", message="interrupted", ids=loop.current_ids
+        )
+        raise
+    except LoralabError as e:
+        loop.reporter.event("error", loop.step, kind="exception", message=str(e), ids=loop.current_ids)
+        raise
+    except Exception as e:
+        if not is_oom(e):
+            message = f"{type(e).__name__}: {e}"
+            loop.reporter.event("error", loop.step, kind="exception", message=message, ids=loop.current_ids)
+            raise
+        message = loop.oom_report()
+        loop.reporter.event("error", loop.step, kind="oom", message=message, ids=loop.current_ids)
+        raise TrainingOutOfMemory(message) from None
+    finally:
+        loop.reporter.close()
+    return run_dir
+
+
+def _to_device(value, device):
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    if isinstance(value, list) and value and isinstance(value[0], torch.Tensor):
+        return [_to_device(v, device) for v in value]
+    return value
+
+
+def trainable_parameters(model) -> list:
+    """The parameters to optimise, upcast to fp32 where a system left them in half precision
+    (AMP needs fp32 master weights; fp16 ones fail with 'Attempting to unscale FP16 gradients')."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise LoralabError("the model has no trainable parameters (requires_grad=True): nothing to train")
+    for p in params:
+        if p.dtype != torch.float32:
+            p.data = p.data.float()
+    return params
+
+
+class _Loop:
+    """State of one training run: model, optimizer, schedule, counters, reporter."""
+
+    def __init__(self, cfg: ExperimentConfig, parts: SystemParts, accelerator, runtime, run_dir: Path):
+        import torch
+
+        self.cfg, self.parts, self.acc, self.runtime, self.run_dir = cfg, parts, accelerator, runtime, run_dir
+        t = cfg.training
+        self.world, self.rank = accelerator.num_processes, accelerator.process_index
+        n = len(parts.train_dataset)
+        if n == 0:
+            raise LoralabError(
+                f"{cfg.name}: the training set is empty; check the data settings of '{cfg.system}'"
+            )
+        if len(parts.lengths) != n:
+            raise LoralabError(
+                f"system '{cfg.system}': {len(parts.lengths)} lengths for {n} training examples"
+            )
+        self.micro_per_epoch = micro_batches_per_epoch(n, t.batch_size, self.world)
+        self.steps_per_epoch = math.ceil(self.micro_per_epoch / t.gradient_accumulation)
+        self.total_steps = self.steps_per_epoch * t.epochs
+        if t.max_steps is not None:
+            self.total_steps = min(self.total_steps, t.max_steps)
+        self.params = trainable_parameters(parts.model)
+        optimizer = torch.optim.AdamW(
+            self.params, lr=t.learning_rate, betas=tuple(t.adam_betas), weight_decay=t.weight_decay
+        )
+        warmup = math.ceil(t.warmup_ratio * self.total_steps)
+        self.scheduler = make_scheduler(optimizer, t.lr_schedule, warmup, self.total_steps)
+        # The scheduler stays ours: accelerate's wrapper would step it once per process.
+        self.model, self.optimizer = accelerator.prepare(parts.model, optimizer)
+        self.deepspeed = getattr(accelerator.state, "deepspeed_plugin", None) is not None
+        self.step, self.start_epoch, self.epoch = 0, 1, 1
+        self.current_ids: list[str] = []
+        self.last_checkpoint: Path | None = None
+        self.reporter = Reporter(
+            run_dir, False, None, 0, 0
+        )  # replaced in start(); errors before it stay silent
+
+    # --- start and resume ----------------------------------------------------------------
+
+    def start(self, resume_from: Path | None) -> None:
+        rng_state = self._resume(resume_from) if resume_from else None
+        self.reporter = Reporter(
+            self.run_dir,
+            self.acc.is_main_process,
+            purge_step=self.step + 1 if resume_from else None,
+            total_steps=self.total_steps,
+            initial_step=self.step,
+        )
+        cfg, t, parts = self.cfg, self.cfg.training, self.parts
+        plan = {
+            "examples": len(parts.train_dataset),
+            "micro_batches_per_epoch": self.micro_per_epoch,
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "effective_batch": t.batch_size * t.gradient_accumulation * self.world,
+        }
+        device, dtype = str(self.runtime.device), str(self.runtime.weight_dtype).replace("torch.", "")
+        autocast = (
+            str(self.runtime.autocast_dtype).replace("torch.", "") if self.runtime.autocast_dtype else None
+        )
+        if self.acc.is_main_process:
+            write_training_config(
+                self.run_dir,
+                cfg,
+                parts.param_groups,
+                world_size=self.world,
+                device=device,
+                weight_dtype=dtype,
+                autocast_dtype=autocast,
+                plan=plan,
+                resumed_from=str(resume_from) if resume_from else None,
+            )
+        self.reporter.event(
+            "start",
+            self.step,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            name=cfg.name,
+            system=cfg.system,
+            epochs=t.epochs,
+            steps_per_epoch=self.steps_per_epoch,
+            total_steps=self.total_steps,
+            batch_size=t.batch_size,
+            gradient_accumulation=t.gradient_accumulation,
+            world_size=self.world,
+            device=device,
+            dtype=dtype,
+            params={k: {"trainable": v.trainable, "total": v.total} for k, v in parts.param_groups.items()},
+            resumed_from=str(resume_from) if resume_from else None,
+        )
+        self.reporter.print(param_table(parts.param_groups))
+        self.reporter.print(
+            f"run {cfg.name}: {plan['examples']} examples, {self.steps_per_epoch} steps/epoch x {t.epochs} epochs "
+            f"(effective batch {plan['effective_batch']}), {self.world} process(es) on {device}, weights {dtype}, "
+            f"autocast {autocast or 'off'}"
+        )
+        if resume_from:
+            self.reporter.print(
+                f"resumed from {resume_from} (epoch {self.start_epoch - 1}, step {self.step})"
+            )
+        self.reporter.print(
+            f"run dir: {self.run_dir}\n  watch: loralab status {self.run_dir}\n"
+            f"         tensorboard --logdir {self.run_dir / 'logs'}"
+        )
+        if rng_state is not None:
+            ckpt.restore_rng_state(rng_state)  # last, so nothing above consumes the restored stream
+
+    def _resume(self, path: Path):
+        state = ckpt.read_trainer_state(path)
+        if state["config_hash"] != config_hash(self.cfg):
+            diffs = config_differences(state["config_fields"], config_fields(self.cfg))
+            raise LoralabError(
+                f"--resume: {path} was trained with different settings:\n  "
+                + "\n  ".join(diffs)
+                + "\nResume with the original settings, or start a new run (another --output-dir)."
+            )
+        if state["world_size"] != self.world and self.deepspeed:
+            raise LoralabError(
+                f"--resume: {path} holds DeepSpeed state of {state['world_size']} processes; "
+                f"this run has {self.world}. Resume with the same number of processes."
+            )
+        unwrapped = self.acc.unwrap_model(self.model)
+        self.parts.load_trainable(unwrapped, path)
+        if self.deepspeed:
+            self.model.load_checkpoint(str(path / "deepspeed"), tag="state", load_module_strict=False)
+        else:
+            self.optimizer.load_state_dict(ckpt.load_torch_file(path / ckpt.OPTIMIZER_FILE))
+        self.scheduler.load_state_dict(ckpt.load_torch_file(path / ckpt.SCHEDULER_FILE))
+        self.step, self.start_epoch = int(state["global_step"]), int(state["epoch"]) + 1
+        self.last_checkpoint = path
+        # Ranks beyond the checkpoint's world size keep the fresh seed (their data order is still exact).
+        return ckpt.load_rng(path, self.rank)
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def fit(self) -> None:
+        t = self.cfg.training
+        stopped = self.step >= self.total_steps
+        for epoch in range(self.start_epoch, t.epochs + 1):
+            if stopped:
+                break
+            self.epoch = epoch
+            stopped = self._train_epoch(epoch)
+            if not stopped or self.step == self.steps_per_epoch * epoch:
+                self._save_checkpoint(epoch)
+                self._evaluate(epoch)
+        self._save_final()
+
+    def _train_epoch(self, epoch: int) -> bool:
+        """One epoch; returns True when training.max_steps stopped it early."""
+        from torch.utils.data import DataLoader
+
+        t, parts, acc = self.cfg.training, self.parts, self.acc
+        accum = t.gradient_accumulation
+        plan = epoch_plan(
+            parts.lengths, t.batch_size, t.seed, epoch, t.group_by_length, self.world, self.rank
+        )
+        loader = DataLoader(
+            parts.train_dataset,
+            batch_sampler=plan.batches,
+            collate_fn=parts.collate,
+            num_workers=t.num_workers,
+            pin_memory=self.runtime.device.type == "cuda",
+        )
+        n = len(plan.batches)
+        window = Window(self.runtime.device)
+        group_losses, group_ids = [], []
+        self.model.train()
+        for i, batch in enumerate(loader):
+            if "ids" not in batch or "num_tokens" not in batch:
+                raise LoralabError(f"system '{self.cfg.system}': collate must return 'ids' and 'num_tokens'")
+            self.current_ids = list(batch["ids"])
+            group_start = i - i % accum
+            group_len = min(accum, n - group_start)
+            boundary = i == group_start + group_len - 1
+            acc.sync_gradients = boundary  # DeepSpeed reads its accumulation boundary from this
+            batch = _to_device(batch, self.runtime.device)
+            with contextlib.nullcontext() if boundary else acc.no_sync(self.model):
+                with acc.autocast():
+                    loss = parts.loss_fn(self.model, batch)
+                # accelerate divides by gradient_accumulation; rescale so the group's divisor is its size.
+                acc.backward(loss * (accum / group_len))
+            loss = loss.detach().float()
+            group_losses.append(loss)
+            group_ids.append(self.current_ids)
+            window.add(loss, len(self.current_ids), int(batch["num_tokens"]))
+            if not boundary:
+                continue
+            self._check_finite(group_losses, group_ids, group_start)
+            grad_norm = self._clip()
+            self.optimizer.step()
+            if not acc.optimizer_step_was_skipped:  # fp16 overflow: the scaler skipped; so does the schedule
+                self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            group_losses, group_ids = [], []
+            self.step += 1
+            self.reporter.advance()
+            last = i == n - 1 or self.step >= self.total_steps
+            if self.step % t.log_every == 0 or last:
+                stats = window.collect(acc)
+                lr = self.scheduler.get_last_lr()[0]
+                self.reporter.step(
+                    self.step, epoch - 1 + (i + 1) / n, self.runtime.device, grad_norm, lr, stats
+                )
+            if self.step >= self.total_steps and t.max_steps is not None:
+                return True
+        return False
+
+    def _check_finite(self, losses: list, ids: list[list[str]], group_start: int) -> None:
+        """Stop, on every process, if any micro-batch of this group had a NaN/inf loss."""
+        import torch
+        from accelerate.utils import gather_object
+
+        finite = torch.isfinite(torch.stack(losses))
+        bad_count = (~finite).sum().float()
+        if self.world > 1:
+            bad_count = self.acc.reduce(bad_count, reduction="sum")
+        if bad_count.item() == 0:
+            return
+        bad = [(group_start + j, ids[j], float(losses[j])) for j in range(len(losses)) if not finite[j]]
+        if self.world > 1:
+            bad = gather_object(bad)
+        micro, bad_ids, value = bad[0]
+        all_ids = [i for _, b, _ in bad for i in b]
+        message = nan_message(
+            value=value,
+            step=self.step,
+            epoch=self.epoch,
+            micro_batch=micro,
+            ids=all_ids,
+            what="loss",
+            last_checkpoint=self.last_checkpoint,
+        )
+        raise NonFiniteLoss(message, all_ids)
+
+    def _clip(self) -> float | None:
+        t = self.cfg.training
+        norm = self.acc.clip_grad_norm_(self.params, t.max_grad_norm if t.max_grad_norm > 0 else math.inf)
+        if norm is None:  # DeepSpeed clips inside its engine
+            engine = getattr(self.model, "get_global_grad_norm", None)
+            value = engine() if engine else None
+            return float(value) if value is not None else None
+        value = float(norm)
+        if not math.isfinite(value) and self.acc.scaler is None:
+            message = nan_message(
+                value=value,
+                step=self.step,
+                epoch=self.epoch,
+                micro_batch=0,
+                ids=self.current_ids,
+                what="gradient norm",
+                last_checkpoint=self.last_checkpoint,
+            )
+            raise NonFiniteLoss(message, self.current_ids)
+        return value
+
+    # --- checkpoints, evaluation, final model --------------------------------------------
+
+    def _save_checkpoint(self, epoch: int) -> None:
+        acc, run_dir = self.acc, self.run_dir
+        tmp = ckpt.tmp_checkpoint_dir(run_dir, epoch)
+        if acc.is_main_process:
+            ckpt.prepare_tmp_dir(run_dir, epoch)
+        acc.wait_for_everyone()
+        ckpt.save_rng(tmp, self.rank)
+        if self.deepspeed:  # collective: each rank writes its optimizer shard
+            self.model.save_checkpoint(str(tmp / "deepspeed"), tag="state", exclude_frozen_parameters=True)
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            self.parts.save_trainable(acc.unwrap_model(self.model), tmp)
+            state = {
+                "epoch": epoch,
+                "global_step": self.step,
+                "config_hash": config_hash(self.cfg),
+                "config_fields": config_fields(self.cfg),
+                "world_size": self.world,
+                "steps_per_epoch": self.steps_per_epoch,
+                "total_steps": self.total_steps,
+            }
+            ckpt.write_states(
+                tmp,
+                None if self.deepspeed else self.optimizer.state_dict(),
+                self.scheduler.state_dict(),
+                state,
+            )
+            final = ckpt.commit(tmp, ckpt.checkpoint_dir(run_dir, epoch))
+            self.reporter.event(
+                "checkpoint", self.step, epoch=epoch, path=str(final), size_bytes=ckpt.dir_size(final)
+            )
+            self.reporter.print(f"epoch {epoch}: checkpoint {final}")
+        self.last_checkpoint = ckpt.checkpoint_dir(run_dir, epoch)
+        acc.wait_for_everyone()
+
+    def _evaluate(self, epoch: int) -> None:
+        if not (self.cfg.evaluation.every_epoch and self.parts.evaluate is not None):
+            return
+        if self.acc.is_main_process:
+            # Evaluation must not shift the training RNG, or a resumed run would diverge from this one.
+            rng = ckpt.capture_rng_state()
+            with self.reporter.heartbeat(self.step):
+                metrics = self.parts.evaluate(self.acc.unwrap_model(self.model), self.run_dir, epoch)
+            ckpt.restore_rng_state(rng)
+            self.reporter.metrics(self.step, epoch, metrics)
+            self.reporter.print(f"epoch {epoch}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+        self.model.train()
+        self.acc.wait_for_everyone()
+
+    def _save_final(self) -> None:
+        final = self.run_dir / FINAL_MODEL_DIR
+        if self.acc.is_main_process:
+            tmp = self.run_dir / f"{ckpt.TMP_PREFIX}{FINAL_MODEL_DIR}"
+            if tmp.exists():
+                import shutil
+
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+            self.parts.save_final(self.acc.unwrap_model(self.model), tmp)
+            ckpt.commit(tmp, final)
+            self.reporter.event("end", self.step, status="finished", final_model=str(final))
+            self.reporter.print(f"final model: {final}")
+        self.acc.wait_for_everyone()
+
+    def oom_report(self) -> str:
+        import torch
+
+        self.optimizer.zero_grad(set_to_none=True)
+        peak = memory_gb(self.runtime.device)[1] if self.runtime.device.type != "cpu" else None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        t = self.cfg.training
+        return oom_message(
+            device=str(self.runtime.device),
+            step=self.step,
+            epoch=self.epoch,
+            batch_size=t.batch_size,
+            accumulation=t.gradient_accumulation,
+            world_size=self.world,
+            peak_gb=peak,
+            ids=self.current_ids,
+            run_dir=self.run_dir,
+        )
