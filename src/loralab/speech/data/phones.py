@@ -95,7 +95,7 @@ def normalize_pronounced(annotation: str, distortion: str = "closest") -> list[s
             phones.append(UNK)
             continue
         distorted = token.endswith("*")
-        base = strip_stress(token.rstrip("*"))
+        base = strip_stress(token[:-1] if distorted else token)
         if base not in _INVENTORY_SET or base == UNK:
             raise ValueError(f"pronounced phone '{token}' is not in the phone inventory")
         if distorted and distortion == "unk":

@@ -154,15 +154,27 @@ def _read_original(root: Path) -> Source:
                     origin=f"{split}/wav.scp",
                 )
             )
-    for utt_id in sorted(set(scores) - listed_ids):
-        problems.append(
-            Problem(utt_id, None, f"entry in {scores_path.name} without audio (not in any wav.scp)")
-        )
     wave = root / "WAVE"
+    unlisted = {}
     if wave.is_dir():
-        for wav in sorted(wave.glob("*/*")):
-            if wav.suffix.lower() == ".wav" and wav.resolve() not in listed_audio:
-                problems.append(Problem(wav.stem, None, f"audio without an entry: {wav} is in no wav.scp"))
+        unlisted = {
+            wav.stem: wav
+            for wav in sorted(wave.glob("*/*"))
+            if wav.suffix.lower() == ".wav" and wav.resolve() not in listed_audio
+        }
+    for utt_id in sorted(set(scores) - listed_ids):
+        if utt_id in unlisted:
+            message = (
+                f"has audio ({unlisted.pop(utt_id)}) but is in no wav.scp, so its split is unknown: "
+                "add it to train/wav.scp or test/wav.scp"
+            )
+        else:
+            message = f"entry in {scores_path.name} without audio (in no wav.scp, no WAVE/ file)"
+        problems.append(Problem(utt_id, None, message))
+    for stem, wav in unlisted.items():
+        problems.append(
+            Problem(stem, None, f"audio without an entry: {wav} is in no wav.scp or {scores_path.name}")
+        )
     return Source("original", f"original release at {root}", iter(items), problems)
 
 
@@ -209,10 +221,13 @@ def _check_columns(names, origin: str) -> None:
 
 
 def _parquet_split(path: Path) -> str:
-    for part in (path.name, *reversed(path.parent.parts)):
-        for split in SPLITS:
-            if part == split or part.startswith((f"{split}-", f"{split}_", f"{split}.")):
-                return split
+    """``train-00000-of-00001.parquet`` (the hub's data/ files) or ``train/0000.parquet`` (its parquet export)."""
+    for split in SPLITS:
+        if path.name.startswith((f"{split}-", f"{split}_", f"{split}.")):
+            return split
+    for part in reversed(path.parent.parts):
+        if part in SPLITS:
+            return part
     raise DataError(
         f"{path}: cannot tell the split: name the file train-*.parquet / test-*.parquet "
         "or put it in a train/ or test/ folder"
