@@ -1,0 +1,230 @@
+"""Trainable-parameter counts for ``loralab compare``, before any run exists.
+
+First choice: the system's own ``count_parameters(cfg)`` (the model built on the meta
+device from its config.json, no weights; the same groups a run reports). When that cannot
+run (a hub id not available offline, a system not installed), the LoRA parameters are
+counted analytically: the backbone is built on the meta device from a config (a local
+folder, the Hugging Face cache, or the published architecture below), and every
+``nn.Linear`` whose name full-matches ``lora.target_modules`` (PEFT's rule for a regex)
+adds ``r x (in_features + out_features)`` (A is r x in, B is out x r, no bias).
+
+For Phi-4-multimodal-instruct this gives, per unit of rank, 32 text layers x (qkv
+3072->5120: 8192, o 3072->3072: 6144, gate_up 3072->16384: 19456, down 8192->3072:
+11264) = 1,441,792 parameters; nothing here states that number, it comes from the shapes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from loralab.config.schema import ExperimentConfig
+
+# Text-model dimensions from each model's published config.json on the hub, for counting
+# offline. The classes' other defaults (audio, vision) follow the same models.
+PUBLISHED_ARCHITECTURES: dict[str, tuple[str, dict]] = {
+    "microsoft/Phi-4-multimodal-instruct": (
+        "Phi4MultimodalConfig",
+        dict(
+            hidden_size=3072,
+            intermediate_size=8192,
+            num_hidden_layers=32,
+            num_attention_heads=24,
+            num_key_value_heads=8,
+            vocab_size=200064,
+            tie_word_embeddings=True,
+        ),
+    ),
+    "Qwen/Qwen2.5-0.5B": (
+        "Qwen2Config",
+        dict(
+            hidden_size=896,
+            intermediate_size=4864,
+            num_hidden_layers=24,
+            num_attention_heads=14,
+            num_key_value_heads=2,
+            vocab_size=151936,
+            tie_word_embeddings=True,
+        ),
+    ),
+}
+
+
+# Module-name prefixes of the speech groups that strategy 'unfreeze' trains in full (the
+# native Phi4MultimodalForCausalLM layout), for the offline count only.
+SPEECH_UNFREEZE_PREFIXES = {
+    "audio_encoder": ("model.embed_tokens_extend.audio_embed.encoder.",),
+    "audio_projector": (
+        "model.embed_tokens_extend.audio_embed.up_proj_for_speech.",
+        "model.embed_tokens_extend.audio_embed.down_proj_for_speech.",
+    ),
+}
+
+
+@dataclass
+class ParamSummary:
+    """What the compare table shows for one configuration. ``groups`` is name ->
+    (trainable, total); the groups partition the model. ``trainable``/``total`` are None when
+    unknown; ``note`` says where the numbers came from or why there are none."""
+
+    groups: dict[str, tuple[int, int]]
+    trainable: int | None
+    total: int | None
+    source: str
+    note: str = ""
+    partial: bool = False  # trainable modules known to be missing from ``trainable``
+
+    @property
+    def percent(self) -> float | None:
+        if self.trainable is None or not self.total:
+            return None
+        return 100.0 * self.trainable / self.total
+
+
+def from_groups(groups: dict, source: str, note: str = "") -> ParamSummary:
+    """From {group: ParamCount or {'trainable', 'total'}} (the system's or a run's). A group
+    named 'total' (the speech system adds one) is the sum of the others, not a part."""
+    out: dict[str, tuple[int, int]] = {}
+    for name, g in groups.items():
+        if isinstance(g, dict):
+            out[name] = (int(g["trainable"]), int(g["total"]))
+        else:
+            out[name] = (int(g.trainable), int(g.total))
+    if "total" in out:
+        trainable, total = out.pop("total")
+    else:
+        trainable, total = sum(t for t, _ in out.values()), sum(n for _, n in out.values())
+    return ParamSummary(out, trainable, total, source=source, note=note)
+
+
+def local_model_dir(name_or_path: str, revision: str | None) -> Path | None:
+    """The model as a local folder: the folder itself, or its snapshot in the Hugging Face
+    cache. None when neither exists. Never touches the network (compare must work offline,
+    and an unreachable hub costs minutes of retries)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name_or_path, revision=revision, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached (or not a valid repo id): no local copy
+        return None
+
+
+def _model_config(name: str, revision: str | None):
+    """(transformers config, where it came from); raises LookupError when there is none offline."""
+    from transformers import AutoConfig
+
+    local = local_model_dir(name, revision)
+    if local is not None:
+        if not (local / "config.json").is_file():
+            raise LookupError(f"{local} has no config.json")
+        return AutoConfig.from_pretrained(local), str(local / "config.json")
+    if name in PUBLISHED_ARCHITECTURES:
+        import transformers
+
+        class_name, fields = PUBLISHED_ARCHITECTURES[name]
+        return getattr(transformers, class_name)(**fields), f"published architecture of {name}"
+    raise LookupError(
+        f"model config not available offline: '{name}' is neither a folder nor in the Hugging Face cache"
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _meta_model(name_or_path: str, revision: str | None):
+    """(model on the meta device, where its config came from); cached: presets share a model."""
+    import torch
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    config, where = _model_config(name_or_path, revision)
+    with torch.device("meta"):
+        try:
+            return AutoModelForCausalLM.from_config(config), where
+        except ValueError:  # not a causal LM class (e.g. an encoder backbone)
+            return AutoModel.from_config(config), where
+
+
+def lora_rank(cfg: ExperimentConfig) -> tuple[int, str]:
+    """The rank that will be trained: for init=pretrained the adapter's own (its
+    adapter_config.json), when it can be read; else ``lora.rank``."""
+    if cfg.lora.init == "pretrained":
+        folder = cfg.lora.adapter_path or str(Path(cfg.model.name_or_path).expanduser() / "speech-lora")
+        adapter_cfg = Path(folder).expanduser() / "adapter_config.json"
+        if adapter_cfg.is_file():
+            r = json.loads(adapter_cfg.read_text()).get("r")  # PEFT's file, not a loralab config
+            if isinstance(r, int):
+                return r, f"r={r} from {adapter_cfg}"
+        return cfg.lora.rank, f"r={cfg.lora.rank} from the config (adapter not readable here)"
+    return cfg.lora.rank, f"r={cfg.lora.rank}"
+
+
+def lora_shapes(model, target_regex: str) -> list[tuple[str, int, int]]:
+    """(name, in_features, out_features) of each Linear that PEFT would wrap."""
+    import torch
+
+    pattern = re.compile(target_regex)
+    return [
+        (name, m.in_features, m.out_features)
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and pattern.fullmatch(name)
+    ]
+
+
+def analytical_count(cfg: ExperimentConfig) -> ParamSummary:
+    """LoRA parameters from layer shapes on the meta device (plus, for speech, the unfrozen
+    audio groups by module name); 'n/a' with the reason if the model config cannot be had
+    offline. ``partial`` is set where trainable modules are left out (a protein head)."""
+    try:
+        model, where = _meta_model(str(Path(cfg.model.name_or_path).expanduser()), cfg.model.revision)
+    except Exception as e:  # noqa: BLE001 - a cell says n/a, the table goes on
+        return ParamSummary({}, None, None, source="n/a", note=f"n/a ({e})")
+    rank, rank_note = lora_rank(cfg)
+    shapes = lora_shapes(model, cfg.lora.target_modules)
+    lora = sum(rank * (i + o) for _, i, o in shapes)
+    per_rank = sum(i + o for _, i, o in shapes)
+    groups: dict[str, tuple[int, int]] = {"lora": (lora, lora)}
+    params = dict(model.named_parameters())
+    unfrozen = 0
+    for group in cfg.model.unfreeze if cfg.system == "speech" else []:
+        prefixes = SPEECH_UNFREEZE_PREFIXES.get(group, ())
+        n = sum(p.numel() for name, p in params.items() if name.startswith(prefixes))
+        groups[group] = (n, n)
+        unfrozen += n
+    base = sum(p.numel() for p in params.values())
+    groups["frozen"] = (0, base - unfrozen)
+    note = f"{len(shapes)} LoRA target modules, {per_rank:,} parameters per unit of rank, {rank_note}; config: {where}"
+    partial = cfg.system != "speech"
+    if partial:
+        note += "; LoRA only: the system's own trainable modules (e.g. the protein head) are not counted"
+    return ParamSummary(
+        groups, lora + unfrozen, lora + base, source="analytical (layer shapes)", note=note, partial=partial
+    )
+
+
+def count_for_config(cfg: ExperimentConfig) -> ParamSummary:
+    """The system's count on a local copy of the model, else the analytical LoRA count (with
+    the reason the system's count could not be used)."""
+    from dataclasses import replace
+
+    from loralab.engine.system import system_module
+
+    local = local_model_dir(cfg.model.name_or_path, cfg.model.revision)
+    if local is None:
+        reason = f"'{cfg.model.name_or_path}' is not available offline (neither a folder nor cached)"
+    else:
+        local_cfg = replace(cfg, model=replace(cfg.model, name_or_path=str(local), revision=None))
+        try:
+            groups = system_module(cfg.system).count_parameters(local_cfg)
+            return from_groups(groups, source="system count (model built on the meta device)")
+        except Exception as e:  # noqa: BLE001 - never crash the table: fall back and say why
+            reason = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+    summary = analytical_count(cfg)
+    if summary.trainable is None:  # no count at all: lead with the n/a and its reason
+        summary.note += "" if local is None else f"; the system's count failed: {reason}"
+    else:
+        summary.note = f"system count not used: {reason}; {summary.note}"
+    return summary

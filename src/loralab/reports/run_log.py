@@ -1,0 +1,308 @@
+"""Everything a report needs from a run directory, read without touching the model.
+
+A run directory (written by ``loralab train``) holds ``events.jsonl`` (the schema is in
+:mod:`loralab.engine.events`), ``training_config.json`` (``config``: the resolved
+ExperimentConfig as a dict), ``checkpoint-epoch-N/`` folders (``.tmp-checkpoint-epoch-N``
+while one is being written), ``final_model/`` and, after evaluation,
+``eval/epoch-N/metrics.json``.
+
+A resumed run appends to the same log: each ``start`` opens a new *segment* (one process's
+life). Steps redone after a resume (those after the last checkpoint) are logged twice; the
+later record wins, since that is the history the final weights come from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loralab.engine.events import EVENTS_FILE, read_events, to_float
+from loralab.errors import LoralabError
+
+TRAINING_CONFIG_FILE = "training_config.json"
+CHECKPOINT_RE = re.compile(r"^checkpoint-epoch-(\d+)$")
+TMP_CHECKPOINT_RE = re.compile(r"^\.tmp-checkpoint-epoch-(\d+)$")
+EVAL_DIR_RE = re.compile(r"^epoch-(\d+)$")
+# Counts and p-values are context, not results: left out of plots and comparison tables.
+NOT_HEADLINE_RE = re.compile(r"(^|[._])(n|n_items|failed|clamped|count|p_value|all_parsed|num_\w+|ref_len)$")
+EVAL_ROOT_RE = re.compile(r"^eval(-(?P<split>.+))?$")
+# Preferred order: the paper's Table 3 columns, then protein headline metrics.
+PREFERRED_METRICS = (
+    "acc_pcc", "flu_pcc", "pros_pcc", "total_pcc", "wer", "per", "f1", "precision", "recall",
+    "mae", "rmse", "pearson", "tm_score", "lddt", "gdt_ts", "rmsd",
+)  # fmt: skip
+
+
+STEP_FIELDS = (
+    "epoch",
+    "loss",
+    "grad_norm",
+    "lr",
+    "samples_per_s",
+    "tokens_per_s",
+    "memory_gb",
+    "peak_memory_gb",
+)
+
+
+@dataclass
+class StepPoint:
+    """One logged optimizer step; numbers the trainer did not write are NaN."""
+
+    step: int
+    time: float
+    epoch: float
+    loss: float
+    grad_norm: float
+    lr: float
+    samples_per_s: float
+    tokens_per_s: float
+    memory_gb: float
+    peak_memory_gb: float
+    # Fields the trainer wrote as NaN/inf (as opposed to fields it did not write at all).
+    nonfinite: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_record(cls, r: dict) -> StepPoint:
+        values = {k: to_float(r.get(k)) for k in STEP_FIELDS}
+        nonfinite = frozenset(k for k in STEP_FIELDS if r.get(k) is not None and not math.isfinite(values[k]))
+        return cls(step=int(r["step"]), time=float(r["time"]), nonfinite=nonfinite, **values)
+
+
+@dataclass
+class Segment:
+    """One process's part of the log: its ``start`` record and every record after it."""
+
+    start: dict | None
+    records: list[dict] = field(default_factory=list)
+
+    def of(self, event: str) -> list[dict]:
+        return [r for r in self.records if r.get("event") == event]
+
+    @property
+    def last_time(self) -> float | None:
+        times = [float(r["time"]) for r in self.records if "time" in r]
+        return max(times) if times else None
+
+
+@dataclass
+class CheckpointInfo:
+    name: str
+    epoch: int
+    path: str
+    size_bytes: int | None
+    state: str  # 'complete' | 'incomplete' (tmp folder) | 'missing' (logged, gone from disk)
+
+
+@dataclass
+class EvalResult:
+    epoch: int
+    metrics: dict[str, float]
+    source: str  # 'events' or the metrics.json path
+    split: str | None = None  # as the evaluator recorded it; None: its default (test)
+
+
+@dataclass
+class RunLog:
+    run_dir: Path
+    records: list[dict]
+    segments: list[Segment]
+    steps: list[StepPoint]
+    evals: list[EvalResult]
+    checkpoints: list[CheckpointInfo]
+    final_model: CheckpointInfo | None
+    training_config: dict | None
+    problems: list[str]  # things we could not read, shown in the report rather than hidden
+
+    @property
+    def start(self) -> dict | None:
+        """The latest ``start`` record (the current or last process)."""
+        for seg in reversed(self.segments):
+            if seg.start is not None:
+                return seg.start
+        return None
+
+    @property
+    def first_start(self) -> dict | None:
+        return next((s.start for s in self.segments if s.start is not None), None)
+
+    @property
+    def config(self) -> dict | None:
+        """The resolved config as written (a plain dict, for display)."""
+        if self.training_config and isinstance(self.training_config.get("config"), dict):
+            return self.training_config["config"]
+        return None
+
+    def typed_config(self):
+        """The resolved config as an ExperimentConfig, or None (with a note in ``problems``)
+        when there is none or it no longer fits the schema (a run from another version)."""
+        from loralab.config.loader import ConfigError, build_dataclass
+        from loralab.config.schema import ExperimentConfig
+
+        if self.config is None:
+            return None
+        try:
+            return build_dataclass(ExperimentConfig, self.config, str(self.run_dir / TRAINING_CONFIG_FILE))
+        except (ConfigError, TypeError) as e:
+            note = f"config in {TRAINING_CONFIG_FILE} does not fit this version's schema: {e}"
+            if note not in self.problems:
+                self.problems.append(note)
+            return None
+
+
+def folder_size(path: Path) -> int:
+    """Bytes of all regular files below ``path`` (links not followed)."""
+    total = 0
+    for p in path.rglob("*"):
+        try:
+            if p.is_file() and not p.is_symlink():
+                total += p.stat().st_size
+        except OSError:  # a file removed while we walk (a checkpoint being replaced)
+            continue
+    return total
+
+
+def split_segments(records: list[dict]) -> list[Segment]:
+    segments: list[Segment] = []
+    for r in records:
+        if r.get("event") == "start" or not segments:
+            segments.append(Segment(start=r if r.get("event") == "start" else None))
+        segments[-1].records.append(r)
+    return segments
+
+
+def collect_steps(records: list[dict]) -> list[StepPoint]:
+    """Step records by step; a step logged again after a resume replaces the earlier one."""
+    by_step: dict[int, StepPoint] = {}
+    for r in records:
+        if r.get("event") == "step" and "step" in r and "time" in r:
+            by_step[int(r["step"])] = StepPoint.from_record(r)
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def flatten_metrics(data: Any, prefix: str = "") -> dict[str, float]:
+    """Nested metrics -> {'a.b': number}; strings like 'nan' become floats, other text is skipped."""
+    out: dict[str, float] = {}
+    if isinstance(data, dict):
+        for k, v in data.items():
+            out.update(flatten_metrics(v, f"{prefix}{k}."))
+    elif isinstance(data, bool):
+        pass
+    elif isinstance(data, (int, float)):
+        out[prefix[:-1]] = float(data)
+    elif isinstance(data, str) and data.lower() in ("nan", "inf", "-inf"):
+        out[prefix[:-1]] = float(data)
+    return out
+
+
+def _read_evals(run_dir: Path, records: list[dict], problems: list[str]) -> list[EvalResult]:
+    """Eval metrics per (epoch, split): the ``eval`` events (the latest per epoch and split)
+    where the evaluator wrote them, else ``eval[-SPLIT]/epoch-N/metrics.json`` flattened."""
+    found: dict[tuple[int, str | None], EvalResult] = {}
+    for r in records:
+        if r.get("event") == "eval" and isinstance(r.get("metrics"), dict) and "epoch" in r:
+            split = r.get("split") if r.get("split") != "test" else None
+            found[(int(r["epoch"]), split)] = EvalResult(
+                int(r["epoch"]), flatten_metrics(r["metrics"]), "events", split
+            )
+    roots = [d for d in run_dir.iterdir() if d.is_dir() and EVAL_ROOT_RE.match(d.name)]
+    for root in sorted(roots):
+        split = EVAL_ROOT_RE.match(root.name).group("split")
+        split = None if split == "test" else split
+        for d in sorted(root.iterdir()):
+            m = EVAL_DIR_RE.match(d.name)
+            if not m or (int(m.group(1)), split) in found or not (d / "metrics.json").is_file():
+                continue
+            try:
+                data = json.loads((d / "metrics.json").read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                problems.append(f"{d / 'metrics.json'}: unreadable ({e})")
+                continue
+            epoch = int(m.group(1))
+            found[(epoch, split)] = EvalResult(epoch, flatten_metrics(data), str(d / "metrics.json"), split)
+    return [found[k] for k in sorted(found, key=lambda k: (k[1] or "", k[0]))]
+
+
+def _read_checkpoints(run_dir: Path, records: list[dict]) -> list[CheckpointInfo]:
+    found: dict[str, CheckpointInfo] = {}
+    for d in run_dir.iterdir():
+        if not d.is_dir():
+            continue
+        if m := CHECKPOINT_RE.match(d.name):
+            found[d.name] = CheckpointInfo(d.name, int(m.group(1)), str(d), folder_size(d), "complete")
+        elif m := TMP_CHECKPOINT_RE.match(d.name):
+            found[d.name] = CheckpointInfo(d.name, int(m.group(1)), str(d), folder_size(d), "incomplete")
+    for r in records:
+        if r.get("event") != "checkpoint" or "epoch" not in r:
+            continue
+        name = f"checkpoint-epoch-{int(r['epoch'])}"
+        if name not in found:
+            size = r.get("size_bytes")
+            found[name] = CheckpointInfo(
+                name, int(r["epoch"]), str(r.get("path", run_dir / name)), size, "missing"
+            )
+    return sorted(found.values(), key=lambda c: (c.epoch, c.state != "complete"))
+
+
+def read_run(run_dir: str | Path) -> RunLog:
+    """Read a run directory; a folder with neither an event log nor a training config is an error."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise LoralabError(
+            f"run directory '{run_dir}' does not exist (pass the folder 'loralab train' printed)"
+        )
+    events_path = run_dir / EVENTS_FILE
+    cfg_path = run_dir / TRAINING_CONFIG_FILE
+    if not events_path.exists() and not cfg_path.exists():
+        raise LoralabError(
+            f"'{run_dir}' is not a run directory: it has no {EVENTS_FILE} and no {TRAINING_CONFIG_FILE}. "
+            "Pass the folder a 'loralab train' run writes (default output/<name>)."
+        )
+    problems: list[str] = []
+    records = [r for r in read_events(run_dir) if isinstance(r, dict) and "event" in r]
+    training_config = None
+    if cfg_path.exists():
+        try:
+            training_config = json.loads(cfg_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            problems.append(f"{cfg_path}: unreadable ({e})")
+    final = None
+    if (run_dir / "final_model").is_dir():
+        d = run_dir / "final_model"
+        final = CheckpointInfo("final_model", -1, str(d), folder_size(d), "complete")
+    return RunLog(
+        run_dir=run_dir,
+        records=records,
+        segments=split_segments(records),
+        steps=collect_steps(records),
+        evals=_read_evals(run_dir, records, problems),
+        checkpoints=_read_checkpoints(run_dir, records),
+        final_model=final,
+        training_config=training_config,
+        problems=problems,
+    )
+
+
+def finite(values: list[float]) -> list[float]:
+    return [v for v in values if math.isfinite(v)]
+
+
+def headline_metrics(evals: list[dict]) -> list[str]:
+    """Metric names of ``evals`` (dicts with ``metrics``) worth showing: finite numbers, not
+    counts or p-values; the preferred names first, then in order of appearance."""
+    names: list[str] = []
+    for e in evals:
+        for k, v in e["metrics"].items():
+            if k not in names and not NOT_HEADLINE_RE.search(k) and isinstance(v, float) and math.isfinite(v):
+                names.append(k)
+
+    def rank(name: str) -> tuple[int, int]:
+        leaf = name.rsplit(".", 1)[-1]
+        pref = PREFERRED_METRICS.index(leaf) if leaf in PREFERRED_METRICS else len(PREFERRED_METRICS)
+        return pref, names.index(name)
+
+    return sorted(names, key=rank)
