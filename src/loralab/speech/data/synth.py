@@ -234,18 +234,22 @@ def _plan_utterance(utt_id: str, speaker: Speaker, rng: np.random.Generator) -> 
     )
 
 
+def _silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(round(seconds * ESPEAK_SAMPLE_RATE)), np.float32)
+
+
 def _render(utt: Utterance, root: Path, binary: str) -> None:
-    silence = lambda seconds: np.zeros(int(round(seconds * ESPEAK_SAMPLE_RATE)), np.float32)  # noqa: E731
-    pieces = [silence(utt.lead)]
+    """Speak each chunk with espeak-ng, join with the planned silences, write the WAV."""
+    import soundfile as sf
+
+    pieces = [_silence(utt.lead)]
     for k, chunk in enumerate(utt.chunks):
         phonemes = " ".join(espeak_word(utt.words[i].spoken()) for i in chunk)
         voice = utt.speaker.voice
         pieces.append(speak_phonemes(phonemes, voice, utt.speeds[k], utt.speaker.pitch, binary))
         if k < len(utt.pauses):
-            pieces.append(silence(utt.pauses[k]))
-    pieces.append(silence(utt.tail))
-    import soundfile as sf
-
+            pieces.append(_silence(utt.pauses[k]))
+    pieces.append(_silence(utt.tail))
     path = root / utt.wav_path
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), np.concatenate(pieces), ESPEAK_SAMPLE_RATE, subtype="PCM_16", format="WAV")
