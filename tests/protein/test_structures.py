@@ -40,7 +40,8 @@ def _biotite_ca(path, chain_id):
     import biotite.structure.io.pdb as pdb
 
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt") as f:
+    with opener(path, "rt") as f, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "elements were guessed from atom name"
         atoms = pdb.PDBFile.read(f).get_structure(model=1, altloc="occupancy", extra_fields=["occupancy"])
     ca = atoms[(atoms.atom_name == "CA") & (atoms.chain_id == chain_id) & struc.filter_amino_acids(atoms)]
     return ca
@@ -164,7 +165,10 @@ def test_bad_inputs_raise_clear_errors(data, tmp_path):
     # An empty chain: amino acids without any C-alpha (only N atoms), beside a good chain.
     lines = [ln for ln in _pdb_lines(data / "dssp/2xcjA.pdb.gz") if ln.startswith("ATOM")]
     no_ca = [ln[:21] + "B" + ln[22:] for ln in lines if ln[12:16] == " N  "][:20]
-    with pytest.raises(DataError, match="no C-alpha"):
+    with (
+        pytest.raises(DataError, match="no C-alpha"),
+        pytest.warns(StructureWarning, match="chain B left out"),
+    ):
         parse_structure(_write(tmp_path, "empty_chain.pdb", no_ca))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
