@@ -46,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest fraction of residues without a C-alpha (gaps, termini; default 0.25)",
     )
     parser.add_argument(
+        "--max-unknown-fraction",
+        type=float,
+        default=0.1,
+        help="largest fraction of residues of unknown type (X) in a kept chain (default 0.1)",
+    )
+    parser.add_argument(
         "--identity-threshold",
         type=float,
         default=0.3,
@@ -70,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         min_length=args.min_length,
         max_length=args.max_length,
         max_missing_fraction=args.max_missing_fraction,
+        max_unknown_fraction=args.max_unknown_fraction,
         identity_threshold=args.identity_threshold,
         split_fractions=args.split,
         seed=args.seed,

@@ -91,7 +91,9 @@ def find_structure_files(paths: Path | str | Iterable[Path | str]) -> tuple[list
                 if p.is_file() and not p.name.startswith("."):
                     (found if is_structure_file(p) else other).append(p)
         else:
-            raise DataError(f"structures: {root} is neither a file nor a folder")
+            raise DataError(
+                f"structures: {root} does not exist; give a folder of PDB/mmCIF files or the files"
+            )
     return sorted(set(found)), sorted(set(other))
 
 
