@@ -138,7 +138,13 @@ def _read_original(root: Path) -> Source:
                 continue
             listed_ids.add(utt_id)
             if utt_id not in scores:
-                problems.append(Problem(utt_id, split, f"audio without an entry in {scores_path.name}"))
+                problems.append(
+                    Problem(
+                        utt_id,
+                        split,
+                        f"audio without an entry: in {split}/wav.scp, not in {scores_path.name}",
+                    )
+                )
                 continue
             speaker = utt2spk.get(utt_id, utt_id[1:5] if len(utt_id) == 9 else "")
             age = spk2age.get(speaker)
