@@ -1,0 +1,191 @@
+"""`loralab evaluate` on the tiny model and the synthetic corpus: files, tables, events,
+resume after an interruption and after kill -9, and the errors for bad run directories."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from loralab.cli.main import main as cli_main
+from loralab.errors import LoralabError
+from loralab.speech.evaluation import runner
+from loralab.speech.evaluation.generate import BatchedGenerator, GeneratedAnswer
+
+
+def _lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_evaluate_end_to_end_writes_tables_and_events(tiny_run_dir, synth_manifest_dir):
+    from loralab.speech.data.records import read_manifest
+
+    records = read_manifest(synth_manifest_dir, "test")[:6]
+    n_test = len(records)
+    code = cli_main(["evaluate", str(tiny_run_dir), "--checkpoints", "all", "--limit", "6", "--no-progress"])
+    assert code == 0
+    out = tiny_run_dir / "eval"
+    for epoch in (0, 1):
+        preds = _lines(out / f"epoch-{epoch}" / "predictions.jsonl")
+        assert len(preds) == 2 * n_test
+        assert {(p["id"], p["task"]) for p in preds} == {(r.id, t) for r in records for t in ("apa", "mdd")}
+        assert all("raw" in p and "errors" in p for p in preds)
+        metrics = json.loads((out / f"epoch-{epoch}" / "metrics.json").read_text())
+        assert metrics["n_utterances"] == n_test
+        for aspect in ("accuracy", "fluency", "prosodic", "total"):
+            a = metrics["apa"][aspect]
+            assert a["n"] + a["failed"] == n_test  # every answer accounted for, none scored as 0
+        assert metrics["mdd"]["per"]["n"] + metrics["mdd"]["per"]["failed"] == n_test
+        assert (out / f"epoch-{epoch}" / "per_vs_accuracy.png").is_file()
+    settings = json.loads((out / "epoch-1" / "settings.json").read_text())
+    assert settings["max_new_tokens"]["mdd"] > settings["max_new_tokens"]["apa"] >= 32
+    # The adapter changes the model: epoch 1 answers are not the base model's.
+    raw0 = [p["raw"] for p in _lines(out / "epoch-0" / "predictions.jsonl")]
+    raw1 = [p["raw"] for p in _lines(out / "epoch-1" / "predictions.jsonl")]
+    assert sorted(raw0) != sorted(raw1)
+
+    table = (out / "table3.md").read_text()
+    assert (
+        "| no training | 0 | paper | -0.041 | -0.017 | -0.049 | -0.104 | 0.970 | 0.792 | 0.143 | 0.154 | 0.134 |"
+        in table
+    )
+    assert "| LoRA | 1 | paper | 0.547 |" in table and "ours - paper" in table
+    with (out / "table3.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["epoch"], r["source"]) for r in rows] == [
+        ("0", "ours"), ("0", "paper"), ("0", "ours - paper"), ("1", "ours"), ("1", "paper"), ("1", "ours - paper"),
+    ]  # fmt: skip
+    assert float(rows[1]["per"]) == pytest.approx(0.792)
+    with (out / "table4.csv").open() as f:
+        systems = [r["system"] for r in csv.DictReader(f)]
+    assert systems[0].startswith("GOPT") and systems[-1] == "Ours, epoch 1"
+
+    events = [json.loads(x) for x in (tiny_run_dir / "events.jsonl").read_text().splitlines()]
+    evals = [e for e in events if e["event"] == "eval"]
+    assert [e["epoch"] for e in evals] == [0, 1]
+    assert evals[1]["step"] == 7 and "acc_pcc" in evals[1]["metrics"]
+
+
+def test_reference_answers_score_perfectly(tiny_run_dir, synth_manifest_dir, monkeypatch):
+    """With the reference answers as predictions, the pipeline must report PCC 1, WER/PER 0, F1 1."""
+    from loralab.speech.data.records import read_manifest
+
+    records = {r.id: r for r in read_manifest(synth_manifest_dir, "test")}
+
+    def perfect(self, task, audios, ids):
+        field = "apa_answer" if task == "apa" else "mdd_answer"
+        return [GeneratedAnswer(i, task, getattr(records[i], field), 10, False) for i in ids]
+
+    monkeypatch.setattr(BatchedGenerator, "generate", perfect)
+    runner.evaluate_run(tiny_run_dir, "1", progress=False, log=lambda *a: None)
+    s = json.loads((tiny_run_dir / "eval" / "epoch-1" / "metrics.json").read_text())["summary"]
+    for key in ("acc_pcc", "total_pcc"):
+        assert s[key] == pytest.approx(1.0)
+    assert s["wer"] == 0 and s["per"] == 0
+    assert s["apa_parse_rate"] == 1 and s["mdd_parse_rate"] == 1
+    if s["f1"] is not None:  # the synthetic corpus has mispronunciations: all found, all right
+        assert s["f1"] == pytest.approx(1.0) and s["diagnosis_accuracy"] == pytest.approx(1.0)
+
+
+def test_interrupted_evaluation_resumes_without_redoing(tiny_run_dir, monkeypatch):
+    calls: list[int] = []
+    original = BatchedGenerator.generate
+
+    def counting(self, task, audios, ids):
+        calls.append(len(ids))
+        if fail_after[0] is not None and len(calls) > fail_after[0]:
+            raise KeyboardInterrupt
+        return original(self, task, audios, ids)
+
+    fail_after = [2]
+    monkeypatch.setattr(BatchedGenerator, "generate", counting)
+    args = dict(batch_size=3, max_new_tokens=8, progress=False, log=lambda *a: None)
+    with pytest.raises(KeyboardInterrupt):
+        runner.evaluate_run(tiny_run_dir, "1", **args)
+    preds = tiny_run_dir / "eval" / "epoch-1" / "predictions.jsonl"
+    kept = len(_lines(preds))
+    assert kept == sum(calls[:2]) > 0
+    calls.clear()
+    fail_after[0] = None
+    runner.evaluate_run(tiny_run_dir, "1", **args)
+    final = _lines(preds)
+    total = len(final)
+    assert len({(p["id"], p["task"]) for p in final}) == total  # no duplicates
+    assert sum(calls) == total - kept  # only the missing answers were generated
+
+
+def test_kill_9_mid_evaluation_then_resume(tiny_run_dir, monkeypatch):
+    preds = tiny_run_dir / "eval" / "epoch-1" / "predictions.jsonl"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "loralab.cli.main", "evaluate", str(tiny_run_dir), "--checkpoints", "1",
+           "--batch-size", "1", "--limit", "4", "--max-new-tokens", "200", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if preds.exists() and len(preds.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "evaluation ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    kept = len([x for x in preds.read_bytes().split(b"\n") if x.strip()])
+    calls: list[int] = []
+    original = BatchedGenerator.generate
+
+    def counting(self, task, audios, ids):
+        calls.append(len(ids))
+        return original(self, task, audios, ids)
+
+    monkeypatch.setattr(BatchedGenerator, "generate", counting)
+    runner.evaluate_run(
+        tiny_run_dir, "1", limit=4, batch_size=1, max_new_tokens=200, progress=False, log=lambda *a: None
+    )
+    final = _lines(preds)
+    assert len({(p["id"], p["task"]) for p in final}) == len(final) == 8
+    # A torn last line (killed mid-write) is generated again; every complete one is kept.
+    assert len(final) - kept <= sum(calls) <= len(final) - kept + 1
+    assert (tiny_run_dir / "eval" / "table3.md").is_file()
+
+
+def test_changed_settings_are_refused_unless_restart(tiny_run_dir):
+    args = dict(max_new_tokens=8, limit=2, progress=False, log=lambda *a: None)
+    runner.evaluate_run(tiny_run_dir, "1", **args)
+    with pytest.raises(LoralabError, match="other settings.*--restart"):
+        runner.evaluate_run(tiny_run_dir, "1", **{**args, "max_new_tokens": 9})
+    runner.evaluate_run(tiny_run_dir, "1", **{**args, "max_new_tokens": 9}, restart=True)
+    assert len(_lines(tiny_run_dir / "eval" / "epoch-1" / "predictions.jsonl")) == 4
+
+
+def test_bad_run_directories(tiny_run_dir, tmp_path, capsys):
+    assert cli_main(["evaluate", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["evaluate", str(tmp_path / "empty")]) == 2
+    assert "training_config.json" in capsys.readouterr().err
+
+    no_ckpt = tmp_path / "fresh"
+    no_ckpt.mkdir()
+    (no_ckpt / "training_config.json").write_text((tiny_run_dir / "training_config.json").read_text())
+    assert cli_main(["evaluate", str(no_ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint-epoch-N" in err and str(no_ckpt) in err
+
+    assert cli_main(["evaluate", str(tiny_run_dir), "--checkpoints", "5"]) == 2
+    assert "epoch(s) [5]" in capsys.readouterr().err
+    assert cli_main(["evaluate", str(tiny_run_dir), "--checkpoints", "best"]) == 2
+    assert "use all, last" in capsys.readouterr().err
+
+    (tiny_run_dir / "checkpoint-epoch-2").mkdir()  # a checkpoint folder without its adapter
+    assert cli_main(["evaluate", str(tiny_run_dir), "--checkpoints", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint-epoch-2" in err and "adapter" in err
