@@ -7,6 +7,7 @@ import re
 import shutil
 
 import pytest
+import torch
 
 ORIGINAL_AUTO_MAP = {
     "AutoConfig": "configuration_phi4mm.Phi4MMConfig",
@@ -153,6 +154,15 @@ def write_original_layout(native_dir, speech_dir, vision_dir, out_dir, speech=(8
         )
     )
     return out_dir
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: under `pytest -n 2` on 2 cores, more threads only spin against each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from loralab.engine.system import ParamCount
 from loralab.errors import LoralabError
 
 PEFT_PREFIX = "base_model.model."
+_WRAPPER_PREFIXES = re.compile(r"^(module\.)?(peft_model\.)?(base_model\.model\.)?")
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 # Module-name prefixes (in Phi4MultimodalForCausalLM) of the groups reported and unfrozen.
@@ -43,10 +44,9 @@ GROUP_ORDER = ("lora", "audio_encoder", "audio_projector", "text_decoder", "visi
 
 
 def base_name(name: str) -> str:
-    """A parameter name as in the plain model: PEFT's prefix and ``base_layer.`` removed."""
-    if name.startswith(PEFT_PREFIX):
-        name = name[len(PEFT_PREFIX) :]
-    return name.replace(".base_layer.", ".")
+    """A parameter name as in the plain model: wrapper prefixes (DDP's ``module.``, our
+    ``peft_model.``, PEFT's ``base_model.model.``) and ``base_layer.`` removed."""
+    return _WRAPPER_PREFIXES.sub("", name).replace(".base_layer.", ".")
 
 
 def group_of(name: str) -> str:

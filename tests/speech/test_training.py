@@ -1,0 +1,231 @@
+"""The speech system plug-in on the tiny Phi-4-MM: the three LoRA set-ups train what they should."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from loralab.errors import LoralabError
+
+STEPS = 6
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: under `pytest -n 2` on 2 cores, more threads only spin against each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def speech_adapter(tiny_model_dir, tmp_path_factory):
+    from loralab.speech.model.tiny import build_tiny_speech_adapter
+
+    return build_tiny_speech_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter") / "speech-lora")
+
+
+def make_cfg(preset, tiny_model_dir, manifest_dir, *extra):
+    from loralab.config import load_config
+
+    return load_config(
+        preset,
+        [
+            f"model.name_or_path={tiny_model_dir}",
+            f"speech.manifest_dir={manifest_dir}",
+            "speech.prompt_style=short",
+            "lora.rank=8",
+            "lora.alpha=16",
+            *extra,
+        ],
+    )
+
+
+def build(cfg):
+    from loralab.engine.runtime import Runtime
+    from loralab.speech.system import build_parts
+
+    torch.manual_seed(0)
+    return build_parts(cfg, Runtime.cpu())
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def train_steps(parts, batch, steps=STEPS, lr=5e-3) -> list[float]:
+    model = parts.model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = parts.loss_fn(model, batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    return losses
+
+
+def changed_groups(before, after) -> dict[str, bool]:
+    from loralab.speech.model.lora import group_of
+
+    changed: dict[str, bool] = {}
+    for name, value in before.items():
+        group = group_of(name)
+        changed[group] = changed.get(group, False) or not torch.equal(value, after[name])
+    return changed
+
+
+def first_batch(parts, n=4):
+    return parts.collate([parts.train_dataset[i] for i in range(n)])
+
+
+def test_paper_r64_starts_at_the_base_models_loss_and_trains_only_lora(tiny_model_dir, synth_manifest_dir):
+    from loralab.speech.model.load import load_phi4mm
+
+    parts = build(make_cfg("paper_r64", tiny_model_dir, synth_manifest_dir))
+    batch = first_batch(parts)
+    # Independent reference: transformers' own causal-LM loss (full logits, shifted labels) of the base model.
+    base = load_phi4mm(tiny_model_dir).eval()
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels", "audio_input_features",
+                                    "audio_embed_sizes", "audio_attention_mask")}  # fmt: skip
+    with torch.no_grad():
+        reference = base(**inputs).loss.item()
+    before = snapshot(parts.model)
+    assert all(not torch.any(v) for n, v in before.items() if ".lora_B." in n)  # B = 0
+    losses = train_steps(parts, batch)
+    assert losses[0] == pytest.approx(reference, rel=1e-5)
+    assert losses[-1] < losses[0] - 0.05
+    assert changed_groups(before, snapshot(parts.model)) == {
+        "lora": True,
+        "audio_encoder": False,
+        "audio_projector": False,
+        "text_decoder": False,
+        "vision": False,
+    }
+    assert all(p.dtype == torch.float32 for p in parts.model.parameters() if p.requires_grad)
+
+
+def test_unfreeze_trains_lora_audio_encoder_and_projector(tiny_model_dir, synth_manifest_dir):
+    parts = build(make_cfg("unfreeze_r64", tiny_model_dir, synth_manifest_dir))
+    batch = first_batch(parts)
+    before = snapshot(parts.model)
+    losses = train_steps(parts, batch)
+    assert losses[-1] < losses[0] - 0.05
+    changed = changed_groups(before, snapshot(parts.model))
+    assert changed == {
+        "lora": True,
+        "audio_encoder": True,
+        "audio_projector": True,
+        "text_decoder": False,
+        "vision": False,  # the vision-speech projector is not used for audio alone
+    }
+
+
+def test_pretrained_starts_from_the_given_adapter(tiny_model_dir, synth_manifest_dir, speech_adapter):
+    from safetensors.torch import load_file
+
+    cfg = make_cfg(
+        "pretrained_r320", tiny_model_dir, synth_manifest_dir, f"lora.adapter_path={speech_adapter}"
+    )
+    parts = build(cfg)
+    saved = load_file(str(speech_adapter / "adapter_model.safetensors"))
+    live = {
+        n.replace(".default.", "."): p for n, p in parts.model.peft_model.named_parameters() if ".lora_" in n
+    }
+    assert set(live) == set(saved)
+    for name, value in saved.items():
+        assert torch.equal(live[name].detach(), value.float()), name
+    batch = first_batch(parts)
+    before = snapshot(parts.model)
+    losses = train_steps(parts, batch)
+    assert losses[-1] < losses[0] - 0.05
+    changed = changed_groups(before, snapshot(parts.model))
+    assert changed["lora"] and not any(v for k, v in changed.items() if k != "lora")
+
+
+def test_pretrained_without_speech_lora_is_a_clear_error(tiny_model_dir, synth_manifest_dir):
+    with pytest.raises(LoralabError, match="speech-lora"):
+        build(make_cfg("pretrained_r320", tiny_model_dir, synth_manifest_dir))
+
+
+def test_pretrained_rank_must_match_the_adapter(tiny_model_dir, synth_manifest_dir, speech_adapter):
+    cfg = make_cfg(
+        "pretrained_r320",
+        tiny_model_dir,
+        synth_manifest_dir,
+        f"lora.adapter_path={speech_adapter}",
+        "lora.rank=16",
+    )
+    with pytest.raises(LoralabError, match="r=8"):
+        build(cfg)
+
+
+@pytest.mark.parametrize("preset", ["paper_r64", "unfreeze_r64", "pretrained_r320"])
+def test_counts_without_weights_equal_the_built_model(
+    preset, tiny_model_dir, synth_manifest_dir, speech_adapter
+):
+    from loralab.speech.system import count_parameters
+
+    cfg = make_cfg(preset, tiny_model_dir, synth_manifest_dir, f"lora.adapter_path={speech_adapter}")
+    parts = build(cfg)
+    counted = count_parameters(cfg)
+    assert counted == parts.param_groups
+    model = parts.model
+    assert counted["total"].trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # LoRA by hand: r * (in + out) over qkv/o/gate_up/down of every decoder layer.
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    h, i, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    head = h // config["num_attention_heads"]
+    qkv_out = head * (config["num_attention_heads"] + 2 * config["num_key_value_heads"])
+    per_rank = layers * ((h + qkv_out) + (h + h) + (h + 2 * i) + (i + h))
+    assert counted["lora"].trainable == 8 * per_rank
+
+
+def test_saved_run_reloads_for_resume_and_inference(tiny_model_dir, synth_manifest_dir, tmp_path):
+    from loralab.speech.model.load import load_for_inference
+
+    cfg = make_cfg("unfreeze_r64", tiny_model_dir, synth_manifest_dir)
+    parts = build(cfg)
+    batch = first_batch(parts, 2)
+    train_steps(parts, batch, steps=2)
+    trained = snapshot(parts.model)
+    checkpoint = tmp_path / "run" / "checkpoint-epoch-1"
+    parts.save_trainable(parts.model, checkpoint)
+    assert (checkpoint / "adapter_model.safetensors").is_file() and (
+        checkpoint / "unfrozen.safetensors"
+    ).is_file()
+
+    resumed = build(cfg)
+    resumed.load_trainable(resumed.model, checkpoint)
+    for name, value in snapshot(resumed.model).items():
+        assert torch.equal(value, trained[name]), name
+
+    parts.save_final(parts.model, tmp_path / "run" / "final_model")
+    card = json.loads((tmp_path / "run" / "final_model" / "loralab_model.json").read_text())
+    assert card["strategy"] == "unfreeze" and card["unfrozen"] == ["audio_encoder", "audio_projector"]
+    inference = load_for_inference(tmp_path / "run" / "final_model", device="cpu")
+    assert inference.end_token_ids[:2] == inference.tokenizer.convert_tokens_to_ids(
+        ["<|end|>", "<|endoftext|>"]
+    )
+    parts.model.eval()
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "audio_input_features",
+                                    "audio_embed_sizes", "audio_attention_mask")}  # fmt: skip
+    with torch.no_grad():
+        expected = parts.model.peft_model(**inputs).logits
+        got = inference.model(**inputs).logits
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+    # A checkpoint folder finds its base model through the run's training_config.json.
+    (tmp_path / "run" / "training_config.json").write_text(
+        json.dumps({"config": {"model": {"name_or_path": str(tiny_model_dir), "revision": None}}})
+    )
+    from_checkpoint = load_for_inference(checkpoint, device="cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(from_checkpoint.model(**inputs).logits, expected, rtol=1e-4, atol=1e-4)
+    (tmp_path / "run" / "checkpoint-epoch-2").mkdir()
+    with pytest.raises(LoralabError, match="no adapter"):
+        load_for_inference(tmp_path / "run" / "checkpoint-epoch-2", device="cpu")
