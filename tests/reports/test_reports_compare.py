@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 
 import pytest
@@ -143,7 +144,7 @@ def test_runs_side_by_side_with_the_papers_targets(tmp_path, capsys):
     a = _recorded_run(
         tmp_path, "paper_r64", {0: {"acc_pcc": -0.02, "wer": 0.9}, 1: {"acc_pcc": 0.5, "wer": 0.2}}
     )
-    b = _recorded_run(tmp_path, "unfreeze_r64", {1: {"acc_pcc": 0.4, "wer": 0.25, "acc_n": 40}})
+    b = _recorded_run(tmp_path, "unfreeze_r64", {1: {"acc_pcc": 0.4, "wer": 0.25, "acc_n": 40, "per": "nan"}})
     entries = compare([str(a), str(b)])
     assert [e.kind for e in entries] == ["run", "run"]
     # counts of a run come from its start record (the model that was built)
@@ -157,6 +158,8 @@ def test_runs_side_by_side_with_the_papers_targets(tmp_path, capsys):
     assert table[(1, "acc_pcc")] == [0.5, 0.4, 0.547, 0.535]  # not the train-split 0.99
     assert table[(1, "wer")] == [0.2, 0.25, 0.150, 0.159]
     assert (1, "acc_n") not in table  # counts are context, not results
+    per = table[(1, "per")]  # undefined (nothing parsed) is shown as such, not dropped
+    assert per[0] is None and math.isnan(per[1]) and per[2:] == [0.137, 0.199]
 
     assert main(["compare", str(a), str(b), "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)

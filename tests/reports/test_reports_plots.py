@@ -31,7 +31,7 @@ def recorded_status(tmp_path, loss_fn=None):
     for epoch in (1, 2):
         recs.append({"event": "eval", "time": recs[-1]["time"] + 1, "step": 50 * epoch, "epoch": epoch,
                      "metrics": {"acc_pcc": 0.4 + 0.1 * epoch, "flu_pcc": 0.5, "wer": 0.3 / epoch,
-                                 "acc_n": 40, "acc_p_value": 0.01}})  # fmt: skip
+                                 "acc_n": 40, "acc_p_value": 0.01, "per": "nan"}})  # fmt: skip
     config = {"training": {"max_grad_norm": 1.0}}  # only what the plot needs is checked below
     run = write_log(tmp_path / "run", recs, config=config)
     return build_status(run, now=recs[-1]["time"] + 1), recs
@@ -53,7 +53,7 @@ def test_figures_have_the_expected_series(tmp_path):
 
     fig = eval_figure(s.evals)
     visible = [ax for ax in fig.axes if ax.get_visible()]
-    # acc_pcc, flu_pcc, wer; the count (acc_n) and the p-value are not plotted
+    # acc_pcc, flu_pcc, wer; not the count (acc_n), the p-value, or a metric never finite (per)
     assert sorted(ax.get_title() for ax in visible) == ["acc_pcc", "flu_pcc", "wer"]
     for ax in visible:
         (line,) = lines(ax)

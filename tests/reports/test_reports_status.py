@@ -100,6 +100,8 @@ def test_finished_run_with_checkpoints_and_evals(tmp_path):
                      "path": str(ck), "size_bytes": sizes[epoch]})  # fmt: skip
         recs.append({"event": "eval", "time": t + 2, "step": epoch * 100, "epoch": epoch,
                      "metrics": {"acc_pcc": 0.5 + epoch / 20, "wer": 0.2 - epoch / 100}})  # fmt: skip
+    recs.append({"event": "eval", "time": t + 3, "step": 300, "epoch": 3, "split": "val",
+                 "metrics": {"acc_pcc": 0.9}})  # fmt: skip
     (run / "final_model").mkdir(parents=True)
     (run / "final_model" / "adapter_model.safetensors").write_bytes(b"\0" * 4321)
     end_time = recs[-1]["time"] + 5
@@ -116,8 +118,10 @@ def test_finished_run_with_checkpoints_and_evals(tmp_path):
         (e, sizes[e], "complete") for e in (1, 2, 3)
     ]
     assert s.final_model["size_bytes"] == 4321
-    assert [(e["epoch"], e["metrics"]["acc_pcc"]) for e in s.evals] == [(e, 0.5 + e / 20) for e in (1, 2, 3)]
+    evals = [(e["epoch"], e["split"], e["metrics"]["acc_pcc"]) for e in s.evals]
+    assert evals == [(e, None, 0.5 + e / 20) for e in (1, 2, 3)] + [(3, "val", 0.9)]
     md = render_markdown(s)
+    assert "| metric | epoch 1 | epoch 2 | epoch 3 | epoch 3 (val) |" in md
     assert "FINISHED" in md and "checkpoint-epoch-3" in md and f"{3077 / 1024:.1f} KiB" in md
 
 

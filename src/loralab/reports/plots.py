@@ -85,7 +85,7 @@ def lr_figure(steps: list[StepPoint]) -> Figure:
 
 
 def plotted_metrics(evals: list[dict]) -> list[str]:
-    return headline_metrics(evals)[:MAX_EVAL_PANELS]
+    return headline_metrics(evals, finite_only=True)[:MAX_EVAL_PANELS]
 
 
 def eval_figure(evals: list[dict]) -> Figure | None:

@@ -291,14 +291,19 @@ def finite(values: list[float]) -> list[float]:
     return [v for v in values if math.isfinite(v)]
 
 
-def headline_metrics(evals: list[dict]) -> list[str]:
-    """Metric names of ``evals`` (dicts with ``metrics``) worth showing: finite numbers, not
-    counts or p-values; the preferred names first, then in order of appearance."""
+def headline_metrics(evals: list[dict], finite_only: bool = False) -> list[str]:
+    """Metric names of ``evals`` (dicts with ``metrics``) worth showing: numbers, not counts or
+    p-values; the preferred names first, then in order of appearance. A NaN metric (e.g. a
+    PCC when no answer parsed) is kept for tables, where it says something; ``finite_only``
+    drops metrics that are never finite (nothing to plot)."""
     names: list[str] = []
     for e in evals:
         for k, v in e["metrics"].items():
-            if k not in names and not NOT_HEADLINE_RE.search(k) and isinstance(v, float) and math.isfinite(v):
-                names.append(k)
+            if k in names or NOT_HEADLINE_RE.search(k) or not isinstance(v, float):
+                continue
+            if finite_only and not any(math.isfinite(x["metrics"].get(k, math.nan)) for x in evals):
+                continue
+            names.append(k)
 
     def rank(name: str) -> tuple[int, int]:
         leaf = name.rsplit(".", 1)[-1]

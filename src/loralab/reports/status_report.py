@@ -71,7 +71,7 @@ def _loss_section(s: RunStatus) -> list[str]:
             f"first logged {fmt_num(s.loss_first)}, last {fmt_num(s.loss_last)})."
         )
         out.append("")
-    out.append(f"Every {s.loss_table_every} steps:")
+    out.append(f"Every {s.loss_table_every} steps:" if s.loss_table_every != 1 else "Every logged step:")
     out.append("")
     rows = [(r["step"], r["epoch"], r["loss"], r["grad_norm"], r["lr"]) for r in s.loss_table]
     out += [md_table(["step", "epoch", "loss", "grad norm", "lr"], rows), ""]
