@@ -80,3 +80,17 @@ def test_write_plots_gives_valid_pngs(tmp_path):
         image = mpimg.imread(p)
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
         assert image.std() > 0  # not a blank canvas
+
+
+def test_protein_baseline_joins_its_metric_panel():
+    evals = [
+        {"epoch": e, "split": None, "metrics": {"distance_mae": 4.0 - e, "baseline_distance_mae": 5.0,
+                                                 "tm_score": 0.2 * e, "n_proteins": 30.0}}
+        for e in (1, 2, 3)
+    ]  # fmt: skip
+    fig = eval_figure(evals)
+    visible = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
+    assert sorted(visible) == ["distance_mae", "tm_score"]
+    model, baseline = lines(visible["distance_mae"])
+    assert list(model.get_ydata()) == [3.0, 2.0, 1.0] and list(baseline.get_ydata()) == [5.0, 5.0, 5.0]
+    assert len(lines(visible["tm_score"])) == 1

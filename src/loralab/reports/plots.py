@@ -84,8 +84,15 @@ def lr_figure(steps: list[StepPoint]) -> Figure:
     return fig
 
 
+BASELINE_PREFIX = "baseline_"
+
+
 def plotted_metrics(evals: list[dict]) -> list[str]:
-    return headline_metrics(evals, finite_only=True)[:MAX_EVAL_PANELS]
+    """One panel per metric; a ``baseline_X`` metric joins X's panel instead of its own."""
+    names = headline_metrics(evals, finite_only=True)
+    return [n for n in names if not (n.startswith(BASELINE_PREFIX) and n[len(BASELINE_PREFIX) :] in names)][
+        :MAX_EVAL_PANELS
+    ]
 
 
 def eval_figure(evals: list[dict]) -> Figure | None:
@@ -109,7 +116,18 @@ def eval_figure(evals: list[dict]) -> Figure | None:
             pts = [(ep, v) for ep, v in pts if math.isfinite(v)]
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=split or "test")
-        if len(splits) > 1:
+            base = [
+                (e["epoch"], e["metrics"][BASELINE_PREFIX + name])
+                for e in evals
+                if e.get("split") == split
+                and math.isfinite(e["metrics"].get(BASELINE_PREFIX + name, math.nan))
+            ]
+            if base:  # the evaluator's reference predictor, for scale
+                base.sort()
+                ax.plot(
+                    [p[0] for p in base], [p[1] for p in base], linestyle="--", color="gray", label="baseline"
+                )
+        if len(splits) > 1 or ax.get_legend_handles_labels()[1].count("baseline"):
             ax.legend(fontsize=7)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)

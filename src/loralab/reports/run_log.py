@@ -28,12 +28,12 @@ CHECKPOINT_RE = re.compile(r"^checkpoint-epoch-(\d+)$")
 TMP_CHECKPOINT_RE = re.compile(r"^\.tmp-checkpoint-epoch-(\d+)$")
 EVAL_DIR_RE = re.compile(r"^epoch-(\d+)$")
 # Counts and p-values are context, not results: left out of plots and comparison tables.
-NOT_HEADLINE_RE = re.compile(r"(^|[._])(n|n_items|failed|clamped|count|p_value|all_parsed|num_\w+|ref_len)$")
+NOT_HEADLINE_RE = re.compile(r"(^|[._])(n|n_\w+|failed|clamped|count|p_value|all_parsed|num_\w+|ref_len)$")
 EVAL_ROOT_RE = re.compile(r"^eval(-(?P<split>.+))?$")
 # Preferred order: the paper's Table 3 columns, then protein headline metrics.
 PREFERRED_METRICS = (
     "acc_pcc", "flu_pcc", "pros_pcc", "total_pcc", "wer", "per", "f1", "precision", "recall",
-    "mae", "rmse", "pearson", "tm_score", "lddt", "gdt_ts", "rmsd",
+    "distance_mae", "distance_rmse", "distance_pearson", "tm_score", "lddt", "gdt_ts", "rmsd",
 )  # fmt: skip
 
 
