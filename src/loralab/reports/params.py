@@ -38,6 +38,22 @@ PUBLISHED_ARCHITECTURES: dict[str, tuple[str, dict]] = {
             tie_word_embeddings=True,
         ),
     ),
+    # Base and instruct share the architecture (Llama; 9 heads of 64, 3 KV heads).
+    **{
+        name: (
+            "LlamaConfig",
+            dict(
+                hidden_size=576,
+                intermediate_size=1536,
+                num_hidden_layers=30,
+                num_attention_heads=9,
+                num_key_value_heads=3,
+                vocab_size=49152,
+                tie_word_embeddings=True,
+            ),
+        )
+        for name in ("HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct")
+    },
     "Qwen/Qwen2.5-0.5B": (
         "Qwen2Config",
         dict(

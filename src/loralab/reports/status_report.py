@@ -55,6 +55,7 @@ def _progress_section(s: RunStatus) -> list[str]:
         ("effective batch", fmt_num(s.effective_batch)),
         ("ETA", fmt_duration(s.eta_s) if s.eta_s is not None else "–"),
         ("started", _when(s.started_at)),
+        ("resumed from", s.resumed_from or "–"),
         ("last record", f"{_when(s.last_event_at)} ({fmt_duration(s.seconds_since_last_event)} ago)"),
     ]
     return ["## Progress", "", md_table(["", ""], rows), ""]
