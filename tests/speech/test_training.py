@@ -229,3 +229,19 @@ def test_saved_run_reloads_for_resume_and_inference(tiny_model_dir, synth_manife
     (tmp_path / "run" / "checkpoint-epoch-2").mkdir()
     with pytest.raises(LoralabError, match="no adapter"):
         load_for_inference(tmp_path / "run" / "checkpoint-epoch-2", device="cpu")
+
+
+@pytest.mark.parametrize("groups", ["[audio_projector]", "[audio_encoder]"])
+def test_bf16_weights_train_without_autocast(groups, tiny_model_dir, synth_manifest_dir):
+    """Frozen weights bf16, trainable ones fp32, and a partly unfrozen audio path still runs."""
+    from loralab.engine.runtime import Runtime
+    from loralab.speech.system import build_parts
+
+    cfg = make_cfg("unfreeze_r64", tiny_model_dir, synth_manifest_dir, f"model.unfreeze={groups}")
+    parts = build_parts(cfg, Runtime(device=torch.device("cpu"), weight_dtype=torch.bfloat16))
+    assert {p.dtype for p in parts.model.parameters() if p.requires_grad} == {torch.float32}
+    assert parts.model.causal_lm.model.embed_tokens.weight.dtype == torch.bfloat16
+    loss = parts.loss_fn(parts.model.train(), first_batch(parts, 2))
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in parts.model.named_parameters()
+               if p.requires_grad and ".lora_A." not in n)  # fmt: skip

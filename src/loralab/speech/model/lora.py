@@ -193,14 +193,21 @@ def add_pretrained_lora(model, adapter_dir: Path, lora_cfg):
 
 
 def unfreeze(model, groups: list[str]) -> int:
-    """Make the named groups (audio_encoder, audio_projector) trainable in fp32; returns tensors unfrozen."""
+    """Make the named groups (audio_encoder, audio_projector) trainable in fp32; returns tensors unfrozen.
+
+    When either is unfrozen, both are kept in fp32 (the frozen one too): the encoder's output
+    feeds the projector directly, and mixed bf16/fp32 weights on that path fail without autocast.
+    """
     import torch
 
     prefixes = tuple(p for g in groups for p in UNFREEZE_GROUPS[g])
+    audio_path = tuple(p for g in UNFREEZE_GROUPS.values() for p in g) if groups else ()
     count = 0
     for name, param in model.named_parameters():
-        if base_name(name).startswith(prefixes):
+        plain = base_name(name)
+        if plain.startswith(audio_path):
             param.data = param.data.to(torch.float32)
+        if plain.startswith(prefixes):
             param.requires_grad_(True)
             count += 1
     return count
