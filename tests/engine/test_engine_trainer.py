@@ -125,6 +125,8 @@ def test_run_dir_records(uninterrupted):
     ):
         assert all(field in e for e in steps), field
     assert [e["epoch"] for e in steps] == pytest.approx([4 / 6, 1, 1 + 4 / 6, 2, 2 + 4 / 6, 3])
+    # The logged lr is the one each update used: warm-up over ceil(0.2 * 6) = 2 steps, then linear to 0.
+    assert [e["lr"] for e in steps] == pytest.approx([0, 0.025, 0.05, 0.0375, 0.025, 0.0125])
     start = events[0]
     assert start["params"] == {
         "adapter": {"trainable": 41, "total": 41},

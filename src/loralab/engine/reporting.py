@@ -77,9 +77,13 @@ class Reporter:
 
             # purge_step drops TensorBoard points past the checkpoint a resumed run restarts from.
             self.tb = SummaryWriter(log_dir=str(Path(run_dir) / "logs"), purge_step=purge_step)
-            self.bar = tqdm(
-                total=total_steps, initial=initial_step, desc="train", unit="step", dynamic_ncols=True
-            )
+            self._tqdm = tqdm
+            self._bar_args = dict(total=total_steps, initial=initial_step, desc="train", unit="step")
+
+    def open_bar(self) -> None:
+        """Start the progress bar (after the start-up messages, which it would otherwise garble)."""
+        if self.enabled and self.bar is None:
+            self.bar = self._tqdm(**self._bar_args, dynamic_ncols=True)
 
     def print(self, text: str) -> None:
         if not self.enabled:
@@ -122,7 +126,8 @@ class Reporter:
             scalars["train/peak_memory_gb"] = peak
         for k, v in scalars.items():
             self.tb.add_scalar(k, v, step)
-        self.bar.set_postfix(loss=f"{window['loss']:.4f}", lr=f"{lr:.2e}", refresh=False)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{window['loss']:.4f}", lr=f"{lr:.2e}", refresh=False)
 
     def advance(self, n: int = 1) -> None:
         if self.bar is not None:

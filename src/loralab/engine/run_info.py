@@ -88,7 +88,8 @@ def git_commit(where: Path | None = None) -> str | None:
 def param_table(groups: dict[str, ParamCount]) -> str:
     """Trainable / total parameters per group, aligned, with a total line."""
     rows = [(name, c.trainable, c.total) for name, c in groups.items()]
-    rows.append(("total", sum(r[1] for r in rows), sum(r[2] for r in rows)))
+    if "total" not in groups:  # a system may report its own total (e.g. with shared weights counted once)
+        rows.append(("total", sum(r[1] for r in rows), sum(r[2] for r in rows)))
     width = max(len(r[0]) for r in rows)
     lines = [f"{'group':<{width}}  {'trainable':>15}  {'total':>15}  share"]
     for name, trainable, total in rows:

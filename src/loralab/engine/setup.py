@@ -8,6 +8,7 @@ derives the :class:`~loralab.engine.runtime.Runtime` handed to the system.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from pathlib import Path
@@ -79,7 +80,7 @@ def _detect_device_type() -> str:
     return "cpu"
 
 
-def deepspeed_plugin(cfg: ExperimentConfig, world_size_hint: int = 1):
+def deepspeed_plugin(cfg: ExperimentConfig):
     """accelerate's DeepSpeedPlugin for ``training.deepspeed`` with every "auto" we own filled in.
 
     accelerate fills bf16/fp16 from mixed_precision and gradient clipping/accumulation from
@@ -103,8 +104,7 @@ def deepspeed_plugin(cfg: ExperimentConfig, world_size_hint: int = 1):
         gradient_clipping=t.max_grad_norm if t.max_grad_norm > 0 else None,
     )
     ds = plugin.deepspeed_config
-    ds["train_micro_batch_size_per_gpu"] = t.batch_size
-    ds["train_batch_size"] = t.batch_size * t.gradient_accumulation * world_size_hint
+    ds["train_micro_batch_size_per_gpu"] = t.batch_size  # train_batch_size stays "auto": x accum x processes
     if ds.get("gradient_clipping") == "auto":
         ds["gradient_clipping"] = t.max_grad_norm  # 0 disables in DeepSpeed as here
     return plugin
@@ -119,12 +119,16 @@ def make_accelerator(cfg: ExperimentConfig):
     apply_gpu_selection(cfg.training.gpus)
     device_type = _detect_device_type()
     weight_dtype, autocast_dtype, mp = resolve_precision(cfg, device_type)
-    world_hint = int(os.environ.get("WORLD_SIZE", "1"))
     kwargs = {}
     if cfg.training.deepspeed:
         if device_type != "cuda":
             raise LoralabError("training.deepspeed needs CUDA GPUs; leave it unset on CPU/MPS")
-        kwargs["deepspeed_plugin"] = deepspeed_plugin(cfg, world_hint)
+        if importlib.util.find_spec("deepspeed") is None:
+            raise LoralabError(
+                f"training.deepspeed={cfg.training.deepspeed!r} but DeepSpeed is not installed: "
+                "pip install 'loralab[deepspeed]' (or leave training.deepspeed unset for plain DDP)"
+            )
+        kwargs["deepspeed_plugin"] = deepspeed_plugin(cfg)
     with warnings.catch_warnings():
         # accelerate warns about MPS/bf16 specifics that do not apply to our explicit choices.
         warnings.simplefilter("ignore", UserWarning)

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import socket
 from pathlib import Path
 
 from loralab.config.schema import ExperimentConfig
 from loralab.engine import checkpoint as ckpt
+from loralab.engine import persistence
 from loralab.engine.faults import (
     NonFiniteLoss,
     TrainingOutOfMemory,
@@ -30,14 +29,7 @@ from loralab.engine.faults import (
     oom_message,
 )
 from loralab.engine.reporting import Reporter, Window
-from loralab.engine.run_dir import FINAL_MODEL_DIR, check_run_dir
-from loralab.engine.run_info import (
-    config_differences,
-    config_fields,
-    config_hash,
-    param_table,
-    write_training_config,
-)
+from loralab.engine.run_dir import check_run_dir
 from loralab.engine.sampler import epoch_plan, micro_batches_per_epoch
 from loralab.engine.schedule import make_scheduler
 from loralab.engine.system import SystemParts, system_module
@@ -51,9 +43,8 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> Path:
     from loralab.engine.setup import make_accelerator
 
     accelerator, runtime = make_accelerator(cfg)
-    check_run_dir(
-        Path(cfg.run_dir), resume, cfg.training.epochs, say=None
-    )  # fail before loading a large model
+    # Refuse a taken run directory before spending minutes loading a large model.
+    check_run_dir(Path(cfg.run_dir), resume, cfg.training.epochs, say=None)
     set_seed(cfg.training.seed)
     parts = system_module(cfg.system).build_parts(cfg, runtime)
     return run_training(cfg, parts, accelerator=accelerator, runtime=runtime, resume=resume)
@@ -76,7 +67,7 @@ def run_training(
     accelerator.wait_for_everyone()
     loop = _Loop(cfg, parts, accelerator, runtime, run_dir)
     try:
-        loop.start(resume_from)
+        persistence.start_run(loop, resume_from)
         loop.fit()
     except NonFiniteLoss as e:
         loop.reporter.event("error", loop.step, kind="nan", message=str(e), ids=e.ids)
@@ -163,120 +154,24 @@ class _Loop:
         self.step, self.start_epoch, self.epoch = 0, 1, 1
         self.current_ids: list[str] = []
         self.last_checkpoint: Path | None = None
-        self.reporter = Reporter(
-            run_dir, False, None, 0, 0
-        )  # replaced in start(); errors before it stay silent
-
-    # --- start and resume ----------------------------------------------------------------
-
-    def start(self, resume_from: Path | None) -> None:
-        rng_state = self._resume(resume_from) if resume_from else None
-        self.reporter = Reporter(
-            self.run_dir,
-            self.acc.is_main_process,
-            purge_step=self.step + 1 if resume_from else None,
-            total_steps=self.total_steps,
-            initial_step=self.step,
-        )
-        cfg, t, parts = self.cfg, self.cfg.training, self.parts
-        plan = {
-            "examples": len(parts.train_dataset),
-            "micro_batches_per_epoch": self.micro_per_epoch,
-            "steps_per_epoch": self.steps_per_epoch,
-            "total_steps": self.total_steps,
-            "effective_batch": t.batch_size * t.gradient_accumulation * self.world,
-        }
-        device, dtype = str(self.runtime.device), str(self.runtime.weight_dtype).replace("torch.", "")
-        autocast = (
-            str(self.runtime.autocast_dtype).replace("torch.", "") if self.runtime.autocast_dtype else None
-        )
-        if self.acc.is_main_process:
-            write_training_config(
-                self.run_dir,
-                cfg,
-                parts.param_groups,
-                world_size=self.world,
-                device=device,
-                weight_dtype=dtype,
-                autocast_dtype=autocast,
-                plan=plan,
-                resumed_from=str(resume_from) if resume_from else None,
-            )
-        self.reporter.event(
-            "start",
-            self.step,
-            pid=os.getpid(),
-            host=socket.gethostname(),
-            name=cfg.name,
-            system=cfg.system,
-            epochs=t.epochs,
-            steps_per_epoch=self.steps_per_epoch,
-            total_steps=self.total_steps,
-            batch_size=t.batch_size,
-            gradient_accumulation=t.gradient_accumulation,
-            world_size=self.world,
-            device=device,
-            dtype=dtype,
-            params={k: {"trainable": v.trainable, "total": v.total} for k, v in parts.param_groups.items()},
-            resumed_from=str(resume_from) if resume_from else None,
-        )
-        self.reporter.print(param_table(parts.param_groups))
-        self.reporter.print(
-            f"run {cfg.name}: {plan['examples']} examples, {self.steps_per_epoch} steps/epoch x {t.epochs} epochs "
-            f"(effective batch {plan['effective_batch']}), {self.world} process(es) on {device}, weights {dtype}, "
-            f"autocast {autocast or 'off'}"
-        )
-        if resume_from:
-            self.reporter.print(
-                f"resumed from {resume_from} (epoch {self.start_epoch - 1}, step {self.step})"
-            )
-        self.reporter.print(
-            f"run dir: {self.run_dir}\n  watch: loralab status {self.run_dir}\n"
-            f"         tensorboard --logdir {self.run_dir / 'logs'}"
-        )
-        if rng_state is not None:
-            ckpt.restore_rng_state(rng_state)  # last, so nothing above consumes the restored stream
-
-    def _resume(self, path: Path):
-        state = ckpt.read_trainer_state(path)
-        if state["config_hash"] != config_hash(self.cfg):
-            diffs = config_differences(state["config_fields"], config_fields(self.cfg))
-            raise LoralabError(
-                f"--resume: {path} was trained with different settings:\n  "
-                + "\n  ".join(diffs)
-                + "\nResume with the original settings, or start a new run (another --output-dir)."
-            )
-        if state["world_size"] != self.world and self.deepspeed:
-            raise LoralabError(
-                f"--resume: {path} holds DeepSpeed state of {state['world_size']} processes; "
-                f"this run has {self.world}. Resume with the same number of processes."
-            )
-        unwrapped = self.acc.unwrap_model(self.model)
-        self.parts.load_trainable(unwrapped, path)
-        if self.deepspeed:
-            self.model.load_checkpoint(str(path / "deepspeed"), tag="state", load_module_strict=False)
-        else:
-            self.optimizer.load_state_dict(ckpt.load_torch_file(path / ckpt.OPTIMIZER_FILE))
-        self.scheduler.load_state_dict(ckpt.load_torch_file(path / ckpt.SCHEDULER_FILE))
-        self.step, self.start_epoch = int(state["global_step"]), int(state["epoch"]) + 1
-        self.last_checkpoint = path
-        # Ranks beyond the checkpoint's world size keep the fresh seed (their data order is still exact).
-        return ckpt.load_rng(path, self.rank)
+        # A silent stand-in until persistence.start_run opens the real one.
+        self.reporter = Reporter(run_dir, False, None, 0, 0)
 
     # --- the loop ------------------------------------------------------------------------
 
     def fit(self) -> None:
         t = self.cfg.training
         stopped = self.step >= self.total_steps
+        self.reporter.open_bar()
         for epoch in range(self.start_epoch, t.epochs + 1):
             if stopped:
                 break
             self.epoch = epoch
             stopped = self._train_epoch(epoch)
             if not stopped or self.step == self.steps_per_epoch * epoch:
-                self._save_checkpoint(epoch)
+                persistence.save_checkpoint(self, epoch)
                 self._evaluate(epoch)
-        self._save_final()
+        persistence.save_final_model(self)
 
     def _train_epoch(self, epoch: int) -> bool:
         """One epoch; returns True when training.max_steps stopped it early."""
@@ -320,6 +215,7 @@ class _Loop:
                 continue
             self._check_finite(group_losses, group_ids, group_start)
             grad_norm = self._clip()
+            lr = self.scheduler.get_last_lr()[0]  # the rate this update uses (logged below)
             self.optimizer.step()
             if not acc.optimizer_step_was_skipped:  # fp16 overflow: the scaler skipped; so does the schedule
                 self.scheduler.step()
@@ -330,7 +226,6 @@ class _Loop:
             last = i == n - 1 or self.step >= self.total_steps
             if self.step % t.log_every == 0 or last:
                 stats = window.collect(acc)
-                lr = self.scheduler.get_last_lr()[0]
                 self.reporter.step(
                     self.step, epoch - 1 + (i + 1) / n, self.runtime.device, grad_norm, lr, stats
                 )
@@ -388,41 +283,6 @@ class _Loop:
 
     # --- checkpoints, evaluation, final model --------------------------------------------
 
-    def _save_checkpoint(self, epoch: int) -> None:
-        acc, run_dir = self.acc, self.run_dir
-        tmp = ckpt.tmp_checkpoint_dir(run_dir, epoch)
-        if acc.is_main_process:
-            ckpt.prepare_tmp_dir(run_dir, epoch)
-        acc.wait_for_everyone()
-        ckpt.save_rng(tmp, self.rank)
-        if self.deepspeed:  # collective: each rank writes its optimizer shard
-            self.model.save_checkpoint(str(tmp / "deepspeed"), tag="state", exclude_frozen_parameters=True)
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            self.parts.save_trainable(acc.unwrap_model(self.model), tmp)
-            state = {
-                "epoch": epoch,
-                "global_step": self.step,
-                "config_hash": config_hash(self.cfg),
-                "config_fields": config_fields(self.cfg),
-                "world_size": self.world,
-                "steps_per_epoch": self.steps_per_epoch,
-                "total_steps": self.total_steps,
-            }
-            ckpt.write_states(
-                tmp,
-                None if self.deepspeed else self.optimizer.state_dict(),
-                self.scheduler.state_dict(),
-                state,
-            )
-            final = ckpt.commit(tmp, ckpt.checkpoint_dir(run_dir, epoch))
-            self.reporter.event(
-                "checkpoint", self.step, epoch=epoch, path=str(final), size_bytes=ckpt.dir_size(final)
-            )
-            self.reporter.print(f"epoch {epoch}: checkpoint {final}")
-        self.last_checkpoint = ckpt.checkpoint_dir(run_dir, epoch)
-        acc.wait_for_everyone()
-
     def _evaluate(self, epoch: int) -> None:
         if not (self.cfg.evaluation.every_epoch and self.parts.evaluate is not None):
             return
@@ -433,23 +293,11 @@ class _Loop:
                 metrics = self.parts.evaluate(self.acc.unwrap_model(self.model), self.run_dir, epoch)
             ckpt.restore_rng_state(rng)
             self.reporter.metrics(self.step, epoch, metrics)
-            self.reporter.print(f"epoch {epoch}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+            shown = ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
+            )
+            self.reporter.print(f"epoch {epoch}: {shown}")
         self.model.train()
-        self.acc.wait_for_everyone()
-
-    def _save_final(self) -> None:
-        final = self.run_dir / FINAL_MODEL_DIR
-        if self.acc.is_main_process:
-            tmp = self.run_dir / f"{ckpt.TMP_PREFIX}{FINAL_MODEL_DIR}"
-            if tmp.exists():
-                import shutil
-
-                shutil.rmtree(tmp)
-            tmp.mkdir(parents=True)
-            self.parts.save_final(self.acc.unwrap_model(self.model), tmp)
-            ckpt.commit(tmp, final)
-            self.reporter.event("end", self.step, status="finished", final_model=str(final))
-            self.reporter.print(f"final model: {final}")
         self.acc.wait_for_everyone()
 
     def oom_report(self) -> str:
