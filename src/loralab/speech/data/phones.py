@@ -17,8 +17,10 @@ Pronounced-phone policy (how the MDD target is built from an annotation)
       annotators heard it as; ``distortion="unk"`` gives ``<unk>``. With "closest", a distortion
       of the canonical phone itself (``R`` annotated ``R*``) yields the canonical phone;
     * ``<unk>``: kept as ``<unk>`` (the paper's marker for an unclear phone);
-    * an old L2 phone: the two CMU phones that later releases use for it
-      (:data:`L2_PHONE_EXPANSIONS`), so old and new copies of the corpus give the same target.
+    * an old L2 phone: two CMU phones (:data:`L2_PHONE_EXPANSIONS`), as later releases write
+      them, so old and new copies of the corpus give the same target. TR/TS/DR/DZ are plain
+      clusters; IR -> "IH R" and AR -> "AA R" are our reading (the corpus does not document
+      them; "IH R" is the pair later releases use).
     Stress digits are always stripped in the targets.
 
 Lexicon

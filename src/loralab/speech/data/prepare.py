@@ -121,7 +121,7 @@ def prepare_speechocean762(
         records[raw.split].append(_record(raw, parsed, path, duration))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for raw in tqdm(src.utterances, desc="prepare", unit="utt", disable=not progress):
+        for raw in tqdm(src.utterances, desc="prepare", unit="utt", total=src.count, disable=not progress):
             if raw.id in seen:
                 bad.append(Problem(raw.id, raw.split, "duplicate utterance id"))
                 continue

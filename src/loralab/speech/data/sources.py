@@ -52,6 +52,7 @@ class Source:
     description: str
     utterances: Iterator[RawUtterance]
     problems: list[Problem] = field(default_factory=list)
+    count: int | None = None  # rows to expect, for the progress bar
 
 
 def open_source(source: str | Path) -> Source:
@@ -181,7 +182,7 @@ def _read_original(root: Path) -> Source:
         problems.append(
             Problem(stem, None, f"audio without an entry: {wav} is in no wav.scp or {scores_path.name}")
         )
-    return Source("original", f"original release at {root}", iter(items), problems)
+    return Source("original", f"original release at {root}", iter(items), problems, len(items))
 
 
 # ---- Hugging Face layouts -------------------------------------------------------------------
@@ -254,7 +255,8 @@ def _read_parquet(paths: list[Path], description: str) -> Source:
             )
             yield from _rows_to_utterances(rows, splits[path], path.name)
 
-    return Source("parquet", f"parquet files {description}", iterate())
+    count = sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
+    return Source("parquet", f"parquet files {description}", iterate(), count=count)
 
 
 def _read_datasets(source: str | Path, layout: str) -> Source:
@@ -294,7 +296,8 @@ def _read_datasets(source: str | Path, layout: str) -> Source:
             rows = (row for batch in dataset.iter(batch_size=64) for row in _unbatch(batch))
             yield from _rows_to_utterances(rows, name, f"{source} [{name}]")
 
-    return Source(layout, f"{layout} data set {source}", iterate())
+    count = sum(len(dataset) for dataset in loaded.values())
+    return Source(layout, f"{layout} data set {source}", iterate(), count=count)
 
 
 def _unbatch(batch: dict[str, list]) -> Iterator[dict]:
