@@ -20,7 +20,7 @@ Pronounced-phone policy (how the MDD target is built from an annotation)
     * an old L2 phone: two CMU phones (:data:`L2_PHONE_EXPANSIONS`), as later releases write
       them, so old and new copies of the corpus give the same target. TR/TS/DR/DZ are plain
       clusters; IR -> "IH R" and AR -> "AA R" are our reading (the corpus does not document
-      them; "IH R" is the pair later releases use).
+      them; "IH R" is among the two-phone labels of later releases).
     Stress digits are always stripped in the targets.
 
 Lexicon
