@@ -245,3 +245,25 @@ def test_bf16_weights_train_without_autocast(groups, tiny_model_dir, synth_manif
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in parts.model.named_parameters()
                if p.requires_grad and ".lora_A." not in n)  # fmt: skip
+
+
+def test_loralab_train_evaluates_each_epoch_and_leaves_a_loadable_final_model(
+    tiny_model_dir, synth_manifest_dir, tmp_path
+):
+    """End to end through the shared trainer (its own smoke test lives in tests/engine)."""
+    from loralab.cli.main import main
+    from loralab.engine.events import read_events
+    from loralab.speech.model.load import load_for_inference
+
+    run = tmp_path / "run"
+    argv = ["train", "unfreeze_r64", f"model.name_or_path={tiny_model_dir}", f"speech.manifest_dir={synth_manifest_dir}",
+            "speech.prompt_style=short", "speech.limit=2", "lora.rank=4", "lora.alpha=8", "evaluation.every_epoch=true",
+            "evaluation.limit=2", "evaluation.max_new_tokens=4", "--epochs", "1", "--batch-size", "2",
+            "--gradient-accumulation", "1", "--output-dir", str(run)]  # fmt: skip
+    assert main(argv) == 0
+    evals = [e for e in read_events(run) if e["event"] == "eval"]
+    assert evals and evals[-1]["epoch"] == 1 and "apa_parse_rate" in evals[-1]["metrics"]
+    assert (run / "eval" / "epoch-1" / "metrics.json").is_file()
+    assert (run / "checkpoint-epoch-1" / "unfrozen.safetensors").is_file()
+    inference = load_for_inference(run / "final_model", device="cpu")
+    assert "unfrozen" in inference.description

@@ -9,6 +9,7 @@ chat-template collator, lengths for length-grouped batches, and the answer-only 
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def build_parts(cfg, runtime) -> SystemParts:
         save_trainable=training.save_trainable,
         load_trainable=training.load_trainable,
         save_final=save_final,
-        evaluate=None,
+        evaluate=_epoch_evaluator(runtime) if cfg.evaluation.every_epoch else None,
         extra={
             "model_dir": str(model_dir),
             "tokenizer": tokenizer,
@@ -87,6 +88,24 @@ def build_parts(cfg, runtime) -> SystemParts:
             "skipped_too_long": train_info["too_long"],
         },
     )
+
+
+def _epoch_evaluator(runtime):
+    """``evaluation.every_epoch``: the speech evaluator (``loralab evaluate``) on the checkpoint just saved.
+
+    It loads that checkpoint as a second model on the training device (simple and identical to a
+    later ``loralab evaluate``, but it needs memory for two copies of the base model).
+    """
+
+    def evaluate(model, run_dir: Path, epoch: int) -> dict[str, float]:
+        from loralab.speech.evaluation.runner import evaluate_run
+
+        root = evaluate_run(run_dir, checkpoints=str(epoch), device=str(runtime.device), progress=False)
+        summary = json.loads((root / f"epoch-{epoch}" / "metrics.json").read_text())["summary"]
+        # metrics.json writes an undefined metric (e.g. PCC of constant answers) as null: NaN here.
+        return {k: math.nan if v is None else float(v) for k, v in summary.items()}
+
+    return evaluate
 
 
 def count_parameters(cfg) -> dict[str, ParamCount]:
