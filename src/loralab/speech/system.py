@@ -144,8 +144,4 @@ def count_parameters(cfg) -> dict[str, ParamCount]:
             targets = saved if isinstance(saved, str) else "|".join(f".*\\.{re.escape(t)}" for t in saved)
     lora_params, _ = lora_setup.lora_parameter_count(model, targets, cfg.lora.rank)
     groups["lora"] = ParamCount(lora_params, lora_params)
-    groups["total"] = ParamCount(
-        sum(c.trainable for k, c in groups.items() if k != "total"),
-        sum(c.total for k, c in groups.items() if k != "total"),
-    )
-    return groups
+    return lora_setup.with_total(groups)

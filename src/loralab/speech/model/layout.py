@@ -113,9 +113,13 @@ def original_layout_reasons(config: dict, names: list[str] | None = None) -> lis
     reasons = []
     if config.get("model_type") == ORIGINAL_MODEL_TYPE:
         reasons.append(f"config.json has model_type '{ORIGINAL_MODEL_TYPE}'")
-    for key in ("speech_lora", "vision_lora", "auto_map"):
+    for key in ("speech_lora", "vision_lora"):
         if key in config:
             reasons.append(f"config.json has a '{key}' field")
+    # An auto_map naming Microsoft's remote classes (Phi4MM...); any other auto_map is left alone.
+    auto_map = config.get("auto_map") or {}
+    if any("phi4mm" in str(target).lower() for target in auto_map.values()):
+        reasons.append("config.json's auto_map points at the remote code (Phi4MM classes)")
     if names and any(".base_layer." in n for n in names):
         reasons.append("its weights carry 'base_layer.' names (LoRA baked into the checkpoint)")
     return reasons

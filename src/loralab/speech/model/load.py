@@ -149,8 +149,13 @@ def _base_from_training_config(run_dir: Path) -> tuple[str, str | None] | None:
     file = run_dir / "training_config.json"
     if not file.is_file():
         return None
-    model = json.loads(file.read_text())["config"]["model"]
-    return model["name_or_path"], model["revision"]
+    try:
+        model = json.loads(file.read_text())["config"]["model"]
+        return model["name_or_path"], model.get("revision")
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise LoralabError(
+            f"{file}: cannot read the base model from it ({type(e).__name__}: {e}); pass base_model explicitly"
+        ) from None
 
 
 def _find_base(path: Path, base_model: str | None) -> tuple[str, str | None]:

@@ -71,6 +71,11 @@ def count_groups(named_parameters, vision_total: int = 0) -> dict[str, ParamCoun
         g.total += p.numel()
         g.trainable += p.numel() if p.requires_grad else 0
     groups["vision"].total += vision_total
+    return with_total(groups)
+
+
+def with_total(groups: dict[str, ParamCount]) -> dict[str, ParamCount]:
+    """``groups`` with its 'total' entry recomputed as the sum of the others."""
     groups["total"] = ParamCount(
         sum(c.trainable for k, c in groups.items() if k != "total"),
         sum(c.total for k, c in groups.items() if k != "total"),
