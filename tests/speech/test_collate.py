@@ -136,3 +136,18 @@ def test_a_template_that_rewrites_the_prompt_is_refused(parts, tiny_model_dir):
     )
     with pytest.raises(LoralabError, match="generation prompt"):
         _collator(parts, tokenizer=tok)([(parts[3][0], "apa")])
+
+
+def test_phi4_hub_template_that_appends_eos_itself(parts, tiny_model_dir):
+    """Phi-4-multimodal's own template ends a conversation without generation prompt with EOS."""
+    from loralab.speech.model.load import load_tokenizer
+
+    tok = load_tokenizer(tiny_model_dir)
+    tok.chat_template = (
+        "{% for message in messages %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}"
+    )
+    record = parts[3][0]
+    batch = _collator(parts, tokenizer=tok)([(record, "mdd")])
+    labels = batch["labels"][0]
+    assert tok.decode(labels[labels != -100]) == record.mdd_answer + PHI4_END  # EOS once, not twice
