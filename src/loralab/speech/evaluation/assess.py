@@ -250,7 +250,11 @@ def format_assessment(a: Assessment) -> str:
                 w.word + ("*" if w.lexicon == "guessed" else ""),
                 " ".join(w.canonical),
                 " ".join(w.heard) if a.phoneme_transcript is not None else "?",
-                "ok" if w.ok else ", ".join(e.describe() for e in w.errors),
+                "?"
+                if a.phoneme_transcript is None
+                else "ok"
+                if w.ok
+                else ", ".join(e.describe() for e in w.errors),
             )
             for w in a.words
         ]
@@ -261,8 +265,12 @@ def format_assessment(a: Assessment) -> str:
         lines.append("(X->Y: X said as Y; -X: X deleted; +Y: Y inserted; *: not in CMUdict, guessed)")
     for note in a.notes:
         lines.append(f"note: {note}")
-    for name, why in a.failures.items():
-        lines.append(f"could not read {name} from the model's answer: {why}")
+    for task in ("apa", "mdd"):
+        reasons = {k.split(".", 1)[1]: v for k, v in a.failures.items() if k.startswith(task + ".")}
+        if len(set(reasons.values())) == 1 and len(reasons) > 1:  # one cause for the whole answer
+            lines.append(f"could not read the {task.upper()} answer: {next(iter(reasons.values()))}")
+        else:
+            lines += [f"could not read {task}.{k} from the model's answer: {v}" for k, v in reasons.items()]
     return "\n".join(lines)
 
 

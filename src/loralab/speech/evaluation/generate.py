@@ -71,7 +71,10 @@ class BatchedGenerator:
         batch_size: int = 16,
         max_new_tokens: dict[str, int] | int = 256,
         load_audio: Callable[[str], Any] | None = None,
+        fixed_length: bool = False,
     ):
+        """``fixed_length``: every answer runs to max_new_tokens (end tokens ignored), for
+        benchmarks on random weights, which stop at random or never."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
         self.inference = inference
@@ -85,6 +88,7 @@ class BatchedGenerator:
         if load_audio is None:
             from loralab.speech.data.audio import load_audio
         self.load_audio = load_audio
+        self.fixed_length = fixed_length
         from loralab.speech.collate import SpeechCollator
 
         # One collator for the whole run: it caches the tokenized prompt of each task.
@@ -113,6 +117,7 @@ class BatchedGenerator:
                 # A generated audio token would make the model re-run the audio encoder on its
                 # features mid-generation (and fail); an untrained model may well emit one.
                 suppress_tokens=[int(inf.audio_token_id)],
+                min_new_tokens=self.max_new_tokens[task] if self.fixed_length else None,
                 pad_token_id=pad_id,
             )
         prompt_len = inputs["input_ids"].shape[1]
