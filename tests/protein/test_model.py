@@ -102,8 +102,12 @@ def test_hidden_states_one_per_residue_and_output_exactly_symmetric(model):
     d = out["log_distance"]
     assert d.shape == (3, 17, 17)
     assert torch.equal(d, d.transpose(1, 2))
-    assert out["distogram_logits"].shape == (3, 17, 17, 8)
-    assert torch.equal(out["distogram_logits"], out["distogram_logits"].transpose(1, 2))
+    i, j = out["pair_index"]  # each unordered pair once, i < j, in row-major order
+    assert len(i) == 17 * 16 // 2 and bool((i < j).all())
+    assert (
+        torch.equal(d[:, i, j], out["pair_log_distance"]) and (torch.diagonal(d, dim1=1, dim2=2) == 0).all()
+    )
+    assert out["pair_distogram_logits"].shape == (3, len(i), 8)
 
 
 def test_padding_does_not_change_predictions(model):

@@ -9,13 +9,14 @@ Design (each choice fixes a flaw of the user's first version, see the protein re
   zero-initialised, so training starts from the pretrained embedding) is added to the
   token embedding; it lets the model learn residue features its vocabulary lacks.
 * **Pairwise and symmetric head.** From last-layer hidden states h (after the
-  backbone's final norm) the head forms, for every pair (i, j),
+  backbone's final norm) the head forms, for every pair i < j,
   ``z_ij = p_i * p_j + s_i + s_j + E[bucket(|i - j|)]`` (p, s: linear maps of h; E: a
-  learned embedding of the sequence separation, exact to 31 then log-spaced). This is
-  symmetric by construction (and the output is averaged with its transpose, so exactly
-  symmetric in floating point) and can express a
-  Euclidean distance in feature space (|a|^2 + |b|^2 - 2 a.b). A two-layer MLP maps z_ij
-  to the distance (and optional distogram logits).
+  learned embedding of the sequence separation, exact to 31 then log-spaced), a function
+  symmetric in i and j that can express a Euclidean distance in feature space
+  (|a|^2 + |b|^2 - 2 a.b). A two-layer MLP maps z_ij to the distance (and optional
+  distogram logits), plus a learned per-separation offset that starts at the training
+  set's mean (:func:`separation_prior`). Each unordered pair is computed once and written
+  to (i, j) and (j, i): exactly symmetric, half the work.
 * **One fixed, global normalisation.** The regression target is ``log(1 + d)`` with d in
   Angstrom, for every protein alike; ``d = exp(y) - 1``. No per-protein maximum, so the
   absolute scale survives.
@@ -76,16 +77,20 @@ def distogram_edges(bins: int) -> torch.Tensor:
     return torch.linspace(DISTOGRAM_FIRST_EDGE, DISTOGRAM_LAST_EDGE, bins - 1)
 
 
-def separation_buckets(length: int, device=None) -> torch.Tensor:
-    """[L, L] bucket index of |i - j| (symmetric)."""
-    pos = torch.arange(length, device=device)
-    sep = (pos[:, None] - pos[None, :]).abs()
+def separation_bucket(separation: torch.Tensor) -> torch.Tensor:
+    """Bucket index of sequence separations |i - j| (exact below 32, then log-spaced)."""
     log_part = EXACT_SEPARATIONS + (
-        torch.log(sep.clamp_min(1).float() / EXACT_SEPARATIONS)
+        torch.log(separation.clamp_min(1).float() / EXACT_SEPARATIONS)
         / math.log(1024 / EXACT_SEPARATIONS)
         * LOG_SEPARATION_BUCKETS
     ).long().clamp(0, LOG_SEPARATION_BUCKETS - 1)
-    return torch.where(sep < EXACT_SEPARATIONS, sep, log_part)
+    return torch.where(separation < EXACT_SEPARATIONS, separation, log_part)
+
+
+def separation_buckets(length: int, device=None) -> torch.Tensor:
+    """[L, L] bucket index of |i - j| (symmetric)."""
+    pos = torch.arange(length, device=device)
+    return separation_bucket((pos[:, None] - pos[None, :]).abs())
 
 
 class PairDistanceHead(nn.Module):
@@ -119,16 +124,25 @@ class PairDistanceHead(nn.Module):
     def forward(self, hidden: torch.Tensor) -> dict[str, torch.Tensor | None]:
         h = self.norm(hidden.float())
         p, s = self.product(h), self.single(h)
-        buckets = separation_buckets(h.shape[1], h.device)
-        pair = p[:, :, None] * p[:, None] + (s[:, :, None] + s[:, None]) + self.separation(buckets)[None]
+        batch, length = h.shape[:2]
+        # Each unordered pair i < j is computed once and written to (i, j) and (j, i): the
+        # output is exactly symmetric and the pair work is halved. The diagonal stays 0
+        # (log(1 + 0 A) = 0), and is masked from the loss anyway.
+        i, j = torch.triu_indices(length, length, offset=1, device=h.device)
+        buckets = separation_bucket(j - i)
+        pair = p[:, i] * p[:, j] + (s[:, i] + s[:, j]) + self.separation(buckets)[None]
         out = self.mlp(pair)
         prior = F.pad(self.separation_prior(buckets), (0, self.distogram_bins))
         out = out + prior[None].to(out.dtype)
-        # z_ij is symmetric up to float rounding of the sum's order; averaging makes the
-        # output exactly symmetric, so a prediction never depends on which of i, j comes first.
-        out = (out + out.transpose(1, 2)) / 2
-        logits = out[..., 1:] if self.distogram_bins else None
-        return {"log_distance": out[..., 0], "distogram_logits": logits}
+        full = out.new_zeros(batch, length, length)
+        full[:, i, j] = out[..., 0]
+        full[:, j, i] = out[..., 0]
+        return {
+            "log_distance": full,  # [B, L, L]
+            "pair_index": (i, j),  # the pairs i < j that the pair_* outputs list
+            "pair_log_distance": out[..., 0],  # [B, P]
+            "pair_distogram_logits": out[..., 1:] if self.distogram_bins else None,  # [B, P, bins]
+        }
 
 
 class ProteinDistanceModel(nn.Module):
@@ -281,23 +295,28 @@ def separation_prior(examples) -> torch.Tensor:
 
 
 def protein_loss(outputs: dict, batch: dict, head_cfg) -> torch.Tensor:
-    """Mean loss over valid pairs of the batch (observed residues, i != j, no padding)."""
-    mask = batch["pair_mask"]
-    pred = outputs["log_distance"].float()
-    target = distance_to_target(batch["distances"].float())
+    """Mean loss over the valid pairs i < j of the batch (observed residues, no padding).
+
+    Computed on the head's pair list, so nothing is gathered from or scattered to full
+    [L, L] matrices; (i, j) and (j, i) are the same prediction, so this is also the mean
+    over ordered pairs i != j.
+    """
+    i, j = outputs["pair_index"]
+    mask = batch["pair_mask"][:, i, j]
+    distances = batch["distances"][:, i, j].float()
+    pred = outputs["pair_log_distance"].float()
+    target = distance_to_target(distances)
     if head_cfg.loss == "huber":
         per_pair = F.huber_loss(pred, target, reduction="none", delta=HUBER_DELTA)
     else:
         per_pair = (pred - target) ** 2
     count = mask.sum().clamp_min(1)
     loss = torch.where(mask, per_pair, torch.zeros_like(per_pair)).sum() / count
-    logits = outputs.get("distogram_logits")
-    if logits is not None and head_cfg.distogram_weight > 0:
+    logits = outputs.get("pair_distogram_logits")
+    if logits is not None and head_cfg.distogram_weight > 0 and mask.any():
         edges = distogram_edges(logits.shape[-1]).to(logits.device)
-        labels = torch.bucketize(batch["distances"].float(), edges, right=True)
-        if mask.any():
-            ce = F.cross_entropy(logits[mask].float(), labels[mask])
-            loss = loss + head_cfg.distogram_weight * ce
+        labels = torch.bucketize(distances[mask], edges, right=True)
+        loss = loss + head_cfg.distogram_weight * F.cross_entropy(logits[mask].float(), labels)
     return loss
 
 

@@ -64,8 +64,11 @@ def load_split(cfg, split: str, required: bool = True):
     return examples
 
 
-def build_parts(cfg, runtime) -> SystemParts:
-    """Everything the shared trainer needs to train the protein model (see module doc)."""
+def build_parts(cfg, runtime, *, train_examples=None, val_examples=None) -> SystemParts:
+    """Everything the shared trainer needs to train the protein model (see module doc).
+
+    ``train_examples`` / ``val_examples`` (lists of ProteinExample) replace the data set's
+    splits when given (benchmarks feed synthetic chains through the same path)."""
     from loralab.protein.dataset import ProteinDataset, collate_proteins
     from loralab.protein.evaluate import SeparationMeanBaseline, validation_metrics
     from loralab.protein.model import (
@@ -76,8 +79,10 @@ def build_parts(cfg, runtime) -> SystemParts:
         separation_prior,
     )
 
-    train_examples = load_split(cfg, cfg.protein.train_split)
-    val_examples = load_split(cfg, cfg.protein.val_split, required=False)
+    if train_examples is None:
+        train_examples = load_split(cfg, cfg.protein.train_split)
+        val_examples = load_split(cfg, cfg.protein.val_split, required=False)
+    val_examples = val_examples or []
     if not val_examples:
         log.warning("split '%s' is empty: no validation metrics during training", cfg.protein.val_split)
     train_set = ProteinDataset(train_examples, cfg.protein.max_length, cfg.protein.crop, name="train")

@@ -106,3 +106,18 @@ def build_tiny_backbone(
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def build_random_backbone(out_dir: str | Path, config, dtype=None, seed: int = 0) -> Path:
+    """A randomly initialised causal LM of ``config`` (e.g. :func:`known_backbone_config`'s
+    Qwen2.5-0.5B dimensions) saved with the character tokenizer: a full-size stand-in for
+    speed measurements, no download."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    out_dir = Path(out_dir)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.save_pretrained(out_dir)
+    char_tokenizer().save_pretrained(out_dir)
+    return out_dir
