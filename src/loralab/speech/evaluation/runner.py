@@ -192,7 +192,11 @@ def evaluate_run(
     )
     for target in targets:
         epoch_dir = out_root / f"epoch-{target.epoch}"
-        budgets = budgets or _budgets(cfg, mdir, tasks, max_new_tokens, target, base_model, device, log)
+        earlier = _earlier_budgets(epoch_dir) if not restart and not max_new_tokens else None
+        # Reuse what an earlier (partial) evaluation of this epoch used: no model load just to size it.
+        budgets = (
+            earlier or budgets or _budgets(cfg, mdir, tasks, max_new_tokens, target, base_model, device, log)
+        )
         settings = {
             "model": str(target.path) if target.path else f"base:{base_model or cfg.model.name_or_path}",
             "split": split,
@@ -236,6 +240,16 @@ def _load(target: EvalTarget, cfg, base_model, device):
         else:
             _loaded[key] = load_for_inference(target.path, device=device, base_model=base_model)
     return _loaded[key]
+
+
+def _earlier_budgets(epoch_dir: Path) -> dict[str, int] | None:
+    file = epoch_dir / "settings.json"
+    if not file.is_file():
+        return None
+    try:
+        return json.loads(file.read_text()).get("max_new_tokens")
+    except ValueError:
+        return None
 
 
 def _budgets(cfg, mdir, tasks, max_new_tokens, target, base_model, device, log) -> dict[str, int]:
