@@ -261,3 +261,32 @@ def test_config_dataclass_round_trip_is_hashable():
     assert config_hash(a) == config_hash(b)  # evaluation and description do not change the numbers
     c = dataclasses.replace(a, training=dataclasses.replace(a.training, seed=1))
     assert config_hash(a) != config_hash(c)
+
+
+def test_a_crash_while_writing_the_final_model_resumes_to_just_that(tmp_path):
+    run = tmp_path / "run"
+    parts = toy_system.make_parts()
+
+    def crash_mid_write(model, out):
+        (out / "partial.bin").write_bytes(b"x")
+        raise KeyboardInterrupt
+
+    parts.save_final = crash_mid_write
+    with pytest.raises(KeyboardInterrupt):
+        run_training(toy_cfg(run), parts)
+    assert not (run / "final_model").exists() and (run / ".tmp-final_model").exists()
+    run_training(toy_cfg(run), toy_system.make_parts(), resume=True)
+    events = read_events(run)
+    assert events[-1]["event"] == "end" and events[-1]["step"] == 6
+    last_start = max(i for i, e in enumerate(events) if e["event"] == "start")
+    assert [e["event"] for e in events[last_start:]] == ["start", "end"]  # nothing was trained again
+    saved = load_adapter(checkpoint_dir(run, 3))
+    for name, value in final_weights(run).items():
+        assert torch.equal(value, saved[name])
+    assert not (run / ".tmp-final_model").exists()
+
+
+def load_adapter(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / toy_system.ADAPTER_FILE))

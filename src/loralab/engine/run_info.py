@@ -16,9 +16,11 @@ from loralab.engine.system import ParamCount
 TRAINING_CONFIG_FILE = "training_config.json"
 
 # Fields that may differ between a run and its resume without changing the numbers:
-# where output goes, how often to log, evaluation settings, how many loader workers.
+# where output goes (a run folder may be moved), how often to log, evaluation settings,
+# how many loader workers, which GPUs.
 RESUME_SAFE_KEYS = (
     "description",
+    "output_dir",
     "evaluation.",
     "training.log_every",
     "training.num_workers",

@@ -42,14 +42,20 @@ class SystemParts:
         (list[str], one per example: utterance or protein ids, named in NaN reports) and
         ``"num_tokens"`` (int, target tokens or pairs, for throughput).
     lengths: one int per train example (for length-grouped batches).
-    loss_fn: (model, batch) -> scalar mean loss over target positions only.
+    loss_fn: (model, batch) -> scalar mean loss over target positions only. ``model`` is the
+        module as the trainer prepared it (under DDP/DeepSpeed a wrapper): run the forward
+        through ``model(...)`` so gradient synchronisation hooks fire; reach attributes of the
+        inner module through its ``.module``. Tensors of ``batch`` are already on the device,
+        and the call runs under the run's autocast.
     param_groups: name -> ParamCount, printed at start and stored in training_config.json.
-    save_trainable(model, dir): write adapter and any unfrozen weights as safetensors.
+    save_trainable(model, dir): write adapter and any unfrozen weights as safetensors (the
+        trainer passes the unwrapped module; ``dir`` exists).
     load_trainable(model, dir): load what save_trainable wrote (resume, evaluation).
     save_final(model, dir): write what inference needs (adapter, unfrozen weights,
         tokenizer/processor files, a model card pointing at the base model).
     evaluate: optional (model, run_dir, epoch) -> dict of metrics, run after each epoch
-        when cfg.evaluation.every_epoch is set.
+        when cfg.evaluation.every_epoch is set, on the main process only, with the unwrapped
+        module; the trainer restores the training RNG afterwards and sets train() mode again.
     """
 
     model: Any
