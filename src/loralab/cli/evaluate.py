@@ -74,9 +74,16 @@ def _system_of(run_dir) -> str:
 def run(args: argparse.Namespace) -> int:
     system = _system_of(args.run_dir)
     if system == "protein":
+        import sys
+
         from loralab.protein.evaluate import evaluate_run as evaluate_protein_run
 
-        out = evaluate_protein_run(args.run_dir, args.checkpoints, args.split, args.limit)
+        speech_only = ("batch_size", "base_model", "manifest_dir", "max_new_tokens", "device", "restart")
+        ignored = [f"--{n.replace('_', '-')}" for n in speech_only if getattr(args, n)]
+        if ignored:
+            print(f"loralab: note: {', '.join(ignored)} apply to speech runs only; ignored", file=sys.stderr)
+        split = {"split": args.split} if args.split else {}
+        out = evaluate_protein_run(args.run_dir, args.checkpoints, limit=args.limit, **split)
         print(f"evaluation written to {out}")
         return 0
     from loralab.speech.evaluation.runner import evaluate_run

@@ -199,3 +199,21 @@ def test_bad_run_directories(tiny_run_dir, tmp_path, capsys):
     assert cli_main(["evaluate", str(tiny_run_dir), "--checkpoints", "2", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "checkpoint-epoch-2" in err and "adapter" in err
+
+
+def test_protein_runs_go_to_the_protein_evaluator(tmp_path, monkeypatch, capsys):
+    import loralab.protein.evaluate as protein_evaluate
+
+    run = tmp_path / "protein_run"
+    run.mkdir()
+    (run / "training_config.json").write_text(json.dumps({"config": {"system": "protein"}}))
+    seen = {}
+
+    def fake(run_dir, checkpoints="all", split="test", limit=None):
+        seen.update(run_dir=run_dir, checkpoints=checkpoints, split=split, limit=limit)
+        return run / "eval"
+
+    monkeypatch.setattr(protein_evaluate, "evaluate_run", fake)
+    assert cli_main(["evaluate", str(run), "--checkpoints", "last", "--limit", "3", "--batch-size", "4"]) == 0
+    assert seen == {"run_dir": str(run), "checkpoints": "last", "split": "test", "limit": 3}
+    assert "--batch-size apply to speech runs only" in capsys.readouterr().err
