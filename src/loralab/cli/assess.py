@@ -52,11 +52,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _prompt_style(model_path: str) -> str:
-    """The prompt style the model was trained with, from the run's training_config.json if found."""
+    """The prompt style the model was trained with: from its model card (final_model/), else the
+    run's training_config.json; 'paper' for a base model."""
     import json
     from pathlib import Path
 
     path = Path(model_path)
+    card = path / "loralab_model.json"
+    if card.is_file():
+        try:
+            style = json.loads(card.read_text()).get("prompt_style")
+        except ValueError:
+            style = None
+        if style:
+            return style
     for folder in (path, path.parent):
         file = folder / "training_config.json"
         if file.is_file():
