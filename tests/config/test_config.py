@@ -127,3 +127,24 @@ def test_bad_override_key():
 
 def test_presets_listed():
     assert Path(list_presets()["paper_r64"]).name == "paper_r64.yaml"
+
+
+def test_cli_overrides_after_flags(monkeypatch):
+    """key=value may come after flags; an unknown flag is still an error."""
+    from loralab.cli import main as cli_main
+
+    seen = {}
+
+    def fake_run(args):
+        seen["cfg"] = config_from_args(args)
+        return 0
+
+    parser = cli_main.build_parser()
+    monkeypatch.setattr(cli_main, "build_parser", lambda: parser)
+    train_parser = parser._subparsers._group_actions[0].choices["train"]
+    train_parser.set_defaults(_run=fake_run)
+    assert cli_main.main(["train", "paper_r64", "--epochs", "1", "lora.rank=8", "lora.alpha=16"]) == 0
+    cfg = seen["cfg"]
+    assert (cfg.training.epochs, cfg.lora.rank, cfg.lora.alpha) == (1, 8, 16)
+    with pytest.raises(SystemExit):
+        cli_main.main(["train", "paper_r64", "--epochs", "1", "--no-such-flag"])

@@ -79,7 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     from loralab.config import ConfigError
     from loralab.errors import LoralabError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse stops collecting KEY=VALUE overrides at the first flag; pick up the rest
+    # (`loralab train paper_r64 --epochs 1 lora.rank=8`) for commands that take them.
+    stray = [a for a in extra if a.startswith("-") or "=" not in a]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = list(args.overrides or []) + extra
     try:
         return int(args._run(args) or 0)
     except (ConfigError, LoralabError) as e:
