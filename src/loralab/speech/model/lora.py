@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from loralab.engine.checkpointing import quiet_deprecated_checkpointing_queries
 from loralab.engine.system import ParamCount
 from loralab.errors import LoralabError
 
@@ -133,13 +134,19 @@ def _check_targets(model, target_modules: str) -> None:
         )
 
 
-def add_fresh_lora(model, lora_cfg):
-    """A new trainable LoRA (standard PEFT init: B = 0) on ``lora_cfg.target_modules``."""
+def wrap_with_lora(model, config):
+    """PEFT's get_peft_model, without the deprecation noise it triggers in transformers 5."""
     from peft import get_peft_model
 
+    with quiet_deprecated_checkpointing_queries():
+        return get_peft_model(model, config)
+
+
+def add_fresh_lora(model, lora_cfg):
+    """A new trainable LoRA (standard PEFT init: B = 0) on ``lora_cfg.target_modules``."""
     _check_targets(model, lora_cfg.target_modules)
     config = _lora_config(lora_cfg.rank, lora_cfg.alpha, lora_cfg.dropout, lora_cfg.target_modules)
-    return get_peft_model(model, config)
+    return wrap_with_lora(model, config)
 
 
 def adapter_state_dict(adapter_dir: Path) -> dict:
@@ -174,7 +181,6 @@ def load_adapter_weights(peft_model, adapter_dir: Path, adapter_name: str = "def
 
 def add_pretrained_lora(model, adapter_dir: Path, lora_cfg):
     """Load an existing adapter as TRAINABLE (rank/alpha/targets from the adapter, dropout from config)."""
-    from peft import get_peft_model
 
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
@@ -190,7 +196,7 @@ def add_pretrained_lora(model, adapter_dir: Path, lora_cfg):
     if isinstance(targets, list):  # PEFT stores plain module names as a list
         targets = "|".join(f".*\\.{re.escape(t)}" for t in targets)
     _check_targets(model, targets)
-    peft_model = get_peft_model(
+    peft_model = wrap_with_lora(
         model, _lora_config(saved["r"], saved["lora_alpha"], lora_cfg.dropout, targets)
     )
     load_adapter_weights(peft_model, adapter_dir)
@@ -255,13 +261,12 @@ def load_unfrozen(model, file: Path) -> int:
 
 def merge_adapter(model, adapter_dir: Path) -> tuple[Any, int]:
     """``model`` with the adapter in ``adapter_dir`` merged into its weights (for inference)."""
-    from peft import get_peft_model
 
     saved = read_adapter_config(adapter_dir)
     targets = saved["target_modules"]
     if isinstance(targets, list):
         targets = "|".join(f".*\\.{re.escape(t)}" for t in targets)
     config = _lora_config(saved["r"], saved["lora_alpha"], 0.0, targets)
-    peft_model = get_peft_model(model, config)
+    peft_model = wrap_with_lora(model, config)
     load_adapter_weights(peft_model, adapter_dir)
     return peft_model.merge_and_unload(), int(saved["r"])

@@ -160,10 +160,11 @@ def build_tiny_speech_adapter(
     Stands in for Microsoft's ``speech-lora`` in tests of ``lora.init: pretrained``.
     """
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
     from transformers import Phi4MultimodalForCausalLM
 
     from loralab.config.schema import PHI4_SPEECH_LORA_TARGETS
+    from loralab.speech.model.lora import wrap_with_lora
 
     model = Phi4MultimodalForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     config = LoraConfig(
@@ -173,7 +174,7 @@ def build_tiny_speech_adapter(
         target_modules=PHI4_SPEECH_LORA_TARGETS,
         task_type="CAUSAL_LM",
     )
-    peft_model = get_peft_model(model, config)
+    peft_model = wrap_with_lora(model, config)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in peft_model.named_parameters():

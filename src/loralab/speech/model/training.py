@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from loralab.engine.checkpointing import enable_activation_checkpointing
 from loralab.errors import LoralabError
 from loralab.speech.collate import IGNORE_INDEX
 from loralab.speech.model import lora as lora_setup
@@ -125,7 +126,7 @@ def build_training_model(cfg, runtime, model_dir: Path | None = None) -> SpeechL
         lora_setup.unfreeze(peft_model, cfg.model.unfreeze)
     lora_setup.trainable_to_fp32(peft_model)
     if cfg.model.gradient_checkpointing:
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(base)
     base.config.use_cache = False
     return SpeechLoraModel(peft_model)
 
