@@ -8,16 +8,18 @@ from __future__ import annotations
 import os
 
 import pytest
-import torch
 
 # Two pytest workers on two cores: one BLAS/OpenMP thread each avoids oversubscription,
 # which made MDS and SMACOF 10-20x slower on a busy machine.
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(1)
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402  (after the thread variables, which torch reads at import)
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
