@@ -133,7 +133,7 @@ class PairDistanceHead(nn.Module):
         pair = p[:, i] * p[:, j] + (s[:, i] + s[:, j]) + self.separation(buckets)[None]
         out = self.mlp(pair)
         prior = F.pad(self.separation_prior(buckets), (0, self.distogram_bins))
-        out = out + prior[None].to(out.dtype)
+        out = out.float() + prior[None].float()  # fp32: bf16 would round log-distances by ~1%
         full = out.new_zeros(batch, length, length)
         full[:, i, j] = out[..., 0]
         full[:, j, i] = out[..., 0]
