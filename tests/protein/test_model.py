@@ -29,16 +29,6 @@ from loralab.protein.model import (
 from loralab.protein.tiny import build_tiny_backbone, char_tokenizer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Two xdist workers on two cores: a second intra-op thread per worker only adds contention
-    # (tiny ops then wait on a descheduled thread; measured 5-20x slower under load).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def backbone_dir(tmp_path_factory):
     return build_tiny_backbone(tmp_path_factory.mktemp("tiny_qwen2") / "model")

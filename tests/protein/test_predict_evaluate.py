@@ -17,15 +17,6 @@ TEST_CHAINS = ["1ahsA", "1bvyF", "1dx5I", "1eteA", "1h4aX", "1i8nA", "1lpbA", "1
                "2cayA", "2xdgA"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Two xdist workers on two cores: a second intra-op thread per worker only adds contention.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory):
     from loralab.protein.prepare import mdanalysis_test_data, prepare_structures

@@ -7,7 +7,6 @@ import logging
 
 import numpy as np
 import pytest
-import torch
 from scipy.spatial.distance import cdist
 
 from loralab.errors import DataError
@@ -18,15 +17,6 @@ from loralab.protein.dataset import (
     encode_sequence,
     usable_examples,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Two xdist workers on two cores: a second intra-op thread per worker only adds contention.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

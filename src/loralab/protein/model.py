@@ -35,7 +35,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import warnings
 from pathlib import Path
 
 import torch
@@ -227,12 +226,14 @@ def attach_lora(backbone, cfg):
     """Freeze the backbone, enable checkpointing if asked, wrap with LoRA (PEFT)."""
     from peft import LoraConfig, get_peft_model
 
+    from loralab.engine.checkpointing import (
+        enable_activation_checkpointing,
+        quiet_deprecated_checkpointing_queries,
+    )
+
     backbone.requires_grad_(False)
     if cfg.model.gradient_checkpointing:
-        if hasattr(backbone, "activation_checkpointing_enable"):
-            backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(backbone)  # non-reentrant
     lora = LoraConfig(
         r=cfg.lora.rank,
         lora_alpha=cfg.lora.alpha,
@@ -241,8 +242,7 @@ def attach_lora(backbone, cfg):
         bias="none",
     )
     try:
-        with warnings.catch_warnings():  # PEFT asks transformers a deprecated question; not ours to fix
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        with quiet_deprecated_checkpointing_queries():
             return get_peft_model(backbone, lora)
     except ValueError as e:
         linear = [n for n, m in backbone.named_modules() if isinstance(m, nn.Linear)][:8]
