@@ -3,7 +3,7 @@
 * :func:`build_tiny_backbone` writes a random Qwen2/Llama causal LM (a few thousand
   parameters) plus a character-level tokenizer to a folder that
   ``model.name_or_path`` can point at, exactly like a real checkpoint.
-* :data:`KNOWN_BACKBONES` holds the dimensions of the backbones the presets name, so
+* :func:`known_backbone_config` gives the published config of the presets' backbones, so
   parameter counts (``loralab compare``) and the GPU benchmark work without the hub.
 """
 
@@ -11,47 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# Published configs (config.json on the hub) of the presets' backbones.
-KNOWN_BACKBONES: dict[str, dict] = {
-    "Qwen/Qwen2.5-0.5B": {
-        "model_type": "qwen2",
-        "hidden_size": 896,
-        "intermediate_size": 4864,
-        "num_hidden_layers": 24,
-        "num_attention_heads": 14,
-        "num_key_value_heads": 2,
-        "vocab_size": 151936,
-        "max_position_embeddings": 32768,
-        "rope_theta": 1000000.0,
-        "rms_norm_eps": 1e-6,
-        "tie_word_embeddings": True,
-    },
-    "HuggingFaceTB/SmolLM2-135M": {
-        "model_type": "llama",
-        "hidden_size": 576,
-        "intermediate_size": 1536,
-        "num_hidden_layers": 30,
-        "num_attention_heads": 9,
-        "num_key_value_heads": 3,
-        "vocab_size": 49152,
-        "max_position_embeddings": 8192,
-        "rope_theta": 100000.0,
-        "rms_norm_eps": 1e-5,
-        "tie_word_embeddings": True,
-    },
-}
-
 
 def known_backbone_config(name: str):
-    """A transformers config for a backbone in :data:`KNOWN_BACKBONES`, or None."""
-    from transformers import LlamaConfig, Qwen2Config
+    """A transformers config for a preset's backbone, offline (see loralab.engine.known_models)."""
+    from loralab.engine.known_models import published_config
 
-    dims = KNOWN_BACKBONES.get(name)
-    if dims is None:
-        return None
-    dims = dict(dims)
-    cls = {"qwen2": Qwen2Config, "llama": LlamaConfig}[dims.pop("model_type")]
-    return cls(**dims)
+    return published_config(name)
 
 
 def char_tokenizer():

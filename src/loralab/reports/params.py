@@ -22,52 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loralab.config.schema import ExperimentConfig
-
-# Text-model dimensions from each model's published config.json on the hub, for counting
-# offline. The classes' other defaults (audio, vision) follow the same models.
-PUBLISHED_ARCHITECTURES: dict[str, tuple[str, dict]] = {
-    "microsoft/Phi-4-multimodal-instruct": (
-        "Phi4MultimodalConfig",
-        dict(
-            hidden_size=3072,
-            intermediate_size=8192,
-            num_hidden_layers=32,
-            num_attention_heads=24,
-            num_key_value_heads=8,
-            vocab_size=200064,
-            tie_word_embeddings=True,
-        ),
-    ),
-    # Base and instruct share the architecture (Llama; 9 heads of 64, 3 KV heads).
-    **{
-        name: (
-            "LlamaConfig",
-            dict(
-                hidden_size=576,
-                intermediate_size=1536,
-                num_hidden_layers=30,
-                num_attention_heads=9,
-                num_key_value_heads=3,
-                vocab_size=49152,
-                tie_word_embeddings=True,
-            ),
-        )
-        for name in ("HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct")
-    },
-    "Qwen/Qwen2.5-0.5B": (
-        "Qwen2Config",
-        dict(
-            hidden_size=896,
-            intermediate_size=4864,
-            num_hidden_layers=24,
-            num_attention_heads=14,
-            num_key_value_heads=2,
-            vocab_size=151936,
-            tie_word_embeddings=True,
-        ),
-    ),
-}
-
+from loralab.engine.known_models import local_model_dir, published_config
 
 # Module-name prefixes of the speech groups that strategy 'unfreeze' trains in full (the
 # native Phi4MultimodalForCausalLM layout), for the offline count only.
@@ -116,21 +71,6 @@ def from_groups(groups: dict, source: str, note: str = "") -> ParamSummary:
     return ParamSummary(out, trainable, total, source=source, note=note)
 
 
-def local_model_dir(name_or_path: str, revision: str | None) -> Path | None:
-    """The model as a local folder: the folder itself, or its snapshot in the Hugging Face
-    cache. None when neither exists. Never touches the network (compare must work offline,
-    and an unreachable hub costs minutes of retries)."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(name_or_path, revision=revision, local_files_only=True))
-    except Exception:  # noqa: BLE001 - not cached (or not a valid repo id): no local copy
-        return None
-
-
 def _model_config(name: str, revision: str | None):
     """(transformers config, where it came from); raises LookupError when there is none offline."""
     from transformers import AutoConfig
@@ -140,11 +80,9 @@ def _model_config(name: str, revision: str | None):
         if not (local / "config.json").is_file():
             raise LookupError(f"{local} has no config.json")
         return AutoConfig.from_pretrained(local), str(local / "config.json")
-    if name in PUBLISHED_ARCHITECTURES:
-        import transformers
-
-        class_name, fields = PUBLISHED_ARCHITECTURES[name]
-        return getattr(transformers, class_name)(**fields), f"published architecture of {name}"
+    published = published_config(name)
+    if published is not None:
+        return published, f"published architecture of {name}"
     raise LookupError(
         f"model config not available offline: '{name}' is neither a folder nor in the Hugging Face cache"
     )
@@ -229,12 +167,17 @@ def count_for_config(cfg: ExperimentConfig) -> ParamSummary:
     from loralab.engine.system import system_module
 
     local = local_model_dir(cfg.model.name_or_path, cfg.model.revision)
-    if local is None:
+    if local is None and published_config(cfg.model.name_or_path) is None:
         reason = f"'{cfg.model.name_or_path}' is not available offline (neither a folder nor cached)"
     else:
-        local_cfg = replace(cfg, model=replace(cfg.model, name_or_path=str(local), revision=None))
+        # A local copy, or a published architecture the systems know offline: never the network.
+        count_cfg = (
+            cfg
+            if local is None
+            else replace(cfg, model=replace(cfg.model, name_or_path=str(local), revision=None))
+        )
         try:
-            groups = system_module(cfg.system).count_parameters(local_cfg)
+            groups = system_module(cfg.system).count_parameters(count_cfg)
             return from_groups(groups, source="system count (model built on the meta device)")
         except Exception as e:  # noqa: BLE001 - never crash the table: fall back and say why
             reason = f"{type(e).__name__}: {e}".splitlines()[0][:200]

@@ -118,13 +118,21 @@ def count_parameters(cfg) -> dict[str, ParamCount]:
     import torch
     from transformers import Phi4MultimodalConfig, Phi4MultimodalForCausalLM
 
+    from loralab.engine.known_models import local_model_dir, published_config
     from loralab.speech.model import lora as lora_setup
     from loralab.speech.model.layout import SPEECH_ADAPTER_DIR, check_native_layout, resolve_model_file
 
-    config_file = resolve_model_file(cfg.model.name_or_path, cfg.model.revision, "config.json")
-    config_dict = json.loads(config_file.read_text())
-    check_native_layout(config_file.parent, config_dict, check_weights=False)
-    config = Phi4MultimodalConfig.from_dict(config_dict)
+    model_dir = None
+    if local_model_dir(cfg.model.name_or_path, cfg.model.revision) is None and (
+        config := published_config(cfg.model.name_or_path)
+    ):
+        pass  # the published architecture: no download just to count
+    else:
+        config_file = resolve_model_file(cfg.model.name_or_path, cfg.model.revision, "config.json")
+        config_dict = json.loads(config_file.read_text())
+        check_native_layout(config_file.parent, config_dict, check_weights=False)
+        config = Phi4MultimodalConfig.from_dict(config_dict)
+        model_dir = config_file.parent
     with torch.device("meta"):
         model = Phi4MultimodalForCausalLM(config)
     model.requires_grad_(False)
@@ -137,9 +145,9 @@ def count_parameters(cfg) -> dict[str, ParamCount]:
         adapter = (
             Path(cfg.lora.adapter_path).expanduser()
             if cfg.lora.adapter_path
-            else config_file.parent / SPEECH_ADAPTER_DIR
+            else (model_dir / SPEECH_ADAPTER_DIR if model_dir else None)
         )
-        if (adapter / "adapter_config.json").is_file():
+        if adapter is not None and (adapter / "adapter_config.json").is_file():
             saved = lora_setup.read_adapter_config(adapter)["target_modules"]
             targets = saved if isinstance(saved, str) else "|".join(f".*\\.{re.escape(t)}" for t in saved)
     lora_params, _ = lora_setup.lora_parameter_count(model, targets, cfg.lora.rank)

@@ -1,0 +1,91 @@
+"""Backbone configs that work offline: a local folder, the Hugging Face cache, or the
+published architecture of the models our presets name.
+
+``loralab compare`` and the parameter counters of both systems use these, so a user can
+see what a preset trains before any download, and an unreachable hub never costs minutes
+of retries. Weights are never involved: the configs build models on the meta device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Text-model dimensions from each model's published config.json on the hub. The classes'
+# other defaults (Phi-4-MM's audio and vision encoders) follow the same models.
+PUBLISHED_CONFIGS: dict[str, tuple[str, dict]] = {
+    "microsoft/Phi-4-multimodal-instruct": (
+        "Phi4MultimodalConfig",
+        dict(
+            hidden_size=3072,
+            intermediate_size=8192,
+            num_hidden_layers=32,
+            num_attention_heads=24,
+            num_key_value_heads=8,
+            vocab_size=200064,
+            tie_word_embeddings=True,
+        ),
+    ),
+    "Qwen/Qwen2.5-0.5B": (
+        "Qwen2Config",
+        dict(
+            hidden_size=896,
+            intermediate_size=4864,
+            num_hidden_layers=24,
+            num_attention_heads=14,
+            num_key_value_heads=2,
+            vocab_size=151936,
+            max_position_embeddings=32768,
+            rope_theta=1000000.0,
+            rms_norm_eps=1e-6,
+            tie_word_embeddings=True,
+        ),
+    ),
+    # Base and instruct share the architecture (Llama; 9 heads of 64, 3 KV heads).
+    **{
+        name: (
+            "LlamaConfig",
+            dict(
+                hidden_size=576,
+                intermediate_size=1536,
+                num_hidden_layers=30,
+                num_attention_heads=9,
+                num_key_value_heads=3,
+                vocab_size=49152,
+                max_position_embeddings=8192,
+                rope_theta=100000.0,
+                rms_norm_eps=1e-5,
+                tie_word_embeddings=True,
+            ),
+        )
+        for name in ("HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct")
+    },
+}
+
+
+def published_config(name: str):
+    """The transformers config of a model in :data:`PUBLISHED_CONFIGS`, or None."""
+    if name not in PUBLISHED_CONFIGS:
+        return None
+    import transformers
+
+    class_name, fields = PUBLISHED_CONFIGS[name]
+    return getattr(transformers, class_name)(**fields)
+
+
+def local_model_dir(name_or_path: str, revision: str | None = None) -> Path | None:
+    """The model as a local folder: the folder itself, or its snapshot in the Hugging Face
+    cache. None when neither exists. Never touches the network."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name_or_path, revision=revision, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached (or not a valid repo id): no local copy
+        return None
+
+
+def available_offline(name_or_path: str, revision: str | None = None) -> bool:
+    """Whether a config for this model can be had without the network."""
+    return local_model_dir(name_or_path, revision) is not None or name_or_path in PUBLISHED_CONFIGS
