@@ -40,7 +40,11 @@ def demo_dir(reference, tmp_path_factory):
     llama_dir = root / smollm.LLAMA_FOLDER
     llama.save_pretrained(llama_dir, safe_serialization=True)
     tokenizer.save_pretrained(llama_dir)
-    (llama_dir / smollm.COMPLETE_MARKER).write_text("{}")  # as ensure_smollm2_llama leaves it
+    marker = {
+        "source": smollm.GGUF_FILE,
+        "version": smollm.BUILD_VERSIONS[smollm.LLAMA_FOLDER],
+    }  # as ensure_smollm2_llama leaves it
+    (llama_dir / smollm.COMPLETE_MARKER).write_text(json.dumps(marker))
     return smollm.ensure_demo_phi4mm(root)
 
 

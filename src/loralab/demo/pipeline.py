@@ -1,0 +1,125 @@
+"""``loralab demo``: both systems end to end on a CPU with real small pretrained models.
+
+:func:`run_demo` runs, in process and timed stage by stage, the library functions behind
+``loralab speech synth`` / ``speech prepare`` / ``train`` / ``evaluate`` / ``status`` and
+``loralab protein prepare`` / ``train`` / ``evaluate`` / ``protein predict``, then prints a
+closing summary and writes it to ``<out>/summary.json``. A failing system is reported in
+the summary (with its error) and the other one still runs; the exit status says whether
+everything passed. Sizes come from :class:`DemoPlan` (:data:`FULL` or :data:`QUICK`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from loralab.demo.stages import StageClock, failure_text
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """How big the demo is. Sized for 2 CPU cores: full <= 15 min, quick < 3 min (measured)."""
+
+    mode: str
+    budget_seconds: int  # the promise, printed beside the measured total
+    speech_utterances: int  # synthetic corpus size (split ~70/30 by speaker into train/test)
+    speech_epochs: int
+    speech_max_steps: int | None  # None: whole epochs
+    speech_eval_limit: int | None  # test utterances evaluated (None: all)
+    speech_eval_base: bool  # also evaluate the untrained model (Table 3's "no training" row)
+    lora_only: bool  # train the LoRA-only strategy beside unfreeze
+    protein_structures: int | None  # structure files (None: all ~50)
+    protein_epochs: int
+    seed: int = 0
+
+
+FULL = DemoPlan(
+    mode="full",
+    budget_seconds=15 * 60,
+    speech_utterances=200,
+    speech_epochs=1,
+    speech_max_steps=None,
+    speech_eval_limit=None,
+    speech_eval_base=False,
+    lora_only=False,
+    protein_structures=None,
+    protein_epochs=2,
+)
+QUICK = DemoPlan(
+    mode="quick",
+    budget_seconds=3 * 60,
+    speech_utterances=20,
+    speech_epochs=1,
+    speech_max_steps=3,
+    speech_eval_limit=4,
+    speech_eval_base=False,
+    lora_only=False,
+    protein_structures=12,
+    protein_epochs=1,
+)
+
+# Owned by the demo and rewritten on every run (nothing else is removed from --out).
+DEMO_SUBDIRS = ("speech", "protein")
+
+
+def _fresh_out_dir(out_dir: Path, log) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in DEMO_SUBDIRS:
+        if (out_dir / name).exists():
+            log(f"removing the previous demo's {out_dir / name}")
+            shutil.rmtree(out_dir / name)
+    (out_dir / "summary.json").unlink(missing_ok=True)
+
+
+def _torch_threads() -> int:
+    """Threads torch computes with (its default: one per physical core), reported in the summary."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+def run_demo(out_dir: str | Path = "demo_output", quick: bool = False, *, plan: DemoPlan | None = None,
+             log=print) -> dict:  # fmt: skip
+    """Run the demo into ``out_dir``; returns the summary (also written to ``out_dir/summary.json``)."""
+    from loralab.demo.protein_demo import run_protein
+    from loralab.demo.smollm import cache_root, ensure_demo_phi4mm, ensure_smollm2_llama
+    from loralab.demo.speech_demo import run_speech
+    from loralab.demo.summary import build_summary, render_summary
+
+    plan = plan or (QUICK if quick else FULL)
+    out_dir = Path(out_dir).expanduser().resolve()
+    clock = StageClock(log=log)
+    started_at = time.time()
+    log(f"loralab demo ({plan.mode}): both systems on this machine's CPU, results in {out_dir}")
+    _fresh_out_dir(out_dir, log)
+    threads = _torch_threads()
+
+    results: dict = {}
+    errors: dict[str, str] = {}
+    models: dict[str, Path] = {}
+    try:
+        with clock.stage("setup", "models", f"SmolLM2-135M-Instruct from its GGUF, cached in {cache_root()}"):
+            models["llama"] = ensure_smollm2_llama()
+            models["phi4mm"] = ensure_demo_phi4mm()
+    except Exception as e:  # without the models neither system can run
+        errors["setup"] = failure_text(e)
+    for system, run in (("speech", run_speech), ("protein", run_protein)):
+        if "setup" in errors:
+            clock.skip(system, "all", "the demo models could not be built")
+            continue
+        model = models["phi4mm"] if system == "speech" else models["llama"]
+        try:
+            results[system] = run(out_dir, plan, model, clock)
+        except Exception as e:  # report it and still run the other system
+            errors[system] = failure_text(e)
+            log(f"\n!!! {system} demo failed: {errors[system]}")
+
+    summary = build_summary(plan=asdict(plan), clock=clock, results=results, errors=errors,
+                            out_dir=out_dir, started_at=started_at, threads=threads)  # fmt: skip
+    path = out_dir / "summary.json"
+    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    log(render_summary(summary, path))
+    return summary

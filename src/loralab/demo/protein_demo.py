@@ -1,0 +1,138 @@
+"""The protein half of the demo: real structures -> prepare -> train -> evaluate -> predict -> status.
+
+Structures: the single-chain PDB files of the ``mdanalysistests`` source package
+(``MDAnalysisTests/data/dssp/*.pdb.gz``, public-domain PDB entries; installed with
+``--no-deps``, located without importing it). Backbone: SmolLM2-135M-Instruct as a plain
+Llama folder (:func:`loralab.demo.smollm.ensure_smollm2_llama`), preset ``protein/small``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+from loralab.demo.stages import StageClock
+from loralab.errors import LoralabError
+
+PROTEIN_PRESET = "protein/small"
+STRUCTURES_PACKAGE = "MDAnalysisTests"
+STRUCTURES_SUBDIR = "data/dssp"
+# Files the package ships on purpose as broken input for its own tests.
+DELIBERATELY_BROKEN = ("_failing",)
+# Headline figures copied into summary.json (the evaluation's metrics.json has them all).
+HEADLINE = (
+    "distance_mae",
+    "distance_rmse",
+    "distance_pearson",
+    "contact_p_at_L_sep24",
+    "rmsd",
+    "tm_score",
+    "lddt",
+    "gdt_ts",
+)
+
+
+def find_structures_dir() -> Path:
+    """``MDAnalysisTests/data/dssp`` of the installed package, or a clear error saying how to get it."""
+    spec = importlib.util.find_spec(STRUCTURES_PACKAGE)
+    for folder in list(spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / STRUCTURES_SUBDIR
+        if path.is_dir():
+            return path
+    raise LoralabError(
+        "real protein structures not found (the MDAnalysisTests package's data/dssp folder). "
+        "Install them with: pip install --no-deps mdanalysistests"
+    )
+
+
+def collect_structures(dest: Path, limit: int | None) -> list[Path]:
+    """Copy the package's single-chain PDB files (sorted; the first ``limit``) into ``dest``."""
+    files = sorted(
+        p for p in find_structures_dir().glob("*.pdb.gz") if not any(b in p.name for b in DELIBERATELY_BROKEN)
+    )
+    if limit is not None:
+        files = files[:limit]
+    dest.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copy2(p, dest / p.name)) for p in files]
+
+
+def _first_test_protein(dataset_dir: Path) -> tuple[str, str]:
+    """(id, sequence) of the first test-split chain: the one the demo predicts a PDB for."""
+    from loralab.protein.prepare import read_dataset
+
+    records = read_dataset(dataset_dir, "test") or read_dataset(dataset_dir, None)
+    if not records:
+        raise LoralabError(f"{dataset_dir}: the prepared data set holds no chains")
+    return records[0].id, records[0].sequence
+
+
+def _status(run_dir: Path) -> dict:
+    from loralab.reports.status import build_status
+    from loralab.reports.status_report import write_status_files
+
+    files = write_status_files(build_status(run_dir))
+    return {"status_md": str(files.markdown), "plots": [str(p) for p in files.plots]}
+
+
+def run_protein(out_dir: Path, plan, backbone_dir: Path, clock: StageClock) -> dict:
+    """The whole protein demo under ``out_dir/protein``; returns its part of summary.json."""
+    from loralab.config import load_config
+    from loralab.demo.speech_demo import training_loss
+    from loralab.engine.trainer import train
+    from loralab.protein.evaluate import evaluate_run
+    from loralab.protein.predict import predict_sequences
+    from loralab.protein.prepare import prepare_structures
+
+    root = out_dir / "protein"
+    structures, dataset_dir = root / "structures", root / "dataset"
+    result: dict = {"backbone": str(backbone_dir), "structures": str(structures), "dataset": str(dataset_dir)}
+    with clock.stage(
+        "protein", "prepare", "real PDB structures from mdanalysistests (loralab protein prepare)"
+    ):
+        files = collect_structures(structures, plan.protein_structures)
+        prepare_structures(structures, dataset_dir, seed=plan.seed, progress=False)
+    summary = json.loads((dataset_dir / "summary.json").read_text())
+    result["structure_files"] = len(files)
+    result["chains"] = {split: info.get("chains") for split, info in summary.get("splits", {}).items()}
+    clock.log(f"{len(files)} structure files -> chains per split: {result['chains']}")
+
+    overrides = [
+        f"model.name_or_path={backbone_dir}",
+        f"protein.dataset_dir={dataset_dir}",
+        f"output_dir={root / 'runs' / 'protein_small'}",
+        f"training.epochs={plan.protein_epochs}",
+        f"training.seed={plan.seed}",
+    ]
+    cfg = load_config(PROTEIN_PRESET, overrides)
+    with clock.stage(
+        "protein", "train", f"{PROTEIN_PRESET}, {cfg.training.epochs} epoch(s), SmolLM2 backbone"
+    ):
+        run_dir = Path(train(cfg))
+    result["run_dir"] = str(run_dir)
+    result["training_loss"] = training_loss(run_dir)
+    with clock.stage(
+        "protein", "evaluate", "last checkpoint on the test split, beside the separation-mean baseline"
+    ):
+        eval_root = Path(evaluate_run(run_dir, checkpoints="last", split="test"))
+    metrics_files = sorted(
+        eval_root.glob("epoch-*/metrics.json"), key=lambda p: int(p.parent.name.split("-")[1])
+    )
+    evaluation = json.loads(metrics_files[-1].read_text()) if metrics_files else {}
+    result["eval_dir"] = str(eval_root)
+    result["summary_md"] = str(eval_root / "summary.md")
+    result["metrics"] = {k: evaluation.get("model", {}).get(k) for k in HEADLINE}
+    result["baseline"] = {k: evaluation.get("baseline", {}).get(k) for k in HEADLINE}
+    name, sequence = _first_test_protein(dataset_dir)
+    with clock.stage("protein", "predict", f"distance map, C-alpha trace and PDB for test chain {name}"):
+        predictions = predict_sequences(run_dir, [(name, sequence)], root / "predict")
+    files_of = predictions[0]["files"]
+    result["prediction"] = {
+        "chain": name,
+        "length": len(sequence),
+        **{kind: str(root / "predict" / file) for kind, file in files_of.items()},
+    }
+    with clock.stage("protein", "status"):
+        result.update(_status(run_dir))
+    return result

@@ -1,0 +1,129 @@
+"""The speech half of the demo: synth -> prepare -> train (unfreeze, LoRA-only) -> evaluate -> status.
+
+Every step is the library function behind the matching ``loralab`` command, called in
+process, so what the demo shows is exactly what the commands do.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from loralab.demo.stages import StageClock
+
+UNFREEZE_PRESET = "demo_smollm"
+LORA_ONLY_PRESET = "demo_smollm_lora"
+
+
+def training_loss(run_dir: Path) -> dict:
+    """First and last logged training loss of a run (from its event log), and whether it fell.
+
+    "Falls" compares the mean of the first three logged losses with the mean of the last
+    three, so one noisy micro-batch cannot decide it either way.
+    """
+    from loralab.engine.events import read_events, to_float
+
+    losses = [to_float(e["loss"]) for e in read_events(run_dir) if e.get("event") == "step" and "loss" in e]
+    if not losses:
+        return {"first": None, "last": None, "steps_logged": 0, "falls": False}
+    k = min(3, max(1, len(losses) // 3))
+    head, tail = sum(losses[:k]) / k, sum(losses[-k:]) / k
+    return {
+        "first": round(losses[0], 4),
+        "last": round(losses[-1], 4),
+        "mean_first_logged": round(head, 4),
+        "mean_last_logged": round(tail, 4),
+        "steps_logged": len(losses),
+        "falls": tail < head,
+    }
+
+
+def _eval_summaries(eval_dir: Path) -> dict[int, dict]:
+    """epoch -> the Table-3 row of ``eval/epoch-N/metrics.json``."""
+    rows = {}
+    for path in sorted(eval_dir.glob("epoch-*/metrics.json")):
+        metrics = json.loads(path.read_text())
+        rows[int(metrics.get("epoch", path.parent.name.split("-")[1]))] = metrics.get("summary", {})
+    return rows
+
+
+def _status(run_dir: Path) -> dict:
+    """Write the status report and plots of a finished run; where they are."""
+    from loralab.reports.status import build_status
+    from loralab.reports.status_report import write_status_files
+
+    files = write_status_files(build_status(run_dir))
+    return {"status_md": str(files.markdown), "plots": [str(p) for p in files.plots]}
+
+
+def train_and_evaluate(preset: str, overrides: list[str], plan, clock: StageClock, label: str) -> dict:
+    """Train one demo strategy, evaluate it with the real evaluator, write its status report."""
+    from loralab.config import load_config
+    from loralab.engine.trainer import train
+    from loralab.speech.evaluation.runner import evaluate_run
+
+    cfg = load_config(preset, overrides)
+    with clock.stage(
+        "speech", f"train ({label})", f"{preset}, {cfg.training.epochs} epoch(s), {cfg.strategy}"
+    ):
+        run_dir = Path(train(cfg))
+    result: dict = {"preset": preset, "strategy": cfg.strategy, "run_dir": str(run_dir)}
+    result["training_loss"] = training_loss(run_dir)
+    loss = result["training_loss"]
+    clock.log(
+        f"training loss ({label}): {loss['first']} -> {loss['last']} "
+        f"(mean of first/last logged: {loss.get('mean_first_logged')} -> {loss.get('mean_last_logged')}, "
+        f"{'falls' if loss['falls'] else 'does NOT fall'})"
+    )
+    checkpoints = "all" if plan.speech_eval_base else "last"
+    with clock.stage(
+        "speech", f"evaluate ({label})", f"checkpoints={checkpoints}, limit={plan.speech_eval_limit}"
+    ):
+        eval_dir = Path(
+            evaluate_run(run_dir, checkpoints=checkpoints, limit=plan.speech_eval_limit, log=clock.log)
+        )
+    rows = _eval_summaries(eval_dir)
+    result["eval_dir"] = str(eval_dir)
+    result["table3_md"] = str(eval_dir / "table3.md")
+    result["metrics_by_epoch"] = rows
+    result["metrics"] = rows[max(rows)] if rows else {}
+    with clock.stage("speech", f"status ({label})"):
+        result.update(_status(run_dir))
+    return result
+
+
+def run_speech(out_dir: Path, plan, model_dir: Path, clock: StageClock) -> dict:
+    """The whole speech demo under ``out_dir/speech``; returns its part of summary.json."""
+    from loralab.speech.data.prepare import prepare_speechocean762
+    from loralab.speech.data.synth import synthesize_corpus
+
+    root = out_dir / "speech"
+    corpus, manifest_dir, runs = root / "corpus", root / "manifest", root / "runs"
+    result: dict = {"model": str(model_dir), "corpus": str(corpus), "manifest": str(manifest_dir)}
+    with clock.stage(
+        "speech", "synth", f"{plan.speech_utterances} utterances with espeak-ng (loralab speech synth)"
+    ):
+        synthesize_corpus(corpus, n=plan.speech_utterances, seed=plan.seed)
+    with clock.stage("speech", "prepare", "loralab speech prepare"):
+        manifest = prepare_speechocean762(corpus, manifest_dir, progress=False)
+    result["utterances"] = {split: len(records) for split, records in manifest.splits.items()}
+    clock.log(f"utterances per split: {result['utterances']}")
+
+    common = [
+        f"model.name_or_path={model_dir}",
+        f"speech.manifest_dir={manifest_dir}",
+        f"training.epochs={plan.speech_epochs}",
+        f"training.seed={plan.seed}",
+    ]
+    if plan.speech_max_steps:
+        common.append(f"training.max_steps={plan.speech_max_steps}")
+    strategies = [("unfreeze", UNFREEZE_PRESET)] + (
+        [("lora-only", LORA_ONLY_PRESET)] if plan.lora_only else []
+    )
+    result["runs"] = {}
+    for label, preset in strategies:
+        overrides = [*common, f"output_dir={runs / preset}"]
+        result["runs"][label] = train_and_evaluate(preset, overrides, plan, clock, label)
+    if not plan.lora_only:
+        clock.skip("speech", "train (lora-only)", "quick mode: the LoRA-only strategy runs in the full demo")
+    return result

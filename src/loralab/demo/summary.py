@@ -1,0 +1,181 @@
+"""The demo's closing summary: summary.json and the text printed at the end."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+from pathlib import Path
+
+from loralab.demo.stages import StageClock
+
+PARSE_RATE_TARGET = 0.9
+
+# The commands for the real thing, printed and stored in summary.json.
+REAL_RUN_COMMANDS = [
+    "# Speech: SpeechOcean762 (the original release folder, or mispeech/speechocean762 when online)",
+    "loralab speech prepare --source /path/to/speechocean762 --out data/so762",
+    "# Phi-4-multimodal-instruct: the hub's native layout is revision refs/pr/70 (the config default);",
+    "# a download in the original remote-code layout converts offline:",
+    "loralab speech convert-checkpoint /path/to/Phi-4-multimodal-instruct models/phi4mm",
+    "# Train on a GPU with the paper's set-up (add model.name_or_path=models/phi4mm for a local copy)",
+    "loralab compare pretrained_r320 paper_r64",
+    "loralab train paper_r64 --gpus 0            # or pretrained_r320, unfreeze_r64",
+    "loralab status output/paper_r64 --watch 60",
+    "loralab evaluate output/paper_r64 --checkpoints all",
+    "# Protein: your structures (PDB/mmCIF) and the Qwen2.5-0.5B preset",
+    "loralab protein prepare --structures /path/to/structures --out data/proteins",
+    "loralab train qwen2.5-0.5b --gpus 0",
+    "loralab evaluate output/protein_qwen2.5-0.5b",
+    "loralab protein predict --model output/protein_qwen2.5-0.5b --fasta seqs.fasta --out predictions/",
+]
+
+
+def _check(name: str, value, target: str, passed: bool, required: bool) -> dict:
+    return {"check": name, "value": value, "target": target, "passed": bool(passed), "required": required}
+
+
+def acceptance_checks(plan: dict, results: dict, total_seconds: float) -> list[dict]:
+    """What the demo promises, measured. In quick mode the learning checks are informational
+    (a handful of steps shows the plumbing, not learning); the time budget always counts."""
+    full = plan["mode"] == "full"
+    checks = [
+        _check("total wall time (s)", round(total_seconds, 1), f"<= {plan['budget_seconds']}",
+               total_seconds <= plan["budget_seconds"], True),
+    ]  # fmt: skip
+    speech = results.get("speech", {}).get("runs", {}).get("unfreeze")
+    if speech:
+        metrics = speech.get("metrics", {})
+        for task in ("apa", "mdd"):
+            rate = metrics.get(f"{task}_parse_rate")
+            checks.append(
+                _check(
+                    f"speech {task.upper()} answers that parse (test split)",
+                    rate,
+                    f">= {PARSE_RATE_TARGET:.0%}",
+                    rate is not None and rate >= PARSE_RATE_TARGET,
+                    full,
+                )  # fmt: skip
+            )
+        loss = speech["training_loss"]
+        checks.append(
+            _check(
+                "speech training loss falls (mean of first vs last 3 logged)",
+                f"{loss.get('mean_first_logged')} -> {loss.get('mean_last_logged')}",
+                "falls",
+                loss["falls"],
+                full,
+            )  # fmt: skip
+        )
+    protein = results.get("protein")
+    if protein:
+        mae, base = protein["metrics"].get("distance_mae"), protein["baseline"].get("distance_mae")
+        checks.append(
+            _check(
+                "protein test distance MAE below the separation-mean baseline (A)",
+                f"{mae} vs {base}",
+                "model < baseline",
+                mae is not None and base is not None and mae < base,
+                False,
+            )  # fmt: skip
+        )
+    return checks
+
+
+def build_summary(*, plan: dict, clock: StageClock, results: dict, errors: dict, out_dir: Path,
+                  started_at: float, threads: int) -> dict:  # fmt: skip
+    from loralab import __version__
+
+    total = clock.elapsed()
+    checks = acceptance_checks(plan, results, total)
+    return {
+        "loralab_version": __version__,
+        "mode": plan["mode"],
+        "started_at": dt.datetime.fromtimestamp(started_at).isoformat(timespec="seconds"),
+        "wall_seconds_total": round(total, 1),
+        "budget_seconds": plan["budget_seconds"],
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": threads,
+            "device": "cpu",
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "plan": plan,
+        "stages": clock.as_list(),
+        "wall_seconds_by_system": clock.seconds_by_system(),
+        "speech": results.get("speech"),
+        "protein": results.get("protein"),
+        "errors": errors,
+        "checks": checks,
+        "ok": not errors and all(c["passed"] for c in checks if c["required"]),
+        "output_dir": str(out_dir),
+        "real_run_commands": REAL_RUN_COMMANDS,
+    }
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _speech_lines(speech: dict) -> list[str]:
+    lines = [f"speech: {speech.get('utterances')} synthetic utterances; model {speech['model']}"]
+    for label, run in speech.get("runs", {}).items():
+        m, loss = run.get("metrics", {}), run["training_loss"]
+        lines += [
+            f"  {label:<10} training loss {_fmt(loss['first'])} -> {_fmt(loss['last'])} "
+            f"({loss['steps_logged']} logged steps)",
+            f"  {'':<10} parse rate APA {_fmt(m.get('apa_parse_rate'))}, MDD {_fmt(m.get('mdd_parse_rate'))}; "
+            f"PCC acc {_fmt(m.get('acc_pcc'))} flu {_fmt(m.get('flu_pcc'))} pros {_fmt(m.get('pros_pcc'))} "
+            f"total {_fmt(m.get('total_pcc'))}; WER {_fmt(m.get('wer'))}, PER {_fmt(m.get('per'))}, "
+            f"F1 {_fmt(m.get('f1'))}",
+            f"  {'':<10} table: {run['table3_md']}",
+            f"  {'':<10} status: {run['status_md']} (+ {len(run.get('plots', []))} plots)",
+        ]
+    return lines
+
+
+def _protein_lines(protein: dict) -> list[str]:
+    m, b, loss = protein["metrics"], protein["baseline"], protein["training_loss"]
+    pred = protein["prediction"]
+    return [
+        f"protein: {protein['structure_files']} real structures -> chains {protein['chains']}; backbone "
+        f"{protein['backbone']}",
+        f"  training loss {_fmt(loss['first'])} -> {_fmt(loss['last'])} ({loss['steps_logged']} logged steps)",
+        f"  test: distance MAE {_fmt(m.get('distance_mae'), 2)} A (baseline {_fmt(b.get('distance_mae'), 2)} A), "
+        f"RMSE {_fmt(m.get('distance_rmse'), 2)} A, Pearson {_fmt(m.get('distance_pearson'))}, "
+        f"TM {_fmt(m.get('tm_score'))}, lDDT {_fmt(m.get('lddt'))}, GDT-TS {_fmt(m.get('gdt_ts'))}, "
+        f"RMSD {_fmt(m.get('rmsd'), 2)} A",
+        f"  evaluation: {protein['summary_md']}",
+        f"  predicted {pred['chain']} ({pred['length']} residues): {pred.get('pdb')}, {pred.get('distances.png')}",
+        f"  status: {protein['status_md']}",
+    ]
+
+
+def render_summary(summary: dict, path: Path) -> str:
+    """The closing text: stages with wall times, main figures, checks, files, next commands."""
+    lines = ["", "=" * 78, f"loralab demo ({summary['mode']}) summary", "=" * 78, "stages (wall seconds):"]
+    for s in summary["stages"]:
+        lines.append(f"  {s['system']:<8} {s['name']:<24} {s['seconds']:>7.1f}  {s['status']}")
+    lines.append(
+        f"  total {summary['wall_seconds_total']:.1f} s (budget {summary['budget_seconds']} s) on "
+        f"{summary['machine']['cpu_count']} CPU core(s), {summary['machine']['torch_threads']} torch threads"
+    )
+    if summary.get("speech"):
+        lines += [""] + _speech_lines(summary["speech"])
+    if summary.get("protein"):
+        lines += [""] + _protein_lines(summary["protein"])
+    for system, error in summary["errors"].items():
+        lines += ["", f"{system} FAILED: {error}"]
+    lines += ["", "checks:"]
+    for c in summary["checks"]:
+        mark = "PASS" if c["passed"] else ("FAIL" if c["required"] else "info")
+        lines.append(f"  [{mark}] {c['check']}: {c['value']} (target {c['target']})")
+    lines += ["", f"summary: {path}", "", "the real thing (a GPU, Phi-4-multimodal weights, SpeechOcean762):"]
+    lines += [f"  {c}" for c in summary["real_run_commands"]]
+    lines.append("=" * 78)
+    return "\n".join(lines)

@@ -1,0 +1,69 @@
+"""`loralab demo --quick` end to end: both systems run, every stage is timed, summary.json is complete.
+
+Slow (about 2.5 minutes on 2 CPU cores, plus ~1 minute the first time to convert SmolLM2
+from its GGUF into ~/.cache/loralab). Quick mode trains a few steps only, so it checks the
+plumbing and the summary, not the learning (the full demo's checks do that).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    from loralab.cli.main import main
+    from loralab.demo.protein_demo import find_structures_dir
+    from loralab.demo.smollm import find_smollm2_gguf
+    from loralab.errors import LoralabError
+
+    try:
+        find_smollm2_gguf()
+        find_structures_dir()
+    except LoralabError as e:
+        pytest.skip(str(e))
+    out = tmp_path_factory.mktemp("demo") / "demo_output"
+    code = main(["demo", "--quick", "--out", str(out)])
+    return out, code
+
+
+def test_quick_demo_runs_both_systems(quick_demo):
+    out, code = quick_demo
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["errors"] == {}, summary["errors"]
+    assert code == (0 if summary["ok"] else 1)
+    stages = {(s["system"], s["name"]): s for s in summary["stages"]}
+    for key in [("speech", "synth"), ("speech", "prepare"), ("speech", "train (unfreeze)"),
+                ("speech", "evaluate (unfreeze)"), ("protein", "prepare"), ("protein", "train"),
+                ("protein", "evaluate"), ("protein", "predict")]:  # fmt: skip
+        assert stages[key]["status"] == "ok" and stages[key]["seconds"] > 0, key
+    # The per-system wall times add up to the stages' and stay within the measured total.
+    assert sum(summary["wall_seconds_by_system"].values()) == pytest.approx(
+        sum(s["seconds"] for s in summary["stages"]), abs=0.5
+    )
+    assert sum(s["seconds"] for s in summary["stages"]) <= summary["wall_seconds_total"] + 0.5
+
+
+def test_quick_demo_leaves_results_to_open(quick_demo):
+    out, _ = quick_demo
+    summary = json.loads((out / "summary.json").read_text())
+    speech = summary["speech"]["runs"]["unfreeze"]
+    for key in ("table3_md", "status_md"):
+        assert (out / speech[key]).is_file() if not speech[key].startswith("/") else speech[key]
+    from pathlib import Path
+
+    assert Path(speech["table3_md"]).read_text().count("| Unfreeze |") >= 1
+    assert Path(speech["status_md"]).is_file() and all(Path(p).is_file() for p in speech["plots"])
+    assert {"apa_parse_rate", "mdd_parse_rate", "acc_pcc", "per", "f1"} <= set(speech["metrics"])
+    loss = speech["training_loss"]
+    assert loss["steps_logged"] >= 1 and loss["first"] is not None
+    protein = summary["protein"]
+    assert Path(protein["prediction"]["pdb"]).read_text().count(" CA ") == protein["prediction"]["length"]
+    assert Path(protein["prediction"]["distances.png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert protein["metrics"]["distance_mae"] > 0 and protein["baseline"]["distance_mae"] > 0
+    assert any(c["check"].startswith("total wall time") for c in summary["checks"])
+    assert any("loralab train paper_r64" in line for line in summary["real_run_commands"])
