@@ -48,3 +48,11 @@ def synth_manifest_dir(synth_corpus_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("synth_manifest") / "manifest"
     prepare_speechocean762(synth_corpus_dir, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_speech_adapter(tiny_model_dir, tmp_path_factory):
+    """A random non-zero PEFT speech LoRA (r=8, alpha 16) for the tiny model."""
+    from loralab.speech.model.tiny import build_tiny_speech_adapter
+
+    return build_tiny_speech_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter") / "speech-lora")

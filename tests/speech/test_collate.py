@@ -5,20 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from loralab.errors import LoralabError
 
 PHI4_END = "<|end|><|endoftext|>"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: under `pytest -n 2` on 2 cores, more threads only spin against each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

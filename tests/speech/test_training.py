@@ -12,22 +12,6 @@ from loralab.errors import LoralabError
 STEPS = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: under `pytest -n 2` on 2 cores, more threads only spin against each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def speech_adapter(tiny_model_dir, tmp_path_factory):
-    from loralab.speech.model.tiny import build_tiny_speech_adapter
-
-    return build_tiny_speech_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter") / "speech-lora")
-
-
 def make_cfg(preset, tiny_model_dir, manifest_dir, *extra):
     from loralab.config import load_config
 
@@ -125,14 +109,14 @@ def test_unfreeze_trains_lora_audio_encoder_and_projector(tiny_model_dir, synth_
     }
 
 
-def test_pretrained_starts_from_the_given_adapter(tiny_model_dir, synth_manifest_dir, speech_adapter):
+def test_pretrained_starts_from_the_given_adapter(tiny_model_dir, synth_manifest_dir, tiny_speech_adapter):
     from safetensors.torch import load_file
 
     cfg = make_cfg(
-        "pretrained_r320", tiny_model_dir, synth_manifest_dir, f"lora.adapter_path={speech_adapter}"
+        "pretrained_r320", tiny_model_dir, synth_manifest_dir, f"lora.adapter_path={tiny_speech_adapter}"
     )
     parts = build(cfg)
-    saved = load_file(str(speech_adapter / "adapter_model.safetensors"))
+    saved = load_file(str(tiny_speech_adapter / "adapter_model.safetensors"))
     live = {
         n.replace(".default.", "."): p for n, p in parts.model.peft_model.named_parameters() if ".lora_" in n
     }
@@ -152,12 +136,12 @@ def test_pretrained_without_speech_lora_is_a_clear_error(tiny_model_dir, synth_m
         build(make_cfg("pretrained_r320", tiny_model_dir, synth_manifest_dir))
 
 
-def test_pretrained_rank_must_match_the_adapter(tiny_model_dir, synth_manifest_dir, speech_adapter):
+def test_pretrained_rank_must_match_the_adapter(tiny_model_dir, synth_manifest_dir, tiny_speech_adapter):
     cfg = make_cfg(
         "pretrained_r320",
         tiny_model_dir,
         synth_manifest_dir,
-        f"lora.adapter_path={speech_adapter}",
+        f"lora.adapter_path={tiny_speech_adapter}",
         "lora.rank=16",
     )
     with pytest.raises(LoralabError, match="r=8"):
@@ -166,11 +150,11 @@ def test_pretrained_rank_must_match_the_adapter(tiny_model_dir, synth_manifest_d
 
 @pytest.mark.parametrize("preset", ["paper_r64", "unfreeze_r64", "pretrained_r320"])
 def test_counts_without_weights_equal_the_built_model(
-    preset, tiny_model_dir, synth_manifest_dir, speech_adapter
+    preset, tiny_model_dir, synth_manifest_dir, tiny_speech_adapter
 ):
     from loralab.speech.system import count_parameters
 
-    cfg = make_cfg(preset, tiny_model_dir, synth_manifest_dir, f"lora.adapter_path={speech_adapter}")
+    cfg = make_cfg(preset, tiny_model_dir, synth_manifest_dir, f"lora.adapter_path={tiny_speech_adapter}")
     parts = build(cfg)
     counted = count_parameters(cfg)
     assert counted == parts.param_groups

@@ -7,7 +7,6 @@ import re
 import shutil
 
 import pytest
-import torch
 
 ORIGINAL_AUTO_MAP = {
     "AutoConfig": "configuration_phi4mm.Phi4MMConfig",
@@ -154,23 +153,6 @@ def write_original_layout(native_dir, speech_dir, vision_dir, out_dir, speech=(8
         )
     )
     return out_dir
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: under `pytest -n 2` on 2 cores, more threads only spin against each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session")
-def tiny_speech_adapter(tiny_model_dir, tmp_path_factory):
-    """A random non-zero PEFT speech LoRA (r=8, alpha 16) for the tiny model."""
-    from loralab.speech.model.tiny import build_tiny_speech_adapter
-
-    return build_tiny_speech_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter") / "speech-lora")
 
 
 @pytest.fixture(scope="session")
