@@ -14,18 +14,6 @@ import shutil
 import pytest
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Two pytest workers share two cores: more threads per worker only spin against each other
-    # (measured: a small matmul 20x slower with 2 threads under load).
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def run_config(tiny_model_dir, manifest_dir, **evaluation) -> dict:
     from loralab.config.schema import EvaluationConfig, ExperimentConfig, ModelConfig, SpeechDataConfig
 
