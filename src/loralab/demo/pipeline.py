@@ -28,7 +28,9 @@ class DemoPlan:
     speech_utterances: int  # synthetic corpus size (split ~70/30 by speaker into train/test)
     speech_epochs: int
     speech_max_steps: int | None  # None: whole epochs
+    speech_batch_size: int | None  # None: the preset's
     speech_eval_limit: int | None  # test utterances evaluated (None: all)
+    speech_eval_max_new_tokens: int | None  # None: longest training answer + margin (the evaluator's rule)
     speech_eval_base: bool  # also evaluate the untrained model (Table 3's "no training" row)
     lora_only: bool  # train the LoRA-only strategy beside unfreeze
     protein_structures: int | None  # structure files (None: all ~50)
@@ -40,13 +42,15 @@ FULL = DemoPlan(
     mode="full",
     budget_seconds=15 * 60,
     speech_utterances=200,
-    speech_epochs=1,
+    speech_epochs=2,
     speech_max_steps=None,
-    speech_eval_limit=None,
+    speech_batch_size=None,
+    speech_eval_limit=40,
+    speech_eval_max_new_tokens=None,
     speech_eval_base=False,
     lora_only=False,
     protein_structures=None,
-    protein_epochs=2,
+    protein_epochs=3,
 )
 QUICK = DemoPlan(
     mode="quick",
@@ -54,7 +58,10 @@ QUICK = DemoPlan(
     speech_utterances=20,
     speech_epochs=1,
     speech_max_steps=3,
+    speech_batch_size=4,
     speech_eval_limit=4,
+    # 3 steps teach no format: the answers would run to the full budget; cap them.
+    speech_eval_max_new_tokens=24,
     speech_eval_base=False,
     lora_only=False,
     protein_structures=12,
@@ -111,8 +118,9 @@ def run_demo(out_dir: str | Path = "demo_output", quick: bool = False, *, plan: 
             clock.skip(system, "all", "the demo models could not be built")
             continue
         model = models["phi4mm"] if system == "speech" else models["llama"]
+        results[system] = {}  # filled stage by stage: a failure keeps what was done before it
         try:
-            results[system] = run(out_dir, plan, model, clock)
+            run(out_dir, plan, model, clock, results[system])
         except Exception as e:  # report it and still run the other system
             errors[system] = failure_text(e)
             log(f"\n!!! {system} demo failed: {errors[system]}")

@@ -8,6 +8,7 @@ Llama folder (:func:`loralab.demo.smollm.ensure_smollm2_llama`), preset ``protei
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import shutil
@@ -68,6 +69,24 @@ def _first_test_protein(dataset_dir: Path) -> tuple[str, str]:
     return records[0].id, records[0].sequence
 
 
+def validation_by_epoch(run_dir: Path) -> list[dict]:
+    """Validation distance MAE beside the baseline's, per epoch (the trainer's eval events)."""
+    from loralab.engine.events import read_events
+
+    rows = []
+    for e in read_events(run_dir):
+        metrics = e.get("metrics", {})
+        if e.get("event") == "eval" and e.get("split") is None and "distance_mae" in metrics:
+            rows.append(
+                {
+                    "epoch": e.get("epoch"),
+                    "distance_mae": metrics["distance_mae"],
+                    "baseline_distance_mae": metrics.get("baseline_distance_mae"),
+                }
+            )
+    return rows
+
+
 def _status(run_dir: Path) -> dict:
     from loralab.reports.status import build_status
     from loralab.reports.status_report import write_status_files
@@ -76,8 +95,10 @@ def _status(run_dir: Path) -> dict:
     return {"status_md": str(files.markdown), "plots": [str(p) for p in files.plots]}
 
 
-def run_protein(out_dir: Path, plan, backbone_dir: Path, clock: StageClock) -> dict:
-    """The whole protein demo under ``out_dir/protein``; returns its part of summary.json."""
+def run_protein(
+    out_dir: Path, plan, backbone_dir: Path, clock: StageClock, result: dict | None = None
+) -> dict:
+    """The whole protein demo under ``out_dir/protein``; fills and returns its part of summary.json."""
     from loralab.config import load_config
     from loralab.demo.speech_demo import training_loss
     from loralab.engine.trainer import train
@@ -87,7 +108,8 @@ def run_protein(out_dir: Path, plan, backbone_dir: Path, clock: StageClock) -> d
 
     root = out_dir / "protein"
     structures, dataset_dir = root / "structures", root / "dataset"
-    result: dict = {"backbone": str(backbone_dir), "structures": str(structures), "dataset": str(dataset_dir)}
+    result = {} if result is None else result
+    result.update({"backbone": str(backbone_dir), "structures": str(structures), "dataset": str(dataset_dir)})
     with clock.stage(
         "protein", "prepare", "real PDB structures from mdanalysistests (loralab protein prepare)"
     ):
@@ -110,8 +132,10 @@ def run_protein(out_dir: Path, plan, backbone_dir: Path, clock: StageClock) -> d
         "protein", "train", f"{PROTEIN_PRESET}, {cfg.training.epochs} epoch(s), SmolLM2 backbone"
     ):
         run_dir = Path(train(cfg))
+    gc.collect()  # the training model goes before evaluation loads its own
     result["run_dir"] = str(run_dir)
     result["training_loss"] = training_loss(run_dir)
+    result["validation_by_epoch"] = validation_by_epoch(run_dir)
     with clock.stage(
         "protein", "evaluate", "last checkpoint on the test split, beside the separation-mean baseline"
     ):

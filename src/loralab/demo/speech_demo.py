@@ -6,6 +6,7 @@ process, so what the demo shows is exactly what the commands do.
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -47,6 +48,21 @@ def _eval_summaries(eval_dir: Path) -> dict[int, dict]:
     return rows
 
 
+def answer_variety(eval_dir: Path, epoch: int) -> dict:
+    """Distinct raw answers per task among the evaluated utterances: 1 means the model gives every
+    recording the same answer (it learned the format and the typical answer, not to listen),
+    and Pearson correlations are then undefined."""
+    path = eval_dir / f"epoch-{epoch}" / "predictions.jsonl"
+    if not path.is_file():
+        return {}
+    answers: dict[str, set[str]] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            answers.setdefault(row["task"], set()).add(row["raw"])
+    return {task: len(raw) for task, raw in sorted(answers.items())}
+
+
 def _status(run_dir: Path) -> dict:
     """Write the status report and plots of a finished run; where they are."""
     from loralab.reports.status import build_status
@@ -56,18 +72,22 @@ def _status(run_dir: Path) -> dict:
     return {"status_md": str(files.markdown), "plots": [str(p) for p in files.plots]}
 
 
-def train_and_evaluate(preset: str, overrides: list[str], plan, clock: StageClock, label: str) -> dict:
-    """Train one demo strategy, evaluate it with the real evaluator, write its status report."""
+def train_and_evaluate(
+    preset: str, overrides: list[str], plan, clock: StageClock, label: str, result: dict
+) -> dict:
+    """Train one demo strategy, evaluate it with the real evaluator, write its status report
+    (``result`` is filled as the stages finish)."""
     from loralab.config import load_config
     from loralab.engine.trainer import train
     from loralab.speech.evaluation.runner import evaluate_run
 
     cfg = load_config(preset, overrides)
+    result.update({"preset": preset, "strategy": cfg.strategy, "run_dir": cfg.run_dir})
     with clock.stage(
         "speech", f"train ({label})", f"{preset}, {cfg.training.epochs} epoch(s), {cfg.strategy}"
     ):
         run_dir = Path(train(cfg))
-    result: dict = {"preset": preset, "strategy": cfg.strategy, "run_dir": str(run_dir)}
+    gc.collect()  # the training model goes before the evaluation loads its own
     result["training_loss"] = training_loss(run_dir)
     loss = result["training_loss"]
     clock.log(
@@ -87,19 +107,24 @@ def train_and_evaluate(preset: str, overrides: list[str], plan, clock: StageCloc
     result["table3_md"] = str(eval_dir / "table3.md")
     result["metrics_by_epoch"] = rows
     result["metrics"] = rows[max(rows)] if rows else {}
+    if rows:
+        last = json.loads((eval_dir / f"epoch-{max(rows)}" / "metrics.json").read_text())
+        result["evaluated_utterances"] = last.get("n_utterances")
+        result["distinct_answers"] = answer_variety(eval_dir, max(rows))
     with clock.stage("speech", f"status ({label})"):
         result.update(_status(run_dir))
     return result
 
 
-def run_speech(out_dir: Path, plan, model_dir: Path, clock: StageClock) -> dict:
-    """The whole speech demo under ``out_dir/speech``; returns its part of summary.json."""
+def run_speech(out_dir: Path, plan, model_dir: Path, clock: StageClock, result: dict | None = None) -> dict:
+    """The whole speech demo under ``out_dir/speech``; fills and returns its part of summary.json."""
     from loralab.speech.data.prepare import prepare_speechocean762
     from loralab.speech.data.synth import synthesize_corpus
 
     root = out_dir / "speech"
     corpus, manifest_dir, runs = root / "corpus", root / "manifest", root / "runs"
-    result: dict = {"model": str(model_dir), "corpus": str(corpus), "manifest": str(manifest_dir)}
+    result = {} if result is None else result
+    result.update({"model": str(model_dir), "corpus": str(corpus), "manifest": str(manifest_dir)})
     with clock.stage(
         "speech", "synth", f"{plan.speech_utterances} utterances with espeak-ng (loralab speech synth)"
     ):
@@ -117,13 +142,22 @@ def run_speech(out_dir: Path, plan, model_dir: Path, clock: StageClock) -> dict:
     ]
     if plan.speech_max_steps:
         common.append(f"training.max_steps={plan.speech_max_steps}")
+    if plan.speech_batch_size:
+        common.append(f"training.batch_size={plan.speech_batch_size}")
     strategies = [("unfreeze", UNFREEZE_PRESET)] + (
         [("lora-only", LORA_ONLY_PRESET)] if plan.lora_only else []
     )
     result["runs"] = {}
     for label, preset in strategies:
         overrides = [*common, f"output_dir={runs / preset}"]
-        result["runs"][label] = train_and_evaluate(preset, overrides, plan, clock, label)
+        result["runs"][label] = {}
+        train_and_evaluate(preset, overrides, plan, clock, label, result["runs"][label])
     if not plan.lora_only:
-        clock.skip("speech", "train (lora-only)", "quick mode: the LoRA-only strategy runs in the full demo")
+        clock.skip(
+            "speech",
+            "train (lora-only)",
+            f"not in the {plan.mode} plan: it would add about as much time again as the unfreeze run; "
+            f"run it with: loralab train {LORA_ONLY_PRESET} model.name_or_path={model_dir} "
+            f"speech.manifest_dir={manifest_dir}",
+        )
     return result

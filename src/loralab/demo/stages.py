@@ -11,11 +11,17 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass
 class StageRecord:
-    """One stage: ``system`` ('setup', 'speech', 'protein'), ``name``, wall seconds, outcome."""
+    """One stage: ``system`` ('setup', 'speech', 'protein'), ``name``, wall seconds, outcome.
+
+    ``cpu_seconds`` is this process's CPU time over the stage (all its threads): about
+    ``seconds x threads`` on an idle machine, much less when other work shares the cores,
+    so a slow stage can be told from a busy machine.
+    """
 
     system: str
     name: str
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     status: str = "running"  # ok | failed | skipped
     detail: str = ""
 
@@ -33,7 +39,7 @@ class StageClock:
         record = StageRecord(system, name)
         self.records.append(record)
         self.log(f"\n=== [{system}] {name}{': ' + what if what else ''}")
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             yield record
         except BaseException as e:
@@ -42,12 +48,13 @@ class StageClock:
             raise
         finally:
             record.seconds = round(time.perf_counter() - start, 1)
+            record.cpu_seconds = round(time.process_time() - cpu_start, 1)
             if record.status == "running":
                 record.status = "ok"
             self.log(f"--- [{system}] {name}: {record.status} in {record.seconds:.1f} s")
 
     def skip(self, system: str, name: str, why: str) -> None:
-        self.records.append(StageRecord(system, name, 0.0, "skipped", why))
+        self.records.append(StageRecord(system, name, status="skipped", detail=why))
         self.log(f"--- [{system}] {name}: skipped ({why})")
 
     def elapsed(self) -> float:

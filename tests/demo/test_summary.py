@@ -1,0 +1,61 @@
+"""The demo's closing summary: loss figures from an event log, checks, partial results."""
+
+from __future__ import annotations
+
+import statistics
+
+from loralab.demo.stages import StageClock
+from loralab.demo.summary import acceptance_checks, build_summary, render_summary
+from loralab.engine.events import EventLog
+
+FULL_PLAN = {"mode": "full", "budget_seconds": 900}
+
+
+def test_training_loss_from_event_log(tmp_path):
+    from loralab.demo.speech_demo import training_loss
+
+    losses = [4.0, 3.0, 3.5, 2.0, 1.0, float("nan"), 1.5, 0.5, 0.75]
+    log = EventLog(tmp_path)
+    log.write("start", 0, total_steps=9)
+    for step, loss in enumerate(losses, 1):
+        log.write("step", step, loss=loss, grad_norm=1.0, lr=1e-3)
+    log.write("end", 9, status="finished")
+    got = training_loss(tmp_path)
+    assert got["first"] == 4.0 and got["last"] == 0.75 and got["steps_logged"] == 9
+    assert got["mean_first_logged"] == round(statistics.mean(losses[:3]), 4)
+    assert got["mean_last_logged"] == round(statistics.mean(losses[-3:]), 4)
+    assert got["falls"] is True
+
+
+def test_checks_follow_the_mode():
+    results = {
+        "speech": {
+            "runs": {
+                "unfreeze": {
+                    "metrics": {"apa_parse_rate": 0.95, "mdd_parse_rate": 0.85},
+                    "training_loss": {"mean_first_logged": 3.0, "mean_last_logged": 1.0, "falls": True},
+                }
+            }
+        }
+    }
+    checks = {c["check"]: c for c in acceptance_checks(FULL_PLAN, results, 901.0)}
+    assert not checks["total wall time (s)"]["passed"] and checks["total wall time (s)"]["required"]
+    apa, mdd = (checks[f"speech {t} answers that parse (test split)"] for t in ("APA", "MDD"))
+    assert apa["passed"] and not mdd["passed"] and mdd["required"]
+    quick = acceptance_checks({"mode": "quick", "budget_seconds": 180}, results, 100.0)
+    assert all(c["passed"] or not c["required"] for c in quick)
+
+
+def test_partial_results_and_errors_render(tmp_path):
+    clock = StageClock(log=lambda _: None)
+    with clock.stage("speech", "synth"):
+        pass
+    results = {"speech": {"model": "m", "utterances": {"train": 3}, "runs": {"unfreeze": {"preset": "p"}}},
+               "protein": {"backbone": "b", "structure_files": 2}}  # fmt: skip
+    errors = {"speech": "DataError: no audio"}
+    summary = build_summary(plan=FULL_PLAN, clock=clock, results=results, errors=errors, out_dir=tmp_path,
+                            started_at=0.0, threads=2)  # fmt: skip
+    assert summary["ok"] is False and summary["stages"][0]["status"] == "ok"
+    text = render_summary(summary, tmp_path / "summary.json")
+    assert "speech FAILED: DataError: no audio" in text and "speech synth" in text
+    assert "loralab train paper_r64" in text
