@@ -66,7 +66,9 @@ def test_quick_demo_leaves_results_to_open(quick_demo):
         for line in Path(protein["prediction"]["pdb"]).read_text().splitlines()
         if line.startswith("ATOM")
     ]
-    assert len(atoms) == protein["prediction"]["length"] and all(line[12:16] == " CA " for line in atoms)
+    assert len(atoms) == protein["prediction"]["predicted_residues"] and all(
+        line[12:16] == " CA " for line in atoms
+    )
     assert Path(protein["prediction"]["distances.png"]).read_bytes()[:8] == PNG_MAGIC
     assert protein["metrics"]["distance_mae"] > 0 and protein["baseline"]["distance_mae"] > 0
     assert any(c["check"].startswith("total wall time") for c in summary["checks"])

@@ -10,8 +10,8 @@ Everything lands in --out (default demo_output/), with summary.json: wall time p
 the main metrics, where the files are, and the commands for the real thing.
 
 Examples:
-  loralab demo            # the full demo (about 15 minutes on 2 CPU cores)
-  loralab demo --quick    # plumbing check in under 3 minutes
+  loralab demo            # the full demo: about 10 minutes on 2 CPU cores (budget 15)
+  loralab demo --quick    # a plumbing check: about 2 minutes (budget 3)
 """
 
 from __future__ import annotations

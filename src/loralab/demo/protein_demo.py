@@ -151,11 +151,13 @@ def run_protein(
     name, sequence = _first_test_protein(dataset_dir)
     with clock.stage("protein", "predict", f"distance map, C-alpha trace and PDB for test chain {name}"):
         predictions = predict_sequences(run_dir, [(name, sequence)], root / "predict")
-    files_of = predictions[0]["files"]
+    predicted = predictions[0]
     result["prediction"] = {
         "chain": name,
-        "length": len(sequence),
-        **{kind: str(root / "predict" / file) for kind, file in files_of.items()},
+        "length": predicted["length"],
+        "predicted_residues": predicted["predicted_length"],  # < length: cropped to protein.max_length
+        "notes": predicted["notes"],
+        **{kind: str(root / "predict" / file) for kind, file in predicted["files"].items()},
     }
     with clock.stage("protein", "status"):
         result.update(_status(run_dir))

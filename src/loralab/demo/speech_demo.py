@@ -152,6 +152,15 @@ def run_speech(out_dir: Path, plan, model_dir: Path, clock: StageClock, result: 
         overrides = [*common, f"output_dir={runs / preset}"]
         result["runs"][label] = {}
         train_and_evaluate(preset, overrides, plan, clock, label, result["runs"][label])
+    if not plan.speech_eval_base:
+        limit = f" --limit {plan.speech_eval_limit}" if plan.speech_eval_limit else ""
+        clock.skip(
+            "speech",
+            "evaluate base model",
+            "Table 3's 'no training' row is not in this plan (an untrained model answers at full length: "
+            f"minutes on a CPU); add it with: loralab evaluate {result['runs']['unfreeze']['run_dir']} "
+            f"--checkpoints 0{limit}",
+        )
     if not plan.lora_only:
         clock.skip(
             "speech",

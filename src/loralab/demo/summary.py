@@ -158,7 +158,8 @@ def _protein_lines(protein: dict) -> list[str]:
     if "prediction" in protein:
         pred = protein["prediction"]
         lines.append(
-            f"  predicted {pred['chain']} ({pred['length']} residues): {pred.get('pdb')}, {pred.get('distances.png')}"
+            f"  predicted {pred['chain']} ({pred['predicted_residues']} of {pred['length']} residues): "
+            f"{pred.get('pdb')}, {pred.get('distances.png')}"
         )
     if "status_md" in protein:
         lines.append(f"  status: {protein['status_md']}")
@@ -172,6 +173,8 @@ def render_summary(summary: dict, path: Path) -> str:
     for s in summary["stages"]:
         name = f"{s['system']} {s['name']}"
         lines.append(f"  {name:<33} {s['seconds']:>7.1f} {s['cpu_seconds']:>7.1f}  {s['status']}")
+        if s["status"] == "skipped" and s["detail"]:
+            lines.append(f"      ({s['detail']})")
     lines.append(
         f"  total {summary['wall_seconds_total']:.1f} s (budget {summary['budget_seconds']} s) on "
         f"{summary['machine']['cpu_count']} CPU core(s), {summary['machine']['torch_threads']} torch threads"
