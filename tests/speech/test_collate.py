@@ -141,3 +141,25 @@ def test_phi4_hub_template_that_appends_eos_itself(parts, tiny_model_dir):
     batch = _collator(parts, tokenizer=tok)([(record, "mdd")])
     labels = batch["labels"][0]
     assert tok.decode(labels[labels != -100]) == record.mdd_answer + PHI4_END  # EOS once, not twice
+
+
+def test_audio_features_of_near_equal_lengths_match_unbatched(tiny_model_dir):
+    """Waveforms ending within one hop of each other (common in length-grouped batches) broke
+    transformers' batched extractor; each row must equal that utterance's unbatched features."""
+    import numpy as np
+    import torch
+
+    from loralab.speech.collate import extract_audio_features
+    from loralab.speech.model.load import load_feature_extractor
+
+    fe = load_feature_extractor(tiny_model_dir)
+    rng = np.random.default_rng(0)
+    audios = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (16000, 16000 - 80, 12000)]
+    batch = extract_audio_features(fe, audios)
+    for i, audio in enumerate(audios):
+        single = fe([audio], sampling_rate=fe.sampling_rate, return_tensors="pt")
+        frames = single["audio_input_features"].shape[1]
+        assert torch.equal(batch["audio_input_features"][i, :frames], single["audio_input_features"][0])
+        assert not batch["audio_input_features"][i, frames:].any()  # padding frames are zero
+        assert int(batch["audio_attention_mask"][i].sum()) == frames
+        assert int(batch["audio_embed_sizes"][i]) == int(single["audio_embed_sizes"][0])

@@ -121,6 +121,34 @@ def answer_end_token_ids(tokenizer) -> list[int]:
     )
 
 
+def extract_audio_features(feature_extractor, audios: Sequence) -> dict:
+    """Log-mel features of a batch, one feature-extractor call per utterance, zero-padded.
+
+    (Added by the demo engineer.) transformers' batched Phi4MultimodalFeatureExtractor fails
+    with "size of tensor a (N) must match ... b (N+1)" when a shorter waveform ends within
+    one hop of the longest (length-grouped batches make that common), and leaves partial
+    frames past a shorter utterance's end non-zero. Per utterance gives the unbatched
+    reference features; padding frames are 0 = log(1), as the batched path makes them.
+    Keys: audio_input_features, audio_embed_sizes, audio_attention_mask (batches of > 1).
+    """
+    import torch
+
+    fe = feature_extractor
+    singles = [fe([audio], sampling_rate=fe.sampling_rate, return_tensors="pt") for audio in audios]
+    out = {"audio_embed_sizes": torch.cat([s["audio_embed_sizes"] for s in singles])}
+    if len(singles) == 1:
+        out["audio_input_features"] = singles[0]["audio_input_features"]
+        return out
+    feats = [s["audio_input_features"][0] for s in singles]
+    frames = torch.tensor([f.shape[0] for f in feats])
+    padded = feats[0].new_zeros(len(feats), int(frames.max()), feats[0].shape[-1])
+    for i, f in enumerate(feats):
+        padded[i, : f.shape[0]] = f
+    out["audio_input_features"] = padded
+    out["audio_attention_mask"] = torch.arange(padded.shape[1])[None, :] < frames[:, None]
+    return out
+
+
 def _pad(rows: list[list[int]], value: int, left: bool):
     import torch
 
@@ -177,14 +205,7 @@ class SpeechCollator:
                     f"utterance {getattr(record, 'id', '?')}: audio of {len(audio)} samples is shorter than "
                     f"one analysis window ({fe.win_length} samples at {fe.sampling_rate} Hz)"
                 )
-        feats = fe(list(audios), sampling_rate=fe.sampling_rate, return_tensors="pt")
-        out = {
-            "audio_input_features": feats["audio_input_features"],
-            "audio_embed_sizes": feats["audio_embed_sizes"],
-        }
-        if "audio_attention_mask" in feats:
-            out["audio_attention_mask"] = feats["audio_attention_mask"]
-        return out
+        return extract_audio_features(fe, audios)
 
     def __call__(self, examples: Sequence[tuple[Any, str]]) -> dict:
 
