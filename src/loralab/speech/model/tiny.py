@@ -30,6 +30,17 @@ SPECIAL_TOKENS = [
     *CONTROL_TOKENS,
 ]
 
+# A minimal vision encoder: audio-only models never use it, but the class builds one.
+TINY_VISION_CONFIG = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "image_size": 28,
+    "crop_size": 28,
+    "patch_size": 14,
+}
+
 ARPABET = (
     "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH"
 ).split()
@@ -121,16 +132,7 @@ def tiny_config(tokenizer, hidden_size: int = 64, num_layers: int = 2, audio_hid
             "nemo_conv_channels": audio_hidden,
             "audio_token_id": audio_token_id,
         },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "image_size": 28,
-            "crop_size": 28,
-            "patch_size": 14,
-            "image_token_id": image_token_id,
-        },
+        vision_config={**TINY_VISION_CONFIG, "image_token_id": image_token_id},
     )
 
 
