@@ -97,11 +97,16 @@ def test_layout_tokens_and_config(demo, demo_dir):
     assert cfg.vision_config.image_token_id == tokenizer.convert_tokens_to_ids(smollm.IMAGE_TOKEN)
     # Each control/audio token is one id, even glued to text.
     assert tokenizer("<|MDD|><|endoftext11|><|endoftext11|>Hi").input_ids[:3] == [ids[1], ids[2], ids[2]]
-    # SmolLM2's chat template is kept; the answer ends with its end-of-turn token, the eos.
+    # SmolLM2's chat template is kept, without its default system turn; the answer ends with
+    # its end-of-turn token, the eos.
     text = tokenizer.apply_chat_template(
         [{"role": "user", "content": "<|APA|>x"}, {"role": "assistant", "content": "{}"}], tokenize=False
     )
-    assert "<|im_start|>assistant\n{}<|im_end|>" in text
+    assert text == "<|im_start|>user\n<|APA|>x<|im_end|>\n<|im_start|>assistant\n{}<|im_end|>\n"
+    own_system = tokenizer.apply_chat_template(
+        [{"role": "system", "content": "S"}, {"role": "user", "content": "x"}], tokenize=False
+    )
+    assert own_system == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nx<|im_end|>\n"
     assert cfg.eos_token_id == [tokenizer.convert_tokens_to_ids("<|im_end|>")]
     assert tokenizer.pad_token_id not in cfg.eos_token_id
     assert json.loads((demo_dir / smollm.COMPLETE_MARKER).read_text())["source"] == smollm.GGUF_FILE
@@ -130,3 +135,17 @@ def test_audio_path_runs_and_cache_is_reused(demo, demo_dir):
     stamp = (demo_dir / "model.safetensors").stat().st_mtime_ns
     assert smollm.ensure_demo_phi4mm(demo_dir.parent) == demo_dir
     assert (demo_dir / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_default_system_turn_removal_leaves_other_templates_alone():
+    smollm2 = (
+        "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+        "{{ '<|im_start|>system\nYou are SmolLM<|im_end|>\n' }}{% endif %}"
+        "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n'}}{% endfor %}"
+    )
+    assert smollm.without_default_system_prompt(smollm2) == (
+        "{% for message in messages %}"
+        "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n'}}{% endfor %}"
+    )
+    other = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    assert smollm.without_default_system_prompt(other) == other
