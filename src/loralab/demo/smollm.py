@@ -252,9 +252,9 @@ def init_audio_path(model, target_rms: float, anchor, seed: int = 0) -> None:
     Measured before training, the answer tokens give the audio positions ~11% of their
     attention (layers 1-29) this way, under 3% with a zero bias; after 72 APA-only steps the
     true recording raised the fluency digits' log-likelihood over another recording's by 0.17
-    nats with the anchor, 0.06 without. Still too little to change greedy answers within the
-    CPU demo's budget (see the demo's ``distinct_answers``): a random encoder needs far more
-    steps than a few minutes of CPU give it to teach the decoder to listen.
+    nats with the anchor, 0.06 without. Listening itself comes later: with the anchor, APA-only
+    training on 145 utterances gives constant answers up to step 125 and Flu PCC 0.87 from
+    step 150 (batch 6), more than the CPU demo's budget holds (see the README).
     Log-mel inputs are standardised with :data:`LOG_MEL_MEAN` / :data:`LOG_MEL_STD`.
     """
     import torch

@@ -126,7 +126,8 @@ def _speech_lines(speech: dict) -> list[str]:
                 f"F1 {_fmt(m.get('f1'))}",
                 f"  {'':<10} distinct answers over {run.get('evaluated_utterances')} test utterances: "
                 f"{run.get('distinct_answers')} (1 = the same answer for every recording: the format is "
-                "learned, listening is not yet; PCC is then undefined)",
+                "learned, listening is not yet; PCC is then undefined. Listening takes more steps: "
+                "README, 'To watch the demo model learn to listen')",
                 f"  {'':<10} table: {run.get('table3_md')}",
             ]
         if "status_md" in run:
