@@ -59,3 +59,25 @@ def test_partial_results_and_errors_render(tmp_path):
     text = render_summary(summary, tmp_path / "summary.json")
     assert "speech FAILED: DataError: no audio" in text and "speech synth" in text
     assert "loralab train paper_r64" in text
+
+
+def test_answer_variety_counts_distinct_raw_answers_per_task(tmp_path):
+    import json
+
+    from loralab.demo.speech_demo import answer_variety
+
+    rows = [
+        ("u1", "apa", "A"),
+        ("u2", "apa", "B"),
+        ("u3", "apa", "A"),
+        ("u1", "mdd", "M"),
+        ("u2", "mdd", "M"),
+    ]
+    epoch_dir = tmp_path / "epoch-2"
+    epoch_dir.mkdir()
+    lines = [json.dumps({"id": i, "task": t, "raw": r}) for i, t, r in rows]
+    # A torn last line (a killed evaluation) is not an answer.
+    (epoch_dir / "predictions.jsonl").write_text("\n".join(lines) + '\n{"id": "u4", "task": "apa", "ra')
+    expected = {task: len({r for _, t, r in rows if t == task}) for task in ("apa", "mdd")}
+    assert answer_variety(tmp_path, 2) == expected == {"apa": 2, "mdd": 1}
+    assert answer_variety(tmp_path, 3) == {}  # no such epoch evaluated

@@ -39,12 +39,12 @@ def training_loss(run_dir: Path) -> dict:
     }
 
 
-def _eval_summaries(eval_dir: Path) -> dict[int, dict]:
-    """epoch -> the Table-3 row of ``eval/epoch-N/metrics.json``."""
+def _epoch_metrics(eval_dir: Path) -> dict[int, dict]:
+    """epoch -> the whole ``eval/epoch-N/metrics.json`` (its ``summary`` is the Table-3 row)."""
     rows = {}
     for path in sorted(eval_dir.glob("epoch-*/metrics.json")):
         metrics = json.loads(path.read_text())
-        rows[int(metrics.get("epoch", path.parent.name.split("-")[1]))] = metrics.get("summary", {})
+        rows[int(metrics.get("epoch", path.parent.name.split("-")[1]))] = metrics
     return rows
 
 
@@ -52,14 +52,11 @@ def answer_variety(eval_dir: Path, epoch: int) -> dict:
     """Distinct raw answers per task among the evaluated utterances: 1 means the model gives every
     recording the same answer (it learned the format and the typical answer, not to listen),
     and Pearson correlations are then undefined."""
-    path = eval_dir / f"epoch-{epoch}" / "predictions.jsonl"
-    if not path.is_file():
-        return {}
+    from loralab.speech.evaluation.store import PREDICTIONS_FILE, PredictionStore
+
     answers: dict[str, set[str]] = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            answers.setdefault(row["task"], set()).add(row["raw"])
+    for (_, task), row in PredictionStore(eval_dir / f"epoch-{epoch}" / PREDICTIONS_FILE).records.items():
+        answers.setdefault(task, set()).add(row["raw"])
     return {task: len(raw) for task, raw in sorted(answers.items())}
 
 
@@ -102,15 +99,14 @@ def train_and_evaluate(
         eval_dir = Path(
             evaluate_run(run_dir, checkpoints=checkpoints, limit=plan.speech_eval_limit, log=clock.log)
         )
-    rows = _eval_summaries(eval_dir)
+    by_epoch = _epoch_metrics(eval_dir)
     result["eval_dir"] = str(eval_dir)
     result["table3_md"] = str(eval_dir / "table3.md")
-    result["metrics_by_epoch"] = rows
-    result["metrics"] = rows[max(rows)] if rows else {}
-    if rows:
-        last = json.loads((eval_dir / f"epoch-{max(rows)}" / "metrics.json").read_text())
-        result["evaluated_utterances"] = last.get("n_utterances")
-        result["distinct_answers"] = answer_variety(eval_dir, max(rows))
+    result["metrics_by_epoch"] = {epoch: m.get("summary", {}) for epoch, m in by_epoch.items()}
+    result["metrics"] = result["metrics_by_epoch"][max(by_epoch)] if by_epoch else {}
+    if by_epoch:
+        result["evaluated_utterances"] = by_epoch[max(by_epoch)].get("n_utterances")
+        result["distinct_answers"] = answer_variety(eval_dir, max(by_epoch))
     with clock.stage("speech", f"status ({label})"):
         result.update(_status(run_dir))
     return result

@@ -124,10 +124,10 @@ def answer_end_token_ids(tokenizer) -> list[int]:
 def extract_audio_features(feature_extractor, audios: Sequence) -> dict:
     """Log-mel features of a batch, one feature-extractor call per utterance, zero-padded.
 
-    (Added by the demo engineer.) transformers' batched Phi4MultimodalFeatureExtractor fails
-    with "size of tensor a (N) must match ... b (N+1)" when a shorter waveform ends within
-    one hop of the longest (length-grouped batches make that common), and leaves partial
-    frames past a shorter utterance's end non-zero. Per utterance gives the unbatched
+    transformers' batched Phi4MultimodalFeatureExtractor fails with "size of tensor a (N)
+    must match ... b (N+1)" when a shorter waveform ends within one hop of the longest
+    (length-grouped batches make that common), and leaves partial frames past a shorter
+    utterance's end non-zero. Per utterance gives the unbatched
     reference features; padding frames are 0 = log(1), as the batched path makes them.
     Keys: audio_input_features, audio_embed_sizes, audio_attention_mask (batches of > 1).
     """
