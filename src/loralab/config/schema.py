@@ -146,6 +146,13 @@ class EvaluationConfig:
     split: str = doc("Split to evaluate.", "test")
     every_epoch: bool = doc("Run evaluation after each epoch during training.", False)
     limit: int | None = doc("Evaluate only the first N items.", None)
+    mdd_convention: Literal["reference", "strict"] = doc(
+        "Speech MDD scoring behind the headline precision/recall/F1 (metrics.json stores both). "
+        "reference: the public convention of the MDD literature (cageyoko/CTC-Attention-Mispronunciation, "
+        "Kaldi align-text), comparable with published numbers; strict: also counts predicted insertions "
+        "the annotators did not hear as false rejections, and each insertion gap as one unit.",
+        "reference",
+    )
 
 
 @dataclass

@@ -214,7 +214,8 @@ def evaluate_run(
         s = metrics["summary"]
         log(
             f"epoch {target.epoch}: acc PCC {s['acc_pcc']:.3f}, WER {s['wer']:.3f}, PER {s['per']:.3f}, "
-            f"F1 {s['f1']:.3f} (APA parsed {s['apa_parse_rate']:.1%}, MDD parsed {s['mdd_parse_rate']:.1%})"
+            f"F1 {s['f1']:.3f} ({cfg.evaluation.mdd_convention} MDD scoring; "
+            f"APA parsed {s['apa_parse_rate']:.1%}, MDD parsed {s['mdd_parse_rate']:.1%})"
         )
     title = f"{cfg.name}: SpeechOcean762-style evaluation, split '{split}' (the paper's Table 3 layout)"
     paths = write_tables(out_root, read_epoch_summaries(out_root), strategy=cfg.strategy, title=title)
@@ -310,7 +311,7 @@ def evaluate_target(target, records, tasks, epoch_dir: Path, *, cfg, budgets, ba
             generator.run(records, tasks, lambda r, t: (r.id, t) not in store, on_answers)
         finally:
             bar.close()
-    metrics = compute_metrics(records, store, tasks, epoch_dir)
+    metrics = compute_metrics(records, store, tasks, epoch_dir, mdd_convention=cfg.evaluation.mdd_convention)
     metrics["epoch"] = target.epoch
     metrics["model"] = target.label
     (epoch_dir / "metrics.json").write_text(json.dumps(_finite_or_none(metrics), indent=2) + "\n")

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from loralab.speech.evaluation.mdd import mdd_metrics
+from loralab.speech.evaluation.mdd import MDD_CONVENTIONS, mdd_metrics
 from loralab.speech.evaluation.metrics import (
     apa_metrics,
     per_accuracy_correlation,
@@ -42,9 +42,17 @@ def _failures(records, answers: Sequence[ParsedAnswer], limit: int = 20) -> list
 
 
 def compute_metrics(
-    records: Sequence, store: PredictionStore, tasks: Sequence[str], out_dir: Path | None
+    records: Sequence,
+    store: PredictionStore,
+    tasks: Sequence[str],
+    out_dir: Path | None,
+    *,
+    mdd_convention: str = "reference",
 ) -> dict:
-    """Every metric of the paper over ``records`` (all must have predictions for ``tasks``)."""
+    """Every metric of the paper over ``records`` (all must have predictions for ``tasks``).
+
+    MDD detection is scored under both conventions of :mod:`~.mdd`: ``mdd.detection`` under
+    ``mdd_convention`` (the headline numbers), ``mdd.detection_<other>`` under the other one."""
     metrics: dict = {"n_utterances": len(records), "tasks": list(tasks)}
     apa_answers = mdd_answers = None
     if "apa" in tasks:
@@ -54,13 +62,13 @@ def compute_metrics(
     if "mdd" in tasks:
         mdd_answers = _answers(records, store, "mdd")
         predicted = [a.values.get("phoneme_transcript") for a in mdd_answers]
+        phones = ([r.canonical_phones for r in records], [r.pronounced_phones for r in records], predicted)
         metrics["mdd"] = {
             "parse_rate": sum(a.ok for a in mdd_answers) / len(records) if records else math.nan,
             "wer": wer_metrics([r.word_transcript for r in records], mdd_answers),
             "per": per_metrics([r.pronounced_phones for r in records], mdd_answers),
-            "detection": mdd_metrics(
-                [r.canonical_phones for r in records], [r.pronounced_phones for r in records], predicted
-            ),
+            "detection": mdd_metrics(*phones, convention=mdd_convention),
+            f"detection_{_other(mdd_convention)}": mdd_metrics(*phones, convention=_other(mdd_convention)),
             "failures": _failures(records, mdd_answers),
         }
     if apa_answers is not None and mdd_answers is not None:
@@ -78,8 +86,16 @@ def compute_metrics(
     return metrics
 
 
+def _other(convention: str) -> str:
+    """The MDD convention that is not ``convention``."""
+    if convention not in MDD_CONVENTIONS:
+        raise ValueError(f"unknown MDD convention {convention!r} (known: {', '.join(MDD_CONVENTIONS)})")
+    return next(c for c in MDD_CONVENTIONS if c != convention)
+
+
 def summary_row(metrics: dict) -> dict[str, float]:
-    """The flat Table-3 row (keys of :data:`~.paper.TABLE3_COLUMNS`) plus parse rates."""
+    """The flat Table-3 row (keys of :data:`~.paper.TABLE3_COLUMNS`) plus parse rates; MDD
+    f1/precision/recall are the configured convention's, ``<key>_<other convention>`` the other's."""
     nan = math.nan
     row: dict[str, float] = {}
     apa = metrics.get("apa")
@@ -98,6 +114,11 @@ def summary_row(metrics: dict) -> dict[str, float]:
     row["precision"] = det.get("precision", nan)
     row["recall"] = det.get("recall", nan)
     row["diagnosis_accuracy"] = det.get("diagnosis_accuracy", nan)
+    for key, value in mdd.items() if mdd else ():
+        if key.startswith("detection_"):
+            name = key.removeprefix("detection_")
+            for k in ("f1", "precision", "recall"):
+                row[f"{k}_{name}"] = value.get(k, nan)
     row["apa_parse_rate"] = apa["parse_rate"] if apa else nan
     row["mdd_parse_rate"] = mdd["parse_rate"] if mdd else nan
     fig5 = metrics.get("per_vs_accuracy")

@@ -4,7 +4,8 @@ Table 3: for every evaluated epoch three rows, ours, the paper's row for the sam
 and epoch (epoch 0 is the shared "no training" row), and the difference ours - paper; the
 parse rates stand beside our numbers, since a correlation over half the answers is not the
 same claim as one over all. Table 4: the other systems of the paper's Table 4 and our best
-epoch (highest mean of the four PCCs).
+epoch (highest mean of the four PCCs). Table 3 states which MDD scoring convention (see
+:mod:`~.mdd`) produced its F1/precision/recall.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ from loralab.speech.evaluation.paper import (
 
 EXTRA_COLUMNS = ("apa_parse_rate", "mdd_parse_rate")
 STRATEGY_LABELS = {"lora": "LoRA", "unfreeze": "Unfreeze"}
+MDD_CONVENTION_NOTES = {
+    "reference": "the public convention of the MDD literature (cageyoko/CTC-Attention-Mispronunciation, "
+    "Kaldi align-text), comparable with published numbers",
+    "strict": "our strict convention (predicted insertions the annotators did not hear count as false "
+    "rejections; one unit per insertion gap), not comparable with published numbers",
+}
 
 
 def _fmt(value: float | None, signed: bool = False) -> str:
@@ -58,6 +65,30 @@ def read_epoch_summaries(eval_dir: Path) -> dict[int, dict]:
     return dict(sorted(out.items()))
 
 
+def mdd_conventions(summaries: dict[int, dict]) -> dict[int, str]:
+    """epoch -> the MDD convention of its headline F1 (metrics.json from before the convention
+    was recorded were scored with what is now ``strict``)."""
+    out = {}
+    for epoch, metrics in summaries.items():
+        detection = (metrics.get("mdd") or {}).get("detection")
+        if detection is not None:
+            out[epoch] = detection.get("convention") or "strict"
+    return out
+
+
+def _convention_sentence(conventions: dict[int, str]) -> str:
+    names = sorted(set(conventions.values()))
+    if not names:
+        return ""
+    if len(names) == 1:
+        return f" MDD scored with the {names[0]} convention: {MDD_CONVENTION_NOTES.get(names[0], names[0])}."
+    parts = []
+    for name in names:
+        epochs = ", ".join(str(e) for e, c in conventions.items() if c == name)
+        parts.append(f"{name} for epoch(s) {epochs}")
+    return f" MDD scoring conventions differ between epochs: {'; '.join(parts)}."
+
+
 def best_epoch(summaries: dict[int, dict]) -> int | None:
     """The epoch (> 0 when any) with the highest mean of the four PCCs that are defined."""
 
@@ -72,10 +103,19 @@ def best_epoch(summaries: dict[int, dict]) -> int | None:
 
 def table3_rows(summaries: dict[int, dict], strategy: str) -> list[dict]:
     rows = []
+    conventions = mdd_conventions(summaries)
     for epoch, metrics in summaries.items():
         ours = metrics["summary"]
         label = "no training" if epoch == 0 else STRATEGY_LABELS.get(strategy, strategy)
-        rows.append({"strategy": label, "epoch": epoch, "source": "ours", **ours})
+        rows.append(
+            {
+                "strategy": label,
+                "epoch": epoch,
+                "source": "ours",
+                **ours,
+                "mdd_convention": conventions.get(epoch, ""),
+            }
+        )
         paper = paper_row(strategy, epoch)
         if paper is not None:
             rows.append({"strategy": label, "epoch": epoch, "source": "paper", **paper})
@@ -88,7 +128,9 @@ def write_tables(eval_dir: Path, summaries: dict[int, dict], *, strategy: str, t
     """Write table3.md, table3.csv and table4.csv into ``eval_dir``; returns their paths."""
     eval_dir = Path(eval_dir)
     rows = table3_rows(summaries, strategy)
-    columns = ["strategy", "epoch", "source", *TABLE3_COLUMNS, "diagnosis_accuracy", *EXTRA_COLUMNS]
+    columns = [
+        "strategy", "epoch", "source", *TABLE3_COLUMNS, "diagnosis_accuracy", *EXTRA_COLUMNS, "mdd_convention",
+    ]  # fmt: skip
     csv3 = eval_dir / "table3.csv"
     with csv3.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
@@ -103,7 +145,7 @@ def write_tables(eval_dir: Path, summaries: dict[int, dict], *, strategy: str, t
         f"Utterances evaluated per epoch: {', '.join(map(str, distinct)) or '?'} "
         "(the paper: the 2,500 SpeechOcean762 test utterances). PCC: Pearson correlation with the human "
         "scores over the answers that parsed; WER/PER corpus-level over parsed transcripts; F1/Prec/Rec: "
-        "MDD detection (TA/FR/FA/TR)."
+        "MDD detection (TA/FR/FA/TR)." + _convention_sentence(mdd_conventions(summaries))
     )
     lines.append("")
     headers = [
