@@ -205,6 +205,7 @@ def full_size_parts(preset: str, manifest: Path, work: Path, utterances: int, dr
     from loralab.engine.setup import make_accelerator
     from loralab.engine.system import SystemParts
     from loralab.speech import system as speech_system
+    from loralab.speech.backbones import backbone_named
     from loralab.speech.collate import SpeechCollator
     from loralab.speech.model import lora as lora_setup
     from loralab.speech.model import training
@@ -248,10 +249,11 @@ def full_size_parts(preset: str, manifest: Path, work: Path, utterances: int, dr
     lora_setup.trainable_to_fp32(peft_model)
     base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     base.config.use_cache = False
-    model = training.SpeechLoraModel(peft_model)
+    backbone = backbone_named("phi4mm")
+    model = training.SpeechLoraModel(peft_model, backbone)
     feature_extractor = Phi4MultimodalFeatureExtractor()
     collator = SpeechCollator(
-        tokenizer, feature_extractor, config.audio_config.audio_token_id, cfg.speech.prompt_style
+        tokenizer, feature_extractor, backbone, config.audio_config.audio_token_id, cfg.speech.prompt_style
     )
     records, _ = speech_system._read_split(cfg, "train")
     examples = [(r, task) for r in records for task in cfg.speech.tasks]

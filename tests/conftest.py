@@ -56,3 +56,11 @@ def tiny_speech_adapter(tiny_model_dir, tmp_path_factory):
     from loralab.speech.model.tiny import build_tiny_speech_adapter
 
     return build_tiny_speech_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter") / "speech-lora")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2audio_dir(tmp_path_factory):
+    """A tiny random Qwen2AudioForConditionalGeneration folder (Whisper feature extractor, ChatML)."""
+    from loralab.speech.model.tiny_qwen2audio import build_tiny_qwen2audio
+
+    return build_tiny_qwen2audio(tmp_path_factory.mktemp("tiny_qwen2audio") / "model")

@@ -29,7 +29,9 @@ def _collator(parts, style="paper", tokenizer=None):
     from loralab.speech.collate import SpeechCollator
 
     tok, fe, audio_id, _ = parts
-    return SpeechCollator(tokenizer or tok, fe, audio_id, style)
+    from loralab.speech.backbones import backbone_named
+
+    return SpeechCollator(tokenizer or tok, fe, backbone_named("phi4mm"), audio_id, style)
 
 
 def test_unmasked_labels_decode_to_exactly_the_json_answers(parts):
@@ -65,7 +67,7 @@ def test_prompt_layout_and_control_tokens(parts):
 
 
 def test_lengths_from_duration_match_the_collated_rows(parts):
-    from loralab.speech.collate import audio_embed_count
+    from loralab.speech.backbones.phi4mm import audio_embed_count
 
     _, fe, _, records = parts
     collator = _collator(parts)
@@ -149,7 +151,7 @@ def test_audio_features_of_near_equal_lengths_match_unbatched(tiny_model_dir):
     import numpy as np
     import torch
 
-    from loralab.speech.collate import extract_audio_features
+    from loralab.speech.backbones.phi4mm import extract_audio_features
     from loralab.speech.model.load import load_feature_extractor
 
     fe = load_feature_extractor(tiny_model_dir)

@@ -53,14 +53,20 @@ def train_steps(parts, batch, steps=STEPS, lr=5e-3) -> list[float]:
     return losses
 
 
-def changed_groups(before, after) -> dict[str, bool]:
+def changed_groups_for(before, after, family: str) -> dict[str, bool]:
+    """Per reported group: did any of its tensors change (vision listed even when absent)?"""
+    from loralab.speech.backbones import backbone_named
     from loralab.speech.model.lora import group_of
 
-    changed: dict[str, bool] = {}
+    changed: dict[str, bool] = {"vision": False}
     for name, value in before.items():
-        group = group_of(name)
+        group = group_of(name, backbone_named(family))
         changed[group] = changed.get(group, False) or not torch.equal(value, after[name])
     return changed
+
+
+def changed_groups(before, after) -> dict[str, bool]:
+    return changed_groups_for(before, after, "phi4mm")
 
 
 def first_batch(parts, n=4):

@@ -51,9 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of the readable report")
 
 
-def _prompt_style(model_path: str) -> str:
-    """The prompt style the model was trained with: from its model card (final_model/), else the
-    run's training_config.json; 'paper' for a base model."""
+def _trained_prompt(model_path: str, key: str, default: str) -> str:
+    """A prompt setting (``prompt_style``, ``prompt_reference``) the model was trained with: from
+    its model card (final_model/), else the run's training_config.json; ``default`` for a base model."""
     import json
     from pathlib import Path
 
@@ -61,19 +61,19 @@ def _prompt_style(model_path: str) -> str:
     card = path / "loralab_model.json"
     if card.is_file():
         try:
-            style = json.loads(card.read_text()).get("prompt_style")
+            value = json.loads(card.read_text()).get(key)
         except ValueError:
-            style = None
-        if style:
-            return style
+            value = None
+        if value:
+            return value
     for folder in (path, path.parent):
         file = folder / "training_config.json"
         if file.is_file():
             try:
-                return json.loads(file.read_text())["config"]["speech"]["prompt_style"]
-            except (ValueError, KeyError):
+                return json.loads(file.read_text())["config"]["speech"].get(key) or default
+            except (ValueError, KeyError, AttributeError):
                 break
-    return "paper"
+    return default
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
         inference,
         items,
         audios=audios,
-        prompt_style=args.prompt_style or _prompt_style(args.model),
+        prompt_style=args.prompt_style or _trained_prompt(args.model, "prompt_style", "paper"),
+        prompt_reference=_trained_prompt(args.model, "prompt_reference", "none"),
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
     )

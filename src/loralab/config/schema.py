@@ -46,6 +46,17 @@ class ModelConfig:
     unfreeze: list[str] = doc(
         "Module groups trained in full beside LoRA (speech: audio_encoder, audio_projector).", factory=list
     )
+    family: Literal["phi4mm", "qwen2audio"] = doc(
+        "Speech backbone family: phi4mm (Phi4MultimodalForCausalLM) or qwen2audio "
+        "(Qwen2AudioForConditionalGeneration). A model of another family is an error naming both.",
+        "phi4mm",
+    )
+    cache_audio_encoder: bool = doc(
+        "Speech, qwen2audio: a frozen audio encoder runs once per recording and its output is reused "
+        "(kept in CPU memory: 750 x d_model values per recording). Saves the encoder's time on later "
+        "epochs and on the second task of each utterance.",
+        False,
+    )
 
 
 @dataclass
@@ -107,6 +118,11 @@ class SpeechDataConfig:
     )
     prompt_style: Literal["paper", "short"] = doc(
         "paper: the published APA/MDD prompts; short: compact prompts for small models.", "paper"
+    )
+    prompt_reference: Literal["none", "text", "phones"] = doc(
+        "Text-aware prompts (not in the paper): none (the paper's layout); text: the sentence read, "
+        "before the audio; phones: the sentence and its canonical CMUdict phones.",
+        "none",
     )
     max_audio_seconds: float = doc("Utterances longer than this are skipped (and counted).", 30.0)
     limit: int | None = doc("Use only the first N utterances of each split (smoke tests).", None)

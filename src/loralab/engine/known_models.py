@@ -25,6 +25,26 @@ PUBLISHED_CONFIGS: dict[str, tuple[str, dict]] = {
             tie_word_embeddings=True,
         ),
     ),
+    # Whisper-large-v3-style encoder (the class defaults: 32 layers, d_model 1280, 128 mels) + Qwen-7B.
+    "Qwen/Qwen2-Audio-7B-Instruct": (
+        "Qwen2AudioConfig",
+        dict(
+            audio_token_index=151646,
+            text_config=dict(
+                model_type="qwen2",
+                hidden_size=4096,
+                intermediate_size=11008,
+                num_hidden_layers=32,
+                num_attention_heads=32,
+                num_key_value_heads=32,
+                vocab_size=156032,
+                max_position_embeddings=8192,
+                rope_theta=10000.0,
+                rms_norm_eps=1e-5,
+                tie_word_embeddings=False,
+            ),
+        ),
+    ),
     "Qwen/Qwen2.5-0.5B": (
         "Qwen2Config",
         dict(

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from loralab.errors import LoralabError
-from loralab.speech.prompts import AUDIO_PLACEHOLDER, user_content
+from loralab.speech.prompts import AUDIO_PLACEHOLDER, REFERENCE_PLACEHOLDER, reference_block, user_content
 
 IGNORE_INDEX = -100
 
@@ -37,33 +37,29 @@ def answer_of(record, task: str) -> str:
     return answer if isinstance(answer, str) else json.dumps(answer)
 
 
-def audio_embed_count(num_samples: int, feature_extractor) -> int:
-    """Audio embeddings (= audio tokens) for ``num_samples`` samples, as the feature extractor counts.
-
-    frames = (samples - win) // hop + 1; then ceil-divided by the compression and downsample rates.
-    """
-    fe = feature_extractor
-    frames = max(0, (num_samples - fe.win_length) // fe.hop_length + 1) * fe.audio_feat_stride
-    n = -(-frames // fe.audio_compression_rate)
-    return -(-n // fe.audio_downsample_rate)
-
-
 class ChatLayout:
-    """The token layout of prompts and answers under one tokenizer's chat template (cached per task)."""
+    """The token layout of prompts and answers under one tokenizer's chat template.
 
-    def __init__(self, tokenizer, audio_token_id: int, prompt_style: str = "paper"):
+    The template is rendered once per task with placeholders for the reference (text-aware
+    prompts) and the audio; the pieces between them are tokenized once and cached.
+    ``audio_span(n)`` gives the ids that stand for a clip of n embeddings (the backbone's).
+    """
+
+    def __init__(self, tokenizer, audio_span: Callable[[int], list[int]], prompt_style: str = "paper",
+                 prompt_reference: str = "none"):  # fmt: skip
         self.tokenizer = tokenizer
-        self.audio_token_id = int(audio_token_id)
+        self.audio_span = audio_span
         self.prompt_style = prompt_style
-        self._prompt: dict[str, tuple[str, list[int], list[int]]] = {}
+        self.prompt_reference = prompt_reference
+        self._prompt: dict[str, tuple[str, list[list[int]]]] = {}
 
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _user(self, task: str) -> dict:
-        return {"role": "user", "content": user_content(task, self.prompt_style)}
+        return {"role": "user", "content": user_content(task, self.prompt_style, self.prompt_reference)}
 
-    def _prompt_parts(self, task: str) -> tuple[str, list[int], list[int]]:
+    def _prompt_parts(self, task: str) -> tuple[str, list[list[int]]]:
         if task not in self._prompt:
             text = self.tokenizer.apply_chat_template(
                 [self._user(task)], tokenize=False, add_generation_prompt=True
@@ -74,18 +70,22 @@ class ChatLayout:
                     f"'{AUDIO_PLACEHOLDER}' placeholders (expected 1): {text[:200]!r}"
                 )
             before, after = text.split(AUDIO_PLACEHOLDER)
-            self._prompt[task] = (text, self._encode(before), self._encode(after))
+            pieces = before.split(REFERENCE_PLACEHOLDER) + [after]
+            self._prompt[task] = (text, [self._encode(p) for p in pieces])
         return self._prompt[task]
 
-    def prompt_ids(self, task: str, num_audio: int) -> list[int]:
-        """The generation prompt with the audio placeholder expanded to ``num_audio`` audio tokens."""
-        _, before, after = self._prompt_parts(task)
-        return before + [self.audio_token_id] * num_audio + after
+    def prompt_ids(self, task: str, num_audio: int, record: Any = None) -> list[int]:
+        """The generation prompt: the reference of ``record`` (text-aware prompts) and the audio
+        span of ``num_audio`` embeddings in their places."""
+        _, pieces = self._prompt_parts(task)
+        ids = list(pieces[0])
+        if len(pieces) == 3:
+            ids += self._encode(reference_of(record, self.prompt_reference)) + pieces[1]
+        return ids + self.audio_span(num_audio) + pieces[-1]
 
-    def prompt_text_length(self, task: str) -> int:
-        """Prompt tokens other than audio tokens."""
-        _, before, after = self._prompt_parts(task)
-        return len(before) + len(after)
+    def prompt_text_length(self, task: str, record: Any = None) -> int:
+        """Prompt tokens other than the audio span."""
+        return len(self.prompt_ids(task, 0, record)) - len(self.audio_span(0))
 
     def answer_ids(self, task: str, answer: str) -> list[int]:
         """The target tokens: the assistant turn as the template renders it, plus EOS (see module doc)."""
@@ -108,9 +108,18 @@ class ChatLayout:
         return ids
 
 
+def reference_of(record: Any, mode: str) -> str:
+    """The reference block of ``record`` for a text-aware prompt ('' for mode ``none``)."""
+    if mode == "none":
+        return ""
+    if record is None or not getattr(record, "text", None):
+        raise LoralabError(f"speech.prompt_reference={mode} needs the sentence of every recording")
+    return reference_block(mode, record.text, getattr(record, "canonical_phones", None))
+
+
 def answer_end_token_ids(tokenizer) -> list[int]:
     """The tokens that close an answer (end-of-turn, EOS): generation stops at any of them."""
-    probe = ChatLayout(tokenizer, audio_token_id=0, prompt_style="short")
+    probe = ChatLayout(tokenizer, lambda n: [0] * n, prompt_style="short")
     ids = probe.answer_ids("apa", "{}")
     answer_len = len(probe._encode("{}"))
     special = set(tokenizer.all_special_ids)
@@ -119,34 +128,6 @@ def answer_end_token_ids(tokenizer) -> list[int]:
     return list(dict.fromkeys(tail)) or (
         [int(tokenizer.eos_token_id)] if tokenizer.eos_token_id is not None else []
     )
-
-
-def extract_audio_features(feature_extractor, audios: Sequence) -> dict:
-    """Log-mel features of a batch, one feature-extractor call per utterance, zero-padded.
-
-    transformers' batched Phi4MultimodalFeatureExtractor fails with "size of tensor a (N)
-    must match ... b (N+1)" when a shorter waveform ends within one hop of the longest
-    (length-grouped batches make that common), and leaves partial frames past a shorter
-    utterance's end non-zero. Per utterance gives the unbatched
-    reference features; padding frames are 0 = log(1), as the batched path makes them.
-    Keys: audio_input_features, audio_embed_sizes, audio_attention_mask (batches of > 1).
-    """
-    import torch
-
-    fe = feature_extractor
-    singles = [fe([audio], sampling_rate=fe.sampling_rate, return_tensors="pt") for audio in audios]
-    out = {"audio_embed_sizes": torch.cat([s["audio_embed_sizes"] for s in singles])}
-    if len(singles) == 1:
-        out["audio_input_features"] = singles[0]["audio_input_features"]
-        return out
-    feats = [s["audio_input_features"][0] for s in singles]
-    frames = torch.tensor([f.shape[0] for f in feats])
-    padded = feats[0].new_zeros(len(feats), int(frames.max()), feats[0].shape[-1])
-    for i, f in enumerate(feats):
-        padded[i, : f.shape[0]] = f
-    out["audio_input_features"] = padded
-    out["audio_attention_mask"] = torch.arange(padded.shape[1])[None, :] < frames[:, None]
-    return out
 
 
 def _pad(rows: list[list[int]], value: int, left: bool):
@@ -172,48 +153,54 @@ def _default_audio_loader() -> Callable[[str], Any]:
 class SpeechCollator:
     """``(record, task)`` examples -> a training batch; ``prompt_batch`` -> a generation batch.
 
-    Batch keys: ``input_ids``, ``attention_mask``, ``labels`` (training only),
-    ``audio_input_features``, ``audio_embed_sizes``, ``audio_attention_mask`` (batches of more
-    than one), ``ids`` (``"<utterance id>:<task>"``) and ``num_tokens`` (target tokens).
+    Batch keys: ``input_ids``, ``attention_mask``, ``labels`` (training only), the backbone's
+    audio inputs (``backbone.audio_input_keys``), ``ids`` (``"<utterance id>:<task>"``) and
+    ``num_tokens`` (target tokens).
     """
 
     def __init__(
         self,
         tokenizer,
         feature_extractor,
+        backbone,
         audio_token_id: int,
         prompt_style: str = "paper",
+        prompt_reference: str = "none",
         audio_loader: Callable[[str], Any] | None = None,
     ):
         self.tokenizer = tokenizer
         self.feature_extractor = feature_extractor
-        self.layout = ChatLayout(tokenizer, audio_token_id, prompt_style)
+        self.backbone = backbone
+
+        def audio_span(count: int) -> list[int]:
+            return backbone.audio_span(tokenizer, audio_token_id, count)
+
+        self.layout = ChatLayout(tokenizer, audio_span, prompt_style, prompt_reference)
         self.audio_loader = audio_loader
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if pad is None:
             raise LoralabError("the tokenizer has neither a pad token nor an EOS token to pad with")
         self.pad_token_id = int(pad)
 
-    def _features(self, records: Sequence, audios: Sequence | None) -> dict:
+    def _features(self, records: Sequence, audios: Sequence | None) -> tuple[dict, list[int]]:
         if audios is None:
             loader = self.audio_loader or _default_audio_loader()
             audios = [loader(r.audio_path) for r in records]
-        fe = self.feature_extractor
+        shortest = self.backbone.min_samples(self.feature_extractor)
         for record, audio in zip(records, audios):
-            if len(audio) < fe.win_length:
+            if len(audio) < shortest:
                 raise LoralabError(
                     f"utterance {getattr(record, 'id', '?')}: audio of {len(audio)} samples is shorter than "
-                    f"one analysis window ({fe.win_length} samples at {fe.sampling_rate} Hz)"
+                    f"one analysis window ({shortest} samples at {self.feature_extractor.sampling_rate} Hz)"
                 )
-        return extract_audio_features(fe, audios)
+        return self.backbone.audio_features(self.feature_extractor, audios)
 
     def __call__(self, examples: Sequence[tuple[Any, str]]) -> dict:
-
         records = [record for record, _ in examples]
-        batch = self._features(records, None)
+        batch, counts = self._features(records, None)
         inputs, labels = [], []
-        for (record, task), n_audio in zip(examples, batch["audio_embed_sizes"].tolist()):
-            prompt = self.layout.prompt_ids(task, n_audio)
+        for (record, task), n_audio in zip(examples, counts):
+            prompt = self.layout.prompt_ids(task, n_audio, record)
             answer = self.layout.answer_ids(task, answer_of(record, task))
             inputs.append(prompt + answer)
             labels.append([IGNORE_INDEX] * len(prompt) + answer)
@@ -226,8 +213,8 @@ class SpeechCollator:
 
     def prompt_batch(self, records: Sequence, task: str, audios: Sequence | None = None) -> dict:
         """Left-padded prompts WITHOUT answers, for generation (``audios``: arrays instead of files)."""
-        batch = self._features(records, audios)
-        prompts = [self.layout.prompt_ids(task, n) for n in batch["audio_embed_sizes"].tolist()]
+        batch, counts = self._features(records, audios)
+        prompts = [self.layout.prompt_ids(task, n, r) for r, n in zip(records, counts)]
         batch["input_ids"] = _pad(prompts, self.pad_token_id, left=True)
         batch["attention_mask"] = _pad([[1] * len(p) for p in prompts], 0, left=True)
         batch["ids"] = [f"{getattr(r, 'id', i)}:{task}" for i, r in enumerate(records)]
@@ -237,21 +224,6 @@ class SpeechCollator:
     def example_length(self, record, task: str) -> int:
         """Tokens of an example (audio embeddings + text), from the record's duration: no audio read."""
         fe = self.feature_extractor
-        num_audio = audio_embed_count(round(record.duration * fe.sampling_rate), fe)
+        num_audio = self.backbone.num_audio_tokens(round(record.duration * fe.sampling_rate), fe)
         answer = self.layout.answer_ids(task, answer_of(record, task))
-        return num_audio + self.layout.prompt_text_length(task) + len(answer)
-
-
-def build_prompt_batch(
-    records: Sequence,
-    task: str,
-    *,
-    tokenizer,
-    feature_extractor,
-    audio_token_id: int,
-    prompt_style: str = "paper",
-    audios: Sequence | None = None,
-) -> dict:
-    """Left-padded generation prompts for ``records`` (their ``audio_path``, or ``audios`` arrays)."""
-    collator = SpeechCollator(tokenizer, feature_extractor, audio_token_id, prompt_style)
-    return collator.prompt_batch(records, task, audios)
+        return len(self.layout.prompt_ids(task, num_audio, record)) + len(answer)

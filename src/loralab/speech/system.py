@@ -1,6 +1,7 @@
 """The speech system's plug-in for the shared trainer (see :mod:`loralab.engine.system`).
 
-``build_parts(cfg, runtime)``: native Phi-4-multimodal + the LoRA set-up of the config, the
+``build_parts(cfg, runtime)``: the configured backbone family (Phi-4-multimodal, Qwen2-Audio;
+:mod:`loralab.speech.backbones`) + the LoRA set-up of the config, the
 manifest's utterances as ``(record, task)`` examples (one per task in ``speech.tasks``), the
 chat-template collator, lengths for length-grouped batches, and the answer-only loss.
 ``count_parameters(cfg)``: the same parameter groups from config.json alone (meta device).
@@ -37,9 +38,10 @@ def build_parts(cfg, runtime) -> SystemParts:
     from loralab.speech.collate import SpeechCollator
     from loralab.speech.model import training
     from loralab.speech.model.layout import resolve_model_dir
-    from loralab.speech.model.load import load_feature_extractor, load_tokenizer
+    from loralab.speech.model.load import load_tokenizer, resolve_backbone
 
     model_dir = resolve_model_dir(cfg.model.name_or_path, cfg.model.revision)
+    backbone = resolve_backbone(model_dir, cfg.model.family)
     # Data first: a bad manifest should fail before minutes of model loading.
     train_records, train_info = _read_split(cfg, cfg.speech.train_split)
     if not train_records:
@@ -58,10 +60,17 @@ def build_parts(cfg, runtime) -> SystemParts:
         )
 
     tokenizer = load_tokenizer(model_dir, trust_remote_code=cfg.model.trust_remote_code)
-    feature_extractor = load_feature_extractor(model_dir)
+    feature_extractor = backbone.load_feature_extractor(model_dir)
     model = training.build_training_model(cfg, runtime, model_dir)
-    audio_token_id = int(model.causal_lm.config.audio_config.audio_token_id)
-    collator = SpeechCollator(tokenizer, feature_extractor, audio_token_id, cfg.speech.prompt_style)
+    audio_token_id = backbone.audio_token_id(model.causal_lm.config)
+    collator = SpeechCollator(
+        tokenizer,
+        feature_extractor,
+        backbone,
+        audio_token_id,
+        cfg.speech.prompt_style,
+        cfg.speech.prompt_reference,
+    )
     train_examples = _examples(train_records, cfg.speech.tasks)
     lengths = [collator.example_length(record, task) for record, task in train_examples]
 
@@ -108,6 +117,31 @@ def _epoch_evaluator(runtime):
     return evaluate
 
 
+def _meta_model(cfg):
+    """(model on the meta device, its backbone, its local folder or None): from config.json alone."""
+    import torch
+
+    from loralab.engine.known_models import local_model_dir, published_config
+    from loralab.speech.backbones import backbone_for, backbone_named
+    from loralab.speech.model.layout import resolve_model_file
+
+    model_dir = None
+    if local_model_dir(cfg.model.name_or_path, cfg.model.revision) is None and (
+        config := published_config(cfg.model.name_or_path)
+    ):
+        backbone = backbone_named(cfg.model.family)  # the published architecture: no download just to count
+    else:
+        config_file = resolve_model_file(cfg.model.name_or_path, cfg.model.revision, "config.json")
+        config_dict = json.loads(config_file.read_text())
+        model_dir = config_file.parent
+        backbone = backbone_for(model_dir, config_dict, cfg.model.family, check_weights=False)
+        config = backbone.config_from_dict(config_dict)
+    with torch.device("meta"):
+        model = backbone.model_class()(config)
+    model.requires_grad_(False)
+    return model, backbone, model_dir
+
+
 def count_parameters(cfg) -> dict[str, ParamCount]:
     """The groups :func:`build_parts` reports, from the model's config.json only (no weights read).
 
@@ -115,30 +149,13 @@ def count_parameters(cfg) -> dict[str, ParamCount]:
     shapes (r x (in + out) each). For ``lora.init = pretrained`` the adapter's own
     ``target_modules`` are used when its adapter_config.json is at hand.
     """
-    import torch
-    from transformers import Phi4MultimodalConfig, Phi4MultimodalForCausalLM
-
-    from loralab.engine.known_models import local_model_dir, published_config
     from loralab.speech.model import lora as lora_setup
-    from loralab.speech.model.layout import SPEECH_ADAPTER_DIR, check_native_layout, resolve_model_file
+    from loralab.speech.model.layout import SPEECH_ADAPTER_DIR
 
-    model_dir = None
-    if local_model_dir(cfg.model.name_or_path, cfg.model.revision) is None and (
-        config := published_config(cfg.model.name_or_path)
-    ):
-        pass  # the published architecture: no download just to count
-    else:
-        config_file = resolve_model_file(cfg.model.name_or_path, cfg.model.revision, "config.json")
-        config_dict = json.loads(config_file.read_text())
-        check_native_layout(config_file.parent, config_dict, check_weights=False)
-        config = Phi4MultimodalConfig.from_dict(config_dict)
-        model_dir = config_file.parent
-    with torch.device("meta"):
-        model = Phi4MultimodalForCausalLM(config)
-    model.requires_grad_(False)
+    model, backbone, model_dir = _meta_model(cfg)
     if cfg.strategy == "unfreeze":
-        lora_setup.unfreeze(model, cfg.model.unfreeze)
-    groups = lora_setup.count_groups(model.named_parameters())
+        lora_setup.unfreeze(model, cfg.model.unfreeze, backbone)
+    groups = lora_setup.count_groups(model.named_parameters(), backbone)
 
     targets = cfg.lora.target_modules
     if cfg.lora.init == "pretrained":

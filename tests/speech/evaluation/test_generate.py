@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from loralab.speech.evaluation.generate import BatchedGenerator, _Named, answer_token_budget
+from loralab.speech.evaluation.generate import BatchedGenerator, answer_token_budget
 
 MODEL_INPUTS = (
     "input_ids",
@@ -44,8 +44,9 @@ def test_left_padded_batch_equals_unpadded_rows(tiny_inference):
     gen = BatchedGenerator(inf, prompt_style="short", batch_size=4, max_new_tokens=12)
     audios = _audios([16000, 40000, 24000, 9000])
     ids = ["a", "b", "c", "d"]
-    batched = gen.generate("mdd", audios, ids)
-    batch = gen.collator.prompt_batch([_Named(i) for i in ids], "mdd", audios)
+    records = [SimpleNamespace(id=i) for i in ids]
+    batched = gen.generate("mdd", audios, records)
+    batch = gen.collator.prompt_batch(records, "mdd", audios)
     pad_id = inf.tokenizer.pad_token_id
     for row, answer in enumerate(batched):
         mask = batch["attention_mask"][row].bool()
@@ -101,7 +102,7 @@ def test_only_generated_tokens_decoded_and_cut_at_end_token(tiny_inference):
     model = _ScriptedModel(tok, [answer + [end] + after_end, unfinished])
     inf = SimpleNamespace(**{**vars(tiny_inference), "model": model})
     gen = BatchedGenerator(inf, prompt_style="short", batch_size=2, max_new_tokens={"apa": 40, "mdd": 99})
-    out = gen.generate("apa", _audios([16000, 20000]), ["u1", "u2"])
+    out = gen.generate("apa", _audios([16000, 20000]), [SimpleNamespace(id="u1"), SimpleNamespace(id="u2")])
     assert [a.raw for a in out] == ['{"accuracy": 7}', '{"accuracy": 7, "fluency": 6, "prosodic":']
     assert [a.hit_limit for a in out] == [False, True]
     assert out[0].new_tokens == len(answer)
@@ -124,6 +125,6 @@ def test_run_sorts_longest_first_and_skips_done(tiny_inference):
     ]
     gen = BatchedGenerator(tiny_inference, prompt_style="short", batch_size=2, load_audio=lambda p: p)
     seen = []
-    gen.generate = lambda task, audios, ids: (seen.append((task, list(ids))), [])[1]
+    gen.generate = lambda task, audios, rows: (seen.append((task, [r.id for r in rows])), [])[1]
     gen.run(records, ["apa", "mdd"], lambda r, t: not (r.id == "r1" and t == "apa"), lambda answers: None)
     assert seen == [("apa", ["r2"]), ("mdd", ["r1", "r2"]), ("apa", ["r0"]), ("mdd", ["r0"])]

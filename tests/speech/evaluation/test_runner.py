@@ -87,9 +87,9 @@ def test_reference_answers_score_perfectly(tiny_run_dir, synth_manifest_dir, mon
 
     records = {r.id: r for r in read_manifest(synth_manifest_dir, "test")}
 
-    def perfect(self, task, audios, ids):
+    def perfect(self, task, audios, rows):
         field = "apa_answer" if task == "apa" else "mdd_answer"
-        return [GeneratedAnswer(i, task, getattr(records[i], field), 10, False) for i in ids]
+        return [GeneratedAnswer(r.id, task, getattr(records[r.id], field), 10, False) for r in rows]
 
     monkeypatch.setattr(BatchedGenerator, "generate", perfect)
     runner.evaluate_run(tiny_run_dir, "1", progress=False, log=lambda *a: None)

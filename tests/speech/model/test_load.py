@@ -20,8 +20,13 @@ def _inputs(model_dir):
     rng = np.random.default_rng(3)
     audios = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (9000, 14000)]
     tok = load_tokenizer(model_dir)
+    from loralab.speech.backbones import backbone_named
+
     collator = SpeechCollator(
-        tok, load_feature_extractor(model_dir), tok.convert_tokens_to_ids("<|endoftext11|>")
+        tok,
+        load_feature_extractor(model_dir),
+        backbone_named("phi4mm"),
+        tok.convert_tokens_to_ids("<|endoftext11|>"),
     )
     batch = collator.prompt_batch([None, None], "mdd", audios)
     keys = (

@@ -80,6 +80,11 @@ class AssessItem:
     text: str
     duration: float = 0.0
 
+    @property
+    def canonical_phones(self) -> str:
+        """The sentence's canonical phones (for prompts with ``speech.prompt_reference=phones``)."""
+        return " ".join(p for _, phones, _ in canonical_words(self.text) for p in phones)
+
 
 def canonical_words(text: str) -> list[tuple[str, list[str], str]]:
     """(word, canonical phones stress stripped, 'cmudict' | 'guessed') per word of ``text``."""
@@ -189,10 +194,13 @@ def load_items(items: Sequence[AssessItem]) -> dict[str, object]:
 
 
 def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None = None, prompt_style: str = "paper",
-                 batch_size: int = 8, max_new_tokens: int | None = None) -> list[Assessment]:  # fmt: skip
+                 prompt_reference: str = "none", batch_size: int = 8,
+                 max_new_tokens: int | None = None) -> list[Assessment]:  # fmt: skip
     """Assess every item; ``audios`` from :func:`load_items` (loaded here when not given)."""
     audios = audios if audios is not None else load_items(items)
-    generator = BatchedGenerator(inference, prompt_style=prompt_style, batch_size=batch_size)
+    generator = BatchedGenerator(
+        inference, prompt_style=prompt_style, prompt_reference=prompt_reference, batch_size=batch_size
+    )
     raw: dict[tuple[str, str], str] = {}
     order = sorted(items, key=lambda it: -it.duration)
     for start in range(0, len(order), batch_size):
@@ -200,7 +208,7 @@ def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None 
         for task in ("apa", "mdd"):
             budgets = [max_new_tokens or _budgets(inference.tokenizer, it.text)[task] for it in chunk]
             generator.max_new_tokens[task] = max(budgets)
-            for answer in generator.generate(task, [audios[it.id] for it in chunk], [it.id for it in chunk]):
+            for answer in generator.generate(task, [audios[it.id] for it in chunk], chunk):
                 raw[(answer.id, task)] = answer.raw
     return [_assessment(item, raw[(item.id, "apa")], raw[(item.id, "mdd")]) for item in items]
 

@@ -8,7 +8,7 @@ one of the model's end tokens (``<|end|>``, ``<|endoftext|>``), and only the gen
 are decoded (never the prompt, the mistake of the earlier attempt).
 
 The model is anything with the fields of ``loralab.speech.model.load.InferenceModel``:
-``model``, ``tokenizer``, ``feature_extractor``, ``audio_token_id``, ``end_token_ids``.
+``model``, ``tokenizer``, ``feature_extractor``, ``audio_token_id``, ``end_token_ids``, ``backbone``.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ class BatchedGenerator:
         inference,
         *,
         prompt_style: str = "paper",
+        prompt_reference: str = "none",
         batch_size: int = 16,
         max_new_tokens: dict[str, int] | int = 256,
         load_audio: Callable[[str], Any] | None = None,
@@ -93,17 +94,29 @@ class BatchedGenerator:
 
         # One collator for the whole run: it caches the tokenized prompt of each task.
         self.collator = SpeechCollator(
-            inference.tokenizer, inference.feature_extractor, inference.audio_token_id, prompt_style
+            inference.tokenizer,
+            inference.feature_extractor,
+            inference.backbone,
+            inference.audio_token_id,
+            prompt_style,
+            prompt_reference,
         )
+        self.model_inputs = ("input_ids", "attention_mask", *inference.backbone.audio_input_keys)
+        # Each batch's clips are encoded for APA, then reused for MDD (where the family can).
+        inference.backbone.enable_encoder_cache(inference.model, max_items=2 * batch_size)
 
-    def generate(self, task: str, audios: Sequence, ids: Sequence[str]) -> list[GeneratedAnswer]:
-        """Answers of ``task`` for one batch of waveforms."""
+    def generate(self, task: str, audios: Sequence, records: Sequence) -> list[GeneratedAnswer]:
+        """Answers of ``task`` for one batch of waveforms; ``records`` have an ``id`` (and the
+        ``text``/``canonical_phones`` a text-aware prompt needs)."""
         import torch
 
         inf = self.inference
-        batch = self.collator.prompt_batch([_Named(i) for i in ids], task, list(audios))
+        batch = self.collator.prompt_batch(list(records), task, list(audios))
+        ids = [r.id for r in records]
         device = next(inf.model.parameters()).device
-        inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items() if k in _MODEL_INPUTS}
+        inputs = {
+            k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items() if k in self.model_inputs
+        }
         end_ids = list(inf.end_token_ids)
         pad_id = inf.tokenizer.pad_token_id if inf.tokenizer.pad_token_id is not None else end_ids[0]
         with torch.inference_mode():
@@ -153,22 +166,7 @@ class BatchedGenerator:
                 rows = [r for r in chunk if todo(r, task)]
                 if not rows:
                     continue
-                answers = self.generate(task, [audios[r.id] for r in rows], [r.id for r in rows])
+                answers = self.generate(task, [audios[r.id] for r in rows], rows)
                 on_answers(answers)
                 done += len(answers)
         return done
-
-
-@dataclass
-class _Named:
-    id: str
-
-
-# What model.generate takes from a prompt batch (the batch may carry ids, lengths, ...).
-_MODEL_INPUTS = (
-    "input_ids",
-    "attention_mask",
-    "audio_input_features",
-    "audio_embed_sizes",
-    "audio_attention_mask",
-)

@@ -202,6 +202,7 @@ def evaluate_run(
             "split": split,
             "manifest_dir": str(mdir),
             "prompt_style": cfg.speech.prompt_style,
+            "prompt_reference": cfg.speech.prompt_reference,
             "tasks": tasks,
             "max_new_tokens": budgets,
         }
@@ -291,7 +292,11 @@ def evaluate_target(target, records, tasks, epoch_dir: Path, *, cfg, budgets, ba
         )
         inference = _load(target, cfg, base_model, device)
         generator = BatchedGenerator(
-            inference, prompt_style=cfg.speech.prompt_style, batch_size=batch_size, max_new_tokens=budgets
+            inference,
+            prompt_style=cfg.speech.prompt_style,
+            prompt_reference=cfg.speech.prompt_reference,
+            batch_size=batch_size,
+            max_new_tokens=budgets,
         )
         bar = tqdm(total=pending, desc=f"epoch {target.epoch}", unit="answer", disable=not progress)
         last_beat = [time.monotonic()]

@@ -125,3 +125,28 @@ def summary_row(metrics: dict) -> dict[str, float]:
     row["per_acc_pcc_human"] = fig5["human"]["pcc"] if fig5 else nan
     row["per_acc_pcc_predicted"] = fig5["predicted"]["pcc"] if fig5 else nan
     return row
+
+
+def canonical_phone_baseline(records: Sequence, mdd_convention: str = "reference") -> dict:
+    """MDD figures of a system that answers every recording with the dictionary's canonical phones.
+
+    It never rejects a phone (recall 0), and its PER is the share of phones the speakers
+    actually changed: the floor a model must beat to show it hears mispronunciations.
+    """
+    import json
+
+    answers = [
+        parse_answer("mdd", json.dumps({"word_transcript": r.text, "phoneme_transcript": r.canonical_phones}))
+        for r in records
+    ]
+    canonical = [r.canonical_phones for r in records]
+    detection = mdd_metrics(canonical, [r.pronounced_phones for r in records], canonical, convention=mdd_convention)
+    per = per_metrics([r.pronounced_phones for r in records], answers)
+    return {
+        "per": per["per"],
+        "f1": detection["f1"],
+        "precision": detection["precision"],
+        "recall": detection["recall"],
+        "convention": mdd_convention,
+        "n": len(records),
+    }

@@ -1,4 +1,5 @@
-"""Loading native Phi-4-multimodal for training and for inference.
+"""Loading a speech backbone (any family, see :mod:`loralab.speech.backbones`) for training
+and for inference; the Phi-4-multimodal specifics of loading live here too.
 
 The vision encoder (``model.model.embed_tokens_extend.image_embed``, ~0.44B parameters on the
 real model) is never trained and never used by an audio-only pipeline: it is replaced by a
@@ -122,15 +123,19 @@ def load_tokenizer(model_dir: str | Path, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_feature_extractor(model_dir: str | Path):
-    from transformers import Phi4MultimodalFeatureExtractor
+def resolve_backbone(model_dir: str | Path, family: str | None = None, check_weights: bool = True):
+    """The :class:`~loralab.speech.backbones.Backbone` of a model folder (checked against ``family``)."""
+    from loralab.speech.backbones import backbone_for
+    from loralab.speech.model.layout import read_config_dict
 
-    if not (Path(model_dir) / "preprocessor_config.json").is_file():
-        raise LoralabError(
-            f"{model_dir} has no preprocessor_config.json (the audio feature extractor settings); "
-            "a native Phi-4-multimodal folder ships one"
-        )
-    return Phi4MultimodalFeatureExtractor.from_pretrained(str(model_dir))
+    model_dir = Path(model_dir)
+    return backbone_for(model_dir, read_config_dict(model_dir), family, check_weights=check_weights)
+
+
+def load_feature_extractor(model_dir: str | Path, backbone=None):
+    """The audio feature extractor of a model folder, of its family's kind."""
+    backbone = backbone or resolve_backbone(model_dir, check_weights=False)
+    return backbone.load_feature_extractor(Path(model_dir))
 
 
 @dataclass
@@ -143,6 +148,13 @@ class InferenceModel:
     audio_token_id: int
     end_token_ids: list[int]
     description: str
+    backbone: Any = None  # loralab.speech.backbones.Backbone (None: detected from the model)
+
+    def __post_init__(self):
+        if self.backbone is None:
+            from loralab.speech.backbones import backbone_named, family_of_config
+
+            self.backbone = backbone_named(family_of_config(self.model.config.to_dict()) or "phi4mm")
 
 
 def _base_from_training_config(run_dir: Path) -> tuple[str, str | None] | None:
@@ -208,7 +220,10 @@ def load_for_inference(
     else:
         base_name, base_revision = str(base_model or path), revision
     base_dir = resolve_model_dir(base_name, revision or base_revision)
-    model = load_phi4mm(base_dir, device=device)
+    backbone = resolve_backbone(base_dir)
+    model = backbone.load(
+        base_dir, device=device, dtype=default_weight_dtype(device), attn_implementation="auto"
+    )
     parts = [f"base {base_name}"]
     if adapter_dir is not None:
         model, rank = merge_adapter(model, adapter_dir)
@@ -223,7 +238,7 @@ def load_for_inference(
         else base_dir
     )
     tokenizer = load_tokenizer(files_dir)
-    feature_extractor = load_feature_extractor(
+    feature_extractor = backbone.load_feature_extractor(
         files_dir if (files_dir / "preprocessor_config.json").is_file() else base_dir
     )
     end_ids = answer_end_token_ids(tokenizer)
@@ -234,9 +249,10 @@ def load_for_inference(
         model=model,
         tokenizer=tokenizer,
         feature_extractor=feature_extractor,
-        audio_token_id=int(model.config.audio_config.audio_token_id),
+        audio_token_id=backbone.audio_token_id(model.config),
         end_token_ids=end_ids,
         description=", ".join(parts),
+        backbone=backbone,
     )
 
 

@@ -1,4 +1,5 @@
-"""The speech LoRA set-ups on native Phi-4-multimodal, and exact parameter counts.
+"""The speech LoRA set-ups on any speech backbone (Phi-4-multimodal, Qwen2-Audio), and exact
+parameter counts. Module names come from the backbone (:mod:`loralab.speech.backbones`).
 
 Three set-ups (config: ``lora.init`` x ``strategy``):
 
@@ -28,19 +29,6 @@ PEFT_PREFIX = "base_model.model."
 _WRAPPER_PREFIXES = re.compile(r"^(module\.)?(peft_model\.)?(base_model\.model\.)?")
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
-# Module-name prefixes (in Phi4MultimodalForCausalLM) of the groups reported and unfrozen.
-AUDIO_ENCODER = "model.embed_tokens_extend.audio_embed.encoder."
-AUDIO_PROJECTOR = (
-    "model.embed_tokens_extend.audio_embed.up_proj_for_speech.",
-    "model.embed_tokens_extend.audio_embed.down_proj_for_speech.",
-)
-# The image encoder and the projector used when audio comes with an image: unused for speech.
-VISION = (
-    "model.embed_tokens_extend.image_embed.",
-    "model.embed_tokens_extend.audio_embed.up_proj_for_vision_speech.",
-    "model.embed_tokens_extend.audio_embed.down_proj_for_vision_speech.",
-)
-UNFREEZE_GROUPS = {"audio_encoder": (AUDIO_ENCODER,), "audio_projector": AUDIO_PROJECTOR}
 GROUP_ORDER = ("lora", "audio_encoder", "audio_projector", "text_decoder", "vision", "total")
 
 
@@ -50,25 +38,18 @@ def base_name(name: str) -> str:
     return _WRAPPER_PREFIXES.sub("", name).replace(".base_layer.", ".")
 
 
-def group_of(name: str) -> str:
-    """Which reported group a (plain or PEFT) parameter name belongs to."""
+def group_of(name: str, backbone) -> str:
+    """Which reported group a (plain or PEFT) parameter name belongs to, in ``backbone``'s layout."""
     if ".lora_" in name:
         return "lora"
-    name = base_name(name)
-    if name.startswith(AUDIO_ENCODER):
-        return "audio_encoder"
-    if name.startswith(AUDIO_PROJECTOR):
-        return "audio_projector"
-    if name.startswith(VISION):
-        return "vision"
-    return "text_decoder"
+    return backbone.group_of(base_name(name))
 
 
-def count_groups(named_parameters, vision_total: int = 0) -> dict[str, ParamCount]:
+def count_groups(named_parameters, backbone, vision_total: int = 0) -> dict[str, ParamCount]:
     """Trainable/total parameters per group; ``vision_total`` adds a dropped vision encoder's size."""
     groups = {g: ParamCount(0, 0) for g in GROUP_ORDER}
     for name, p in named_parameters:
-        g = groups[group_of(name)]
+        g = groups[group_of(name, backbone)]
         g.total += p.numel()
         g.trainable += p.numel() if p.requires_grad else 0
     groups["vision"].total += vision_total
@@ -128,9 +109,12 @@ def _lora_config(rank: int, alpha: int, dropout: float, target_modules: str):
 def _check_targets(model, target_modules: str) -> None:
     _, matched = lora_parameter_count(model, target_modules, 1)
     if matched == 0:
+        from loralab.speech.backbones import BACKBONES
+
+        hints = "; ".join(f"{b.title}: {b.default_lora_targets!r}" for b in BACKBONES.values())
         raise LoralabError(
-            f"lora.target_modules {target_modules!r} matches no Linear layer of the model; for Phi-4-multimodal "
-            r"use 'model.layers.\d+.((self_attn.(qkv|o)_proj)|(mlp.(gate_up|down)_proj))'"
+            f"lora.target_modules {target_modules!r} matches no Linear layer of the model ({type(model).__name__}). "
+            f"The text decoders' projections are, for {hints} (or leave lora.target_modules unset: the family's)"
         )
 
 
@@ -203,7 +187,7 @@ def add_pretrained_lora(model, adapter_dir: Path, lora_cfg):
     return peft_model
 
 
-def unfreeze(model, groups: list[str]) -> int:
+def unfreeze(model, groups: list[str], backbone) -> int:
     """Make the named groups (audio_encoder, audio_projector) trainable in fp32; returns tensors unfrozen.
 
     When either is unfrozen, both are kept in fp32 (the frozen one too): the encoder's output
@@ -211,8 +195,8 @@ def unfreeze(model, groups: list[str]) -> int:
     """
     import torch
 
-    prefixes = tuple(p for g in groups for p in UNFREEZE_GROUPS[g])
-    audio_path = tuple(p for g in UNFREEZE_GROUPS.values() for p in g) if groups else ()
+    prefixes = backbone.unfreeze_prefixes(groups)
+    audio_path = backbone.audio_path_prefixes() if groups else ()
     count = 0
     for name, param in model.named_parameters():
         plain = base_name(name)

@@ -75,8 +75,11 @@ def _training_corpus() -> list[str]:
     return lines * 3
 
 
-def train_tiny_tokenizer(vocab_size: int = 600):
-    """A byte-level BPE tokenizer with Phi-4-MM's special tokens and chat template."""
+def train_tiny_tokenizer(
+    vocab_size: int = 600, special_tokens=SPECIAL_TOKENS, chat_template=PHI4_CHAT_TEMPLATE
+):
+    """A byte-level BPE tokenizer with Phi-4-MM's special tokens and chat template (or the given
+    ones: the first special token is BOS, EOS, pad and unk)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -85,20 +88,21 @@ def train_tiny_tokenizer(vocab_size: int = 600):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(_training_corpus(), trainer=trainer)
+    first = special_tokens[0]
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token="<|endoftext|>",
-        eos_token="<|endoftext|>",
-        pad_token="<|endoftext|>",
-        unk_token="<|endoftext|>",
-        additional_special_tokens=SPECIAL_TOKENS[1:],
+        bos_token=first,
+        eos_token=first,
+        pad_token=first,
+        unk_token=first,
+        additional_special_tokens=list(special_tokens[1:]),
     )
-    fast.chat_template = PHI4_CHAT_TEMPLATE
+    fast.chat_template = chat_template
     return fast
 
 

@@ -1,10 +1,11 @@
-"""The trainable speech model: Phi-4-multimodal + LoRA (+ unfrozen audio modules), answer-only loss.
+"""The trainable speech model: a speech backbone + LoRA (+ unfrozen audio modules), answer-only loss.
 
 :class:`SpeechLoraModel` wraps the PEFT model so that one ``forward`` call returns the loss: the
 trainer (and DDP/DeepSpeed around it) sees an ordinary module. The loss runs the decoder to its
-last hidden states, keeps the positions whose next token is a target (shifted label != -100),
-applies ``lm_head`` to those only — no full-vocabulary logits for the prompt and audio tokens,
-which on Phi-4-MM (vocabulary 200k) would cost gigabytes — and averages the cross-entropy.
+last hidden states (``model.model(...)``, the same call for every family), keeps the positions
+whose next token is a target (shifted label != -100), applies ``lm_head`` to those only — no
+full-vocabulary logits for the prompt and audio tokens, which on Phi-4-MM (vocabulary 200k) or
+Qwen2-Audio (156k) would cost gigabytes — and averages the cross-entropy.
 """
 
 from __future__ import annotations
@@ -20,53 +21,29 @@ from loralab.engine.checkpointing import enable_activation_checkpointing
 from loralab.errors import LoralabError
 from loralab.speech.collate import IGNORE_INDEX
 from loralab.speech.model import lora as lora_setup
-from loralab.speech.model.layout import SPEECH_ADAPTER_DIR, check_native_layout, resolve_model_dir
-from loralab.speech.model.load import (
-    MODEL_CARD,
-    UNFROZEN_FILE,
-    VisionEncoderRemoved,
-    load_phi4mm,
-)
+from loralab.speech.model.layout import SPEECH_ADAPTER_DIR, resolve_model_dir
+from loralab.speech.model.load import MODEL_CARD, UNFROZEN_FILE, resolve_backbone
 
-MODEL_INPUTS = (
-    "input_ids",
-    "attention_mask",
-    "labels",
-    "audio_input_features",
-    "audio_embed_sizes",
-    "audio_attention_mask",
-)
+TEXT_INPUTS = ("input_ids", "attention_mask", "labels")
 
 
 class SpeechLoraModel(torch.nn.Module):
-    """The PEFT-wrapped ``Phi4MultimodalForCausalLM``; ``forward(**batch)`` is the answer-only loss."""
+    """The PEFT-wrapped backbone model; ``forward(**batch)`` is the answer-only loss."""
 
-    def __init__(self, peft_model):
+    def __init__(self, peft_model, backbone):
         super().__init__()
         self.peft_model = peft_model
+        self.backbone = backbone  # loralab.speech.backbones.Backbone (not a module)
 
     @property
     def causal_lm(self):
-        """The ``Phi4MultimodalForCausalLM`` (LoRA layers injected in place)."""
+        """The backbone's model class (LoRA layers injected in place)."""
         return self.peft_model.get_base_model()
 
-    def forward(
-        self,
-        input_ids,
-        attention_mask,
-        labels,
-        audio_input_features=None,
-        audio_embed_sizes=None,
-        audio_attention_mask=None,
-    ):
+    def forward(self, input_ids, attention_mask, labels, **audio_inputs):
         lm = self.causal_lm
         hidden = lm.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            audio_input_features=audio_input_features,
-            audio_embed_sizes=audio_embed_sizes,
-            audio_attention_mask=audio_attention_mask,
-            use_cache=False,
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **audio_inputs
         ).last_hidden_state
         targets = labels[:, 1:]
         keep = targets != IGNORE_INDEX
@@ -88,7 +65,8 @@ def unwrap(model) -> SpeechLoraModel:
 def answer_only_loss(model, batch: dict):
     """``SystemParts.loss_fn``: mean cross-entropy over the batch's answer tokens."""
     device = next(model.parameters()).device
-    inputs = {k: batch[k].to(device) for k in MODEL_INPUTS if k in batch}
+    keys = TEXT_INPUTS + unwrap(model).backbone.audio_input_keys
+    inputs = {k: batch[k].to(device) for k in keys if k in batch}
     return model(**inputs)
 
 
@@ -102,17 +80,16 @@ def adapter_dir_for(cfg, model_dir: Path) -> Path:
 
 
 def parameter_groups(model: SpeechLoraModel):
-    """Per-group counts of the built model; the dropped vision encoder is counted in 'vision'."""
-    stub = model.causal_lm.model.embed_tokens_extend.image_embed
-    vision = stub.removed_parameters if isinstance(stub, VisionEncoderRemoved) else 0
-    return lora_setup.count_groups(model.peft_model.named_parameters(), vision_total=vision)
+    """Per-group counts of the built model; a dropped vision encoder is counted in 'vision'."""
+    vision = model.backbone.removed_parameters(model.causal_lm)
+    return lora_setup.count_groups(model.peft_model.named_parameters(), model.backbone, vision_total=vision)
 
 
 def build_training_model(cfg, runtime, model_dir: Path | None = None) -> SpeechLoraModel:
     """Load the base model, add the LoRA of ``cfg.lora``, unfreeze ``cfg.model.unfreeze``, fp32 trainables."""
     model_dir = model_dir or resolve_model_dir(cfg.model.name_or_path, cfg.model.revision)
-    check_native_layout(model_dir)
-    base = load_phi4mm(
+    backbone = resolve_backbone(model_dir, cfg.model.family)
+    base = backbone.load(
         model_dir,
         device=runtime.device,
         dtype=runtime.weight_dtype,
@@ -123,12 +100,16 @@ def build_training_model(cfg, runtime, model_dir: Path | None = None) -> SpeechL
     else:
         peft_model = lora_setup.add_fresh_lora(base, cfg.lora)
     if cfg.strategy == "unfreeze":
-        lora_setup.unfreeze(peft_model, cfg.model.unfreeze)
+        lora_setup.unfreeze(peft_model, cfg.model.unfreeze, backbone)
     lora_setup.trainable_to_fp32(peft_model)
+    if cfg.model.cache_audio_encoder and not backbone.enable_encoder_cache(base):
+        raise LoralabError(
+            f"model.cache_audio_encoder is not available for {backbone.title}: set it to false"
+        )
     if cfg.model.gradient_checkpointing:
         enable_activation_checkpointing(base)
     base.config.use_cache = False
-    return SpeechLoraModel(peft_model)
+    return SpeechLoraModel(peft_model, backbone)
 
 
 def save_trainable(model, out_dir: Path) -> None:
@@ -161,6 +142,7 @@ def model_card(cfg, model_dir: Path) -> dict[str, Any]:
     return {
         "format": 1,
         "system": "speech",
+        "family": cfg.model.family,
         "base_model": str(local.resolve()) if local.is_dir() else cfg.model.name_or_path,
         "revision": None if local.is_dir() else cfg.model.revision,
         "strategy": cfg.strategy,
@@ -173,6 +155,7 @@ def model_card(cfg, model_dir: Path) -> dict[str, Any]:
         },
         "unfrozen": list(cfg.model.unfreeze) if cfg.strategy == "unfreeze" else [],
         "prompt_style": cfg.speech.prompt_style,
+        "prompt_reference": cfg.speech.prompt_reference,
         "name": cfg.name,
     }
 

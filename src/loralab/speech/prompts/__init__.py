@@ -8,6 +8,12 @@ for small models, whose context and capacity a 600-token instruction would swamp
 The user turn is ``<|APA|><|audio_1|>{prompt}`` (or ``<|MDD|>``): the control token first,
 then the audio placeholder, which the collator expands to the model's audio token repeated
 once per audio embedding.
+
+Text-aware prompts (``speech.prompt_reference``, not in the paper): read-aloud assessment
+knows the sentence, as Azure's does. ``text`` puts ``Reference text: <sentence>`` between
+the control token and the audio (before the audio, so that a causal decoder reads the audio
+knowing what should be said); ``phones`` adds ``Canonical phones: <CMUdict phones>``.
+The default, ``none``, is the paper's layout.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ TASKS = ("apa", "mdd")
 STYLES = ("paper", "short")
 CONTROL_TOKENS = {"apa": "<|APA|>", "mdd": "<|MDD|>"}
 AUDIO_PLACEHOLDER = "<|audio_1|>"
+REFERENCE_PLACEHOLDER = "<|reference|>"
+PROMPT_REFERENCES = ("none", "text", "phones")
 
 
 @cache
@@ -31,6 +39,22 @@ def load_prompt(task: str, style: str = "paper") -> str:
     return resources.files(__package__).joinpath(f"{task}_{style}.txt").read_text().strip()
 
 
-def user_content(task: str, style: str = "paper") -> str:
-    """The user turn's content before audio expansion: control token, audio placeholder, prompt."""
-    return CONTROL_TOKENS[task] + AUDIO_PLACEHOLDER + load_prompt(task, style)
+def user_content(task: str, style: str = "paper", reference: str = "none") -> str:
+    """The user turn's content before expansion: control token, [reference placeholder], audio
+    placeholder, prompt."""
+    if reference not in PROMPT_REFERENCES:
+        raise ValueError(f"unknown prompt reference '{reference}' (known: {', '.join(PROMPT_REFERENCES)})")
+    slot = "" if reference == "none" else REFERENCE_PLACEHOLDER
+    return CONTROL_TOKENS[task] + slot + AUDIO_PLACEHOLDER + load_prompt(task, style)
+
+
+def reference_block(reference: str, text: str, canonical_phones: str | None = None) -> str:
+    """What stands in the reference slot for one utterance ('' for ``none``)."""
+    if reference == "none":
+        return ""
+    block = f"Reference text: {text}\n"
+    if reference == "phones":
+        if not canonical_phones:
+            raise ValueError(f"prompt reference 'phones' needs the canonical phones of {text!r}")
+        block += f"Canonical phones: {canonical_phones}\n"
+    return block
