@@ -162,6 +162,11 @@ class EvaluationConfig:
     split: str = doc("Split to evaluate.", "test")
     every_epoch: bool = doc("Run evaluation after each epoch during training.", False)
     limit: int | None = doc("Evaluate only the first N items.", None)
+    score_decoding: Literal["greedy", "expected"] = doc(
+        "Speech APA scores: greedy (the digits the model writes, the paper's) or expected (each score "
+        "read from the model's probabilities over 0..10; metrics.json stores both).",
+        "greedy",
+    )
     mdd_convention: Literal["reference", "strict"] = doc(
         "Speech MDD scoring behind the headline precision/recall/F1 (metrics.json stores both). "
         "reference: the public convention of the MDD literature (cageyoko/CTC-Attention-Mispronunciation, "

@@ -101,7 +101,9 @@ def test_only_generated_tokens_decoded_and_cut_at_end_token(tiny_inference):
     after_end = tok("trailing words", add_special_tokens=False)["input_ids"]
     model = _ScriptedModel(tok, [answer + [end] + after_end, unfinished])
     inf = SimpleNamespace(**{**vars(tiny_inference), "model": model})
-    gen = BatchedGenerator(inf, prompt_style="short", batch_size=2, max_new_tokens={"apa": 40, "mdd": 99})
+    gen = BatchedGenerator(
+        inf, prompt_style="short", batch_size=2, max_new_tokens={"apa": 40, "mdd": 99}, read_expected=False
+    )
     out = gen.generate("apa", _audios([16000, 20000]), [SimpleNamespace(id="u1"), SimpleNamespace(id="u2")])
     assert [a.raw for a in out] == ['{"accuracy": 7}', '{"accuracy": 7, "fluency": 6, "prosodic":']
     assert [a.hit_limit for a in out] == [False, True]

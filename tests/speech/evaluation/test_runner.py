@@ -103,6 +103,25 @@ def test_reference_answers_score_perfectly(tiny_run_dir, synth_manifest_dir, mon
     assert s["per_acc_pcc_human"] is None or -1 <= s["per_acc_pcc_human"] <= 1
 
 
+def test_expected_scores_are_stored_and_scored_beside_greedy(tiny_run_dir, synth_manifest_dir, monkeypatch):
+    """Greedy digits constant (PCC undefined), expected scores equal to the human ones (PCC 1):
+    metrics.json keeps both, the headline follows evaluation.score_decoding."""
+    from loralab.speech.data.records import read_manifest
+
+    records = {r.id: r for r in read_manifest(synth_manifest_dir, "test")}
+
+    def constant_with_expected(self, task, audios, rows):
+        if task == "mdd":
+            return [GeneratedAnswer(r.id, task, records[r.id].mdd_answer, 10, False) for r in rows]
+        raw = '{"accuracy": 8, "fluency": 8, "prosodic": 8, "total": 8}'
+        return [GeneratedAnswer(r.id, task, raw, 10, False, records[r.id].scores.as_dict()) for r in rows]
+
+    monkeypatch.setattr(BatchedGenerator, "generate", constant_with_expected)
+    runner.evaluate_run(tiny_run_dir, "1", progress=False, log=lambda *a: None, restart=True)
+    s = json.loads((tiny_run_dir / "eval" / "epoch-1" / "metrics.json").read_text())["summary"]
+    assert s["flu_pcc"] is None and s["flu_pcc_expected"] == pytest.approx(1.0)
+
+
 def test_interrupted_evaluation_resumes_without_redoing(tiny_run_dir, monkeypatch):
     calls: list[int] = []
     original = BatchedGenerator.generate

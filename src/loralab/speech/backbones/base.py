@@ -34,6 +34,7 @@ class Backbone:
     vision_prefixes: tuple[str, ...] = ()
     # Batch keys the model's forward/generate take besides input_ids and attention_mask.
     audio_input_keys: tuple[str, ...] = ()
+    window_seconds: float | None = None  # the encoder's fixed window (longer audio is cropped)
 
     # -- folders and loading ------------------------------------------------------------
     def check_model_dir(self, model_dir: Path, config: dict, check_weights: bool = True) -> None:
@@ -76,10 +77,6 @@ class Backbone:
     def audio_span(self, tokenizer, audio_token_id: int, count: int) -> list[int]:
         """The token ids that stand for one clip of ``count`` embeddings in the prompt."""
         return [int(audio_token_id)] * count
-
-    def audio_policy(self, feature_extractor) -> str:
-        """What happens to audio longer than the encoder's window (said in docs and errors)."""
-        return "no fixed window: the whole recording is encoded"
 
     # -- training -----------------------------------------------------------------------
     def enable_encoder_cache(self, model, max_items: int | None = None) -> bool:

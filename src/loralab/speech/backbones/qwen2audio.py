@@ -89,6 +89,7 @@ class Qwen2AudioBackbone(Backbone):
     audio_encoder_prefixes = ("model.audio_tower.",)
     audio_projector_prefixes = ("model.multi_modal_projector.",)
     audio_input_keys = ("input_features", "feature_attention_mask")
+    window_seconds = WINDOW_SECONDS
 
     def check_model_dir(self, model_dir: Path, config: dict, check_weights: bool = True) -> None:
         model_dir = Path(model_dir)
@@ -179,9 +180,6 @@ class Qwen2AudioBackbone(Backbone):
         if any(i is None or i == unk for i in ends):
             return [int(audio_token_id)] * count
         return [ends[0]] + [int(audio_token_id)] * count + [ends[1]]
-
-    def audio_policy(self, feature_extractor) -> str:
-        return f"recordings longer than {WINDOW_SECONDS} s are cropped to their first {WINDOW_SECONDS} s (the encoder's window)"
 
     def enable_encoder_cache(self, model, max_items: int | None = None) -> bool:
         tower = model.model.audio_tower

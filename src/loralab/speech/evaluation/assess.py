@@ -210,7 +210,15 @@ def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None 
             generator.max_new_tokens[task] = max(budgets)
             for answer in generator.generate(task, [audios[it.id] for it in chunk], chunk):
                 raw[(answer.id, task)] = answer.raw
-    return [_assessment(item, raw[(item.id, "apa")], raw[(item.id, "mdd")]) for item in items]
+    results = [_assessment(item, raw[(item.id, "apa")], raw[(item.id, "mdd")]) for item in items]
+    window = inference.backbone.window_seconds
+    for item, result in zip(items, results):
+        if window is not None and item.duration > window:
+            result.notes.append(
+                f"the recording is {item.duration:.1f} s long; this model's audio encoder hears only its "
+                f"first {window:g} s (split longer recordings into sentences)"
+            )
+    return results
 
 
 def _assessment(item: AssessItem, apa_raw: str, mdd_raw: str) -> Assessment:

@@ -37,15 +37,19 @@ class GeneratedAnswer:
     raw: str
     new_tokens: int
     hit_limit: bool
+    expected: dict[str, float] | None = None  # APA: expected scores (loralab.speech.evaluation.expected)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id,
             "task": self.task,
             "raw": self.raw,
             "new_tokens": self.new_tokens,
             "hit_limit": self.hit_limit,
         }
+        if self.expected is not None:
+            out["expected"] = self.expected
+        return out
 
 
 def answer_token_budget(tokenizer, answers: Iterable[str]) -> int:
@@ -73,9 +77,11 @@ class BatchedGenerator:
         max_new_tokens: dict[str, int] | int = 256,
         load_audio: Callable[[str], Any] | None = None,
         fixed_length: bool = False,
+        read_expected: bool = True,
     ):
         """``fixed_length``: every answer runs to max_new_tokens (end tokens ignored), for
-        benchmarks on random weights, which stop at random or never."""
+        benchmarks on random weights, which stop at random or never. ``read_expected``: APA
+        answers also get expected scores (one teacher-forced pass; see :mod:`~.expected`)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
         self.inference = inference
@@ -90,6 +96,7 @@ class BatchedGenerator:
             from loralab.speech.data.audio import load_audio
         self.load_audio = load_audio
         self.fixed_length = fixed_length
+        self.read_expected = read_expected and not fixed_length
         from loralab.speech.collate import SpeechCollator
 
         # One collator for the whole run: it caches the tokenized prompt of each task.
@@ -135,12 +142,17 @@ class BatchedGenerator:
             )
         prompt_len = inputs["input_ids"].shape[1]
         new = out[:, prompt_len:].tolist()
+        expected = [None] * len(ids)
+        if task == "apa" and self.read_expected:
+            from loralab.speech.evaluation.expected import expected_scores
+
+            expected = expected_scores(inf.model, inputs, out, prompt_len, inf.tokenizer)
         answers = []
-        for uid, tokens in zip(ids, new):
+        for uid, tokens, exp in zip(ids, new, expected):
             cut = next((i for i, t in enumerate(tokens) if t in end_ids), None)
             kept = tokens if cut is None else tokens[:cut]
             text = inf.tokenizer.decode(kept, skip_special_tokens=True).strip()
-            answers.append(GeneratedAnswer(uid, task, text, len(kept), cut is None))
+            answers.append(GeneratedAnswer(uid, task, text, len(kept), cut is None, exp))
         return answers
 
     def plan(self, records: Sequence, todo: Callable[[Any, str], bool], tasks: Sequence[str]):

@@ -316,7 +316,14 @@ def evaluate_target(target, records, tasks, epoch_dir: Path, *, cfg, budgets, ba
             generator.run(records, tasks, lambda r, t: (r.id, t) not in store, on_answers)
         finally:
             bar.close()
-    metrics = compute_metrics(records, store, tasks, epoch_dir, mdd_convention=cfg.evaluation.mdd_convention)
+    metrics = compute_metrics(
+        records,
+        store,
+        tasks,
+        epoch_dir,
+        mdd_convention=cfg.evaluation.mdd_convention,
+        score_decoding=cfg.evaluation.score_decoding,
+    )
     metrics["epoch"] = target.epoch
     metrics["model"] = target.label
     (epoch_dir / "metrics.json").write_text(json.dumps(_finite_or_none(metrics), indent=2) + "\n")

@@ -24,14 +24,25 @@ from loralab.speech.evaluation.store import PredictionStore
 FIGURE5_FILE = "per_vs_accuracy.png"
 
 
-def _answers(records, store: PredictionStore, task: str) -> list[ParsedAnswer]:
+def _answers(records, store: PredictionStore, task: str, expected: bool = False) -> list[ParsedAnswer]:
+    """Answers re-parsed from their raw text; ``expected``: APA scores replaced by the expected
+    scores stored beside them (those the generator could read; see :mod:`~.expected`)."""
     out = []
     for r in records:
         pred = store.get(r.id, task)
         if pred is None:
             raise ValueError(f"no {task} prediction for utterance {r.id}: the evaluation is incomplete")
-        out.append(parse_answer(task, pred["raw"]))
+        answer = parse_answer(task, pred["raw"])
+        if expected:
+            answer.values.update(
+                {k: v for k, v in (pred.get("expected") or {}).items() if k in answer.values}
+            )
+        out.append(answer)
     return out
+
+
+def _has_expected(records, store: PredictionStore) -> bool:
+    return any((store.get(r.id, "apa") or {}).get("expected") for r in records)
 
 
 def _failures(records, answers: Sequence[ParsedAnswer], limit: int = 20) -> list[dict]:
@@ -48,17 +59,26 @@ def compute_metrics(
     out_dir: Path | None,
     *,
     mdd_convention: str = "reference",
+    score_decoding: str = "greedy",
 ) -> dict:
     """Every metric of the paper over ``records`` (all must have predictions for ``tasks``).
 
     MDD detection is scored under both conventions of :mod:`~.mdd`: ``mdd.detection`` under
-    ``mdd_convention`` (the headline numbers), ``mdd.detection_<other>`` under the other one."""
-    metrics: dict = {"n_utterances": len(records), "tasks": list(tasks)}
+    ``mdd_convention`` (the headline numbers), ``mdd.detection_<other>`` under the other one.
+    APA likewise: ``apa`` under ``score_decoding`` (greedy digits or expected scores), ``apa_<other>``
+    under the other when the predictions hold expected scores."""
+    metrics: dict = {"n_utterances": len(records), "tasks": list(tasks), "score_decoding": score_decoding}
     apa_answers = mdd_answers = None
     if "apa" in tasks:
-        apa_answers = _answers(records, store, "apa")
-        metrics["apa"] = apa_metrics(apa_answers, [r.scores.as_dict() for r in records])
+        human = [r.scores.as_dict() for r in records]
+        apa_answers = _answers(records, store, "apa", expected=score_decoding == "expected")
+        metrics["apa"] = apa_metrics(apa_answers, human)
         metrics["apa"]["failures"] = _failures(records, apa_answers)
+        if _has_expected(records, store):
+            other = "greedy" if score_decoding == "expected" else "expected"
+            metrics[f"apa_{other}"] = apa_metrics(
+                _answers(records, store, "apa", expected=other == "expected"), human
+            )
     if "mdd" in tasks:
         mdd_answers = _answers(records, store, "mdd")
         predicted = [a.values.get("phoneme_transcript") for a in mdd_answers]
@@ -106,6 +126,9 @@ def summary_row(metrics: dict) -> dict[str, float]:
         ("total_pcc", "total"),
     ):
         row[key] = apa[aspect]["pcc"] if apa else nan
+        for name in ("greedy", "expected"):
+            if f"apa_{name}" in metrics:
+                row[f"{key}_{name}"] = metrics[f"apa_{name}"][aspect]["pcc"]
     mdd = metrics.get("mdd")
     row["wer"] = mdd["wer"]["wer"] if mdd else nan
     row["per"] = mdd["per"]["per"] if mdd else nan
@@ -140,7 +163,9 @@ def canonical_phone_baseline(records: Sequence, mdd_convention: str = "reference
         for r in records
     ]
     canonical = [r.canonical_phones for r in records]
-    detection = mdd_metrics(canonical, [r.pronounced_phones for r in records], canonical, convention=mdd_convention)
+    detection = mdd_metrics(
+        canonical, [r.pronounced_phones for r in records], canonical, convention=mdd_convention
+    )
     per = per_metrics([r.pronounced_phones for r in records], answers)
     return {
         "per": per["per"],
