@@ -42,7 +42,8 @@ def test_quick_demo_runs_both_systems(quick_demo):
     for key in [("speech", "synth"), ("speech", "prepare"), ("speech", "train (unfreeze)"),
                 ("speech", "evaluate (unfreeze)"), ("protein", "prepare"), ("protein", "train"),
                 ("protein", "evaluate"), ("protein", "predict")]:  # fmt: skip
-        assert stages[key]["status"] == "ok" and stages[key]["seconds"] > 0, key
+        # Rounded to 0.1 s: a quiet machine prepares 20 utterances in 0.04 s, so only >= 0 holds.
+        assert stages[key]["status"] == "ok" and stages[key]["seconds"] >= 0, key
     # The per-system wall times add up to the stages' and stay within the measured total.
     assert sum(summary["wall_seconds_by_system"].values()) == pytest.approx(
         sum(s["seconds"] for s in summary["stages"]), abs=0.5

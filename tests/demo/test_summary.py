@@ -39,7 +39,8 @@ def test_checks_follow_the_mode():
         }
     }
     checks = {c["check"]: c for c in acceptance_checks(FULL_PLAN, results, 901.0)}
-    assert not checks["total wall time (s)"]["passed"] and checks["total wall time (s)"]["required"]
+    # Over the budget: reported, never a failure of the demo.
+    assert not checks["total wall time (s)"]["passed"] and not checks["total wall time (s)"]["required"]
     apa, mdd = (checks[f"speech {t} answers that parse (test split)"] for t in ("APA", "MDD"))
     assert apa["passed"] and not mdd["passed"] and mdd["required"]
     quick = acceptance_checks({"mode": "quick", "budget_seconds": 180}, results, 100.0)

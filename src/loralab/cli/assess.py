@@ -51,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of the readable report")
 
 
-def _trained_prompt(model_path: str, key: str, default: str) -> str:
-    """A prompt setting (``prompt_style``, ``prompt_reference``) the model was trained with: from
+def _trained_setting(model_path: str, section: str, key: str, default: str) -> str:
+    """A setting the model was trained (and evaluated) with, e.g. ``speech.prompt_style``: from
     its model card (final_model/), else the run's training_config.json; ``default`` for a base model."""
     import json
     from pathlib import Path
@@ -70,7 +70,7 @@ def _trained_prompt(model_path: str, key: str, default: str) -> str:
         file = folder / "training_config.json"
         if file.is_file():
             try:
-                return json.loads(file.read_text())["config"]["speech"].get(key) or default
+                return json.loads(file.read_text())["config"][section].get(key) or default
             except (ValueError, KeyError, AttributeError):
                 break
     return default
@@ -111,8 +111,9 @@ def run(args: argparse.Namespace) -> int:
         inference,
         items,
         audios=audios,
-        prompt_style=args.prompt_style or _trained_prompt(args.model, "prompt_style", "paper"),
-        prompt_reference=_trained_prompt(args.model, "prompt_reference", "none"),
+        prompt_style=args.prompt_style or _trained_setting(args.model, "speech", "prompt_style", "paper"),
+        prompt_reference=_trained_setting(args.model, "speech", "prompt_reference", "none"),
+        score_decoding=_trained_setting(args.model, "evaluation", "score_decoding", "greedy"),
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
     )

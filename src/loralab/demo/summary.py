@@ -10,6 +10,15 @@ from pathlib import Path
 from loralab.demo.stages import StageClock
 
 PARSE_RATE_TARGET = 0.9
+# What "the speech model hears" means on the synthetic test split (the demo's promise).
+LISTENING_TARGETS = {"flu_pcc": 0.7, "pros_pcc": 0.5, "total_pcc": 0.5, "acc_pcc": 0.3}
+ERROR_RATE_TARGETS = {"wer": 0.25, "per": 0.30}
+DISTINCT_APA_TARGET = 20
+PAPER_PROMPT_COMMAND = (
+    "loralab train demo_qwen2audio speech.prompt_reference=none speech.manifest_dir=demo_output/speech/manifest "
+    "--batch-size 6 --seed 0 --output-dir demo_output/paper_prompt && loralab evaluate demo_output/paper_prompt "
+    "--checkpoints last"
+)
 
 # The commands for the real thing, printed and stored in summary.json.
 REAL_RUN_COMMANDS = [
@@ -35,14 +44,38 @@ def _check(name: str, value, target: str, passed: bool, required: bool) -> dict:
     return {"check": name, "value": value, "target": target, "passed": bool(passed), "required": required}
 
 
+def _ok_at_least(value, target) -> bool:
+    return value is not None and value == value and value >= target  # NaN (undefined) fails
+
+
+def _ok_at_most(value, target) -> bool:
+    return value is not None and value == value and value <= target
+
+
+def _listening_checks(speech: dict, full: bool) -> list[dict]:
+    """The model hears: answers vary with the recording, PCC and error rates on target."""
+    m = speech["metrics"]
+    distinct = (speech.get("distinct_answers") or {}).get("apa")
+    checks = [
+        _check("speech distinct APA answers (test split)", distinct, f">= {DISTINCT_APA_TARGET}",
+               _ok_at_least(distinct, DISTINCT_APA_TARGET), full),
+    ]  # fmt: skip
+    for key, target in LISTENING_TARGETS.items():
+        checks.append(_check(f"speech {key} (test split)", m.get(key), f">= {target}", _ok_at_least(m.get(key), target), full))  # fmt: skip
+    for key, target in ERROR_RATE_TARGETS.items():
+        checks.append(_check(f"speech {key} (test split)", m.get(key), f"<= {target}", _ok_at_most(m.get(key), target), full))  # fmt: skip
+    return checks
+
+
 def acceptance_checks(plan: dict, results: dict, total_seconds: float) -> list[dict]:
     """What the demo promises, measured. In quick mode the learning checks are informational
-    (a handful of steps shows the plumbing, not learning); the time budget always counts.
+    (a handful of steps shows the plumbing, not learning). The wall-time budget is never a
+    failure (a busy machine is slower, not broken): over it, the check says so as information.
     A system that failed part-way simply has fewer checks (its error is in the summary)."""
     full = plan["mode"] == "full"
     budget = plan["budget_seconds"]
     checks = [
-        _check("total wall time (s)", round(total_seconds, 1), f"<= {budget}", total_seconds <= budget, True)
+        _check("total wall time (s)", round(total_seconds, 1), f"<= {budget}", total_seconds <= budget, False)
     ]
     speech = (results.get("speech") or {}).get("runs", {}).get("unfreeze", {})
     if "metrics" in speech:
@@ -51,6 +84,7 @@ def acceptance_checks(plan: dict, results: dict, total_seconds: float) -> list[d
             ok = rate is not None and rate >= PARSE_RATE_TARGET
             name = f"speech {task.upper()} answers that parse (test split)"
             checks.append(_check(name, rate, f">= {PARSE_RATE_TARGET:.0%}", ok, full))
+        checks += _listening_checks(speech, full)
     if "training_loss" in speech:
         loss = speech["training_loss"]
         value = f"{loss.get('mean_first_logged')} -> {loss.get('mean_last_logged')}"
@@ -115,6 +149,12 @@ def _loss_line(loss: dict | None) -> str:
 
 def _speech_lines(speech: dict) -> list[str]:
     lines = [f"speech: {speech.get('utterances')} synthetic utterances; model {speech.get('model')}"]
+    if speech.get("mdd_baseline"):
+        b = speech["mdd_baseline"]
+        lines.append(
+            f"  baseline (answers the canonical dictionary phones): PER {_fmt(b['per'])}, MDD F1 {_fmt(b['f1'])} "
+            f"P {_fmt(b['precision'])} R {_fmt(b['recall'])} (it never rejects a phone)"
+        )
     for label, run in speech.get("runs", {}).items():
         m = run.get("metrics", {})
         lines.append(f"  {label:<10} {_loss_line(run.get('training_loss'))}")
@@ -124,12 +164,28 @@ def _speech_lines(speech: dict) -> list[str]:
                 f"PCC acc {_fmt(m.get('acc_pcc'))} flu {_fmt(m.get('flu_pcc'))} pros {_fmt(m.get('pros_pcc'))} "
                 f"total {_fmt(m.get('total_pcc'))}; WER {_fmt(m.get('wer'))}, PER {_fmt(m.get('per'))}, "
                 f"F1 {_fmt(m.get('f1'))}",
+                f"  {'':<10} MDD precision {_fmt(m.get('precision'))}, recall {_fmt(m.get('recall'))} "
+                f"({m.get('mdd_convention', 'reference')} convention)",
                 f"  {'':<10} distinct answers over {run.get('evaluated_utterances')} test utterances: "
-                f"{run.get('distinct_answers')} (1 = the same answer for every recording: the format is "
-                "learned, listening is not yet; PCC is then undefined. Listening takes more steps: "
-                "README, 'To watch the demo model learn to listen')",
+                f"{run.get('distinct_answers')} (1 = the same answer for every recording: PCC undefined)",
+                f"  {'':<10} APA scores by {run.get('score_decoding', 'greedy')} decoding; "
+                f"reference in the prompt: {run.get('prompt_reference', 'none')}",
                 f"  {'':<10} table: {run.get('table3_md')}",
             ]
+        if run.get("prompt_reference", "none") != "none":
+            lines.append(
+                f"  {'':<10} these figures are with the reference sentence{' and its phones' if run['prompt_reference'] == 'phones' else ''} "
+                f"in the prompt (text-aware, not the paper's); the paper's prompt: {PAPER_PROMPT_COMMAND} "
+                "(README: measured figures)"
+            )
+        real = run.get("real_speech") or {}
+        if "wer" in real:
+            lines.append(
+                f"  {'':<10} real speech: WER {_fmt(real['wer'])} on {real['clips']} LibriVox clips (no target; "
+                f"reference in the prompt = {real['prompt_reference']})"
+            )
+        elif real.get("skipped"):
+            lines.append(f"  {'':<10} real speech: skipped ({real['skipped']})")
         if "status_md" in run:
             lines.append(f"  {'':<10} status: {run['status_md']} (+ {len(run.get('plots', []))} plots)")
     return lines
@@ -189,7 +245,12 @@ def render_summary(summary: dict, path: Path) -> str:
     lines += ["", "checks:"]
     for c in summary["checks"]:
         mark = "PASS" if c["passed"] else ("FAIL" if c["required"] else "info")
-        lines.append(f"  [{mark}] {c['check']}: {c['value']} (target {c['target']})")
+        lines.append(f"  [{mark}] {c['check']}: {_fmt(c['value'])} (target {c['target']})")
+    if summary["wall_seconds_total"] > summary["budget_seconds"]:
+        lines.append(
+            f"  warning: the demo took {summary['wall_seconds_total']:.0f} s, over its {summary['budget_seconds']} s "
+            "budget (a busy or slower machine; not a failure)"
+        )
     lines += ["", f"summary: {path}", "", "the real thing (a GPU, Phi-4-multimodal weights, SpeechOcean762):"]
     lines += [f"  {c}" for c in summary["real_run_commands"]]
     lines.append("=" * 78)

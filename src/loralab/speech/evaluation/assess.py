@@ -194,14 +194,17 @@ def load_items(items: Sequence[AssessItem]) -> dict[str, object]:
 
 
 def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None = None, prompt_style: str = "paper",
-                 prompt_reference: str = "none", batch_size: int = 8,
+                 prompt_reference: str = "none", score_decoding: str = "greedy", batch_size: int = 8,
                  max_new_tokens: int | None = None) -> list[Assessment]:  # fmt: skip
-    """Assess every item; ``audios`` from :func:`load_items` (loaded here when not given)."""
+    """Assess every item; ``audios`` from :func:`load_items` (loaded here when not given).
+    ``score_decoding='expected'``: the scores are the expected values read from the model's
+    probabilities (one decimal), as the model was evaluated; greedy: the digits it wrote."""
     audios = audios if audios is not None else load_items(items)
     generator = BatchedGenerator(
         inference, prompt_style=prompt_style, prompt_reference=prompt_reference, batch_size=batch_size
     )
     raw: dict[tuple[str, str], str] = {}
+    expected: dict[str, dict[str, float]] = {}
     order = sorted(items, key=lambda it: -it.duration)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
@@ -210,9 +213,13 @@ def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None 
             generator.max_new_tokens[task] = max(budgets)
             for answer in generator.generate(task, [audios[it.id] for it in chunk], chunk):
                 raw[(answer.id, task)] = answer.raw
+                expected[answer.id] = answer.expected or expected.get(answer.id) or {}
     results = [_assessment(item, raw[(item.id, "apa")], raw[(item.id, "mdd")]) for item in items]
     window = inference.backbone.window_seconds
     for item, result in zip(items, results):
+        if score_decoding == "expected":
+            read = {k: round(v, 1) for k, v in expected.get(item.id, {}).items() if k in result.scores}
+            result.scores.update(read)
         if window is not None and item.duration > window:
             result.notes.append(
                 f"the recording is {item.duration:.1f} s long; this model's audio encoder hears only its "

@@ -156,6 +156,7 @@ def model_card(cfg, model_dir: Path) -> dict[str, Any]:
         "unfrozen": list(cfg.model.unfreeze) if cfg.strategy == "unfreeze" else [],
         "prompt_style": cfg.speech.prompt_style,
         "prompt_reference": cfg.speech.prompt_reference,
+        "score_decoding": cfg.evaluation.score_decoding,
         "name": cfg.name,
     }
 
