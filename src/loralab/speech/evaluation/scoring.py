@@ -2,6 +2,10 @@
 
 Answers are re-parsed from their raw text here (not trusted from the predictions file), so
 scoring an old evaluation again with a better parser needs no new generation.
+
+Every PCC (``apa.<aspect>.pcc_ci``) and the headline MDD F1 (``mdd.detection.f1_ci``) come
+with a percentile bootstrap interval over the utterances (see :mod:`~.metrics`; the settings
+are under ``bootstrap``); an undefined one is None (null in metrics.json).
 """
 
 from __future__ import annotations
@@ -10,9 +14,13 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from loralab.speech.evaluation.mdd import MDD_CONVENTIONS, mdd_metrics
+from loralab.speech.evaluation.mdd import MDD_CONVENTIONS, mdd_counts, mdd_metrics
 from loralab.speech.evaluation.metrics import (
+    BOOTSTRAP_CONFIDENCE,
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
     apa_metrics,
+    bootstrap_f1_ci,
     per_accuracy_correlation,
     per_metrics,
     utterance_per,
@@ -60,24 +68,33 @@ def compute_metrics(
     *,
     mdd_convention: str = "reference",
     score_decoding: str = "greedy",
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    confidence: float = BOOTSTRAP_CONFIDENCE,
 ) -> dict:
     """Every metric of the paper over ``records`` (all must have predictions for ``tasks``).
 
     MDD detection is scored under both conventions of :mod:`~.mdd`: ``mdd.detection`` under
     ``mdd_convention`` (the headline numbers), ``mdd.detection_<other>`` under the other one.
     APA likewise: ``apa`` under ``score_decoding`` (greedy digits or expected scores), ``apa_<other>``
-    under the other when the predictions hold expected scores."""
+    under the other when the predictions hold expected scores.
+
+    Bootstrap intervals (``n_resamples`` resamples of the utterances, ``seed``, central
+    ``confidence`` share; ``n_resamples=0``: none) for every PCC and for ``mdd.detection``'s F1."""
     metrics: dict = {"n_utterances": len(records), "tasks": list(tasks), "score_decoding": score_decoding}
+    boot = {"n_resamples": n_resamples, "seed": seed, "confidence": confidence}
+    if n_resamples > 0:
+        metrics["bootstrap"] = {**boot, "method": "percentile", "unit": "utterance"}
     apa_answers = mdd_answers = None
     if "apa" in tasks:
         human = [r.scores.as_dict() for r in records]
         apa_answers = _answers(records, store, "apa", expected=score_decoding == "expected")
-        metrics["apa"] = apa_metrics(apa_answers, human)
+        metrics["apa"] = apa_metrics(apa_answers, human, **boot)
         metrics["apa"]["failures"] = _failures(records, apa_answers)
         if _has_expected(records, store):
             other = "greedy" if score_decoding == "expected" else "expected"
             metrics[f"apa_{other}"] = apa_metrics(
-                _answers(records, store, "apa", expected=other == "expected"), human
+                _answers(records, store, "apa", expected=other == "expected"), human, **boot
             )
     if "mdd" in tasks:
         mdd_answers = _answers(records, store, "mdd")
@@ -91,6 +108,8 @@ def compute_metrics(
             f"detection_{_other(mdd_convention)}": mdd_metrics(*phones, convention=_other(mdd_convention)),
             "failures": _failures(records, mdd_answers),
         }
+        if n_resamples > 0:
+            metrics["mdd"]["detection"]["f1_ci"] = _f1_ci(*phones, mdd_convention, boot)
     if apa_answers is not None and mdd_answers is not None:
         per_values = [utterance_per(r.pronounced_phones, a) for r, a in zip(records, mdd_answers)]
         plot = out_dir / FIGURE5_FILE if out_dir is not None else None
@@ -106,6 +125,25 @@ def compute_metrics(
     return metrics
 
 
+def _f1_ci(canonical, human, predicted, convention: str, boot: dict) -> list[float] | None:
+    """Bootstrap interval of the pooled F1: the per-utterance counts of the utterances whose
+    phoneme transcript parsed (those :func:`~.mdd.mdd_metrics` pools) resampled."""
+    counts = [
+        mdd_counts(c, h, p, convention=convention)
+        for c, h, p in zip(canonical, human, predicted, strict=True)
+        if p is not None
+    ]
+    return bootstrap_f1_ci(counts, **boot)
+
+
+def _ci(stats: dict, key: str) -> tuple[float, float]:
+    """(low, high) of ``stats[key]``, NaN when absent or undefined."""
+    ci = stats.get(key)
+    if not ci or ci[0] is None or ci[1] is None:
+        return math.nan, math.nan
+    return float(ci[0]), float(ci[1])
+
+
 def _other(convention: str) -> str:
     """The MDD convention that is not ``convention``."""
     if convention not in MDD_CONVENTIONS:
@@ -115,7 +153,9 @@ def _other(convention: str) -> str:
 
 def summary_row(metrics: dict) -> dict[str, float]:
     """The flat Table-3 row (keys of :data:`~.paper.TABLE3_COLUMNS`) plus parse rates; MDD
-    f1/precision/recall are the configured convention's, ``<key>_<other convention>`` the other's."""
+    f1/precision/recall are the configured convention's, ``<key>_<other convention>`` the other's.
+    Beside each ``<x>_pcc``: ``<x>_scc`` (Spearman) and ``<x>_pcc_ci_low``/``_high`` (bootstrap
+    interval); beside ``f1``: ``f1_ci_low``/``_high``. NaN where undefined or not computed."""
     nan = math.nan
     row: dict[str, float] = {}
     apa = metrics.get("apa")
@@ -125,15 +165,20 @@ def summary_row(metrics: dict) -> dict[str, float]:
         ("pros_pcc", "prosodic"),
         ("total_pcc", "total"),
     ):
+        scc = key.replace("_pcc", "_scc")
         row[key] = apa[aspect]["pcc"] if apa else nan
+        row[scc] = apa[aspect].get("spearman", nan) if apa else nan
+        row[f"{key}_ci_low"], row[f"{key}_ci_high"] = _ci(apa[aspect], "pcc_ci") if apa else (nan, nan)
         for name in ("greedy", "expected"):
             if f"apa_{name}" in metrics:
                 row[f"{key}_{name}"] = metrics[f"apa_{name}"][aspect]["pcc"]
+                row[f"{scc}_{name}"] = metrics[f"apa_{name}"][aspect].get("spearman", nan)
     mdd = metrics.get("mdd")
     row["wer"] = mdd["wer"]["wer"] if mdd else nan
     row["per"] = mdd["per"]["per"] if mdd else nan
     det = mdd["detection"] if mdd else {}
     row["f1"] = det.get("f1", nan)
+    row["f1_ci_low"], row["f1_ci_high"] = _ci(det, "f1_ci")
     row["precision"] = det.get("precision", nan)
     row["recall"] = det.get("recall", nan)
     row["diagnosis_accuracy"] = det.get("diagnosis_accuracy", nan)

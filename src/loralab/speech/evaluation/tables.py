@@ -6,6 +6,10 @@ parse rates stand beside our numbers, since a correlation over half the answers 
 same claim as one over all. Table 4: the other systems of the paper's Table 4 and our best
 epoch (highest mean of the four PCCs). Table 3 states which MDD scoring convention (see
 :mod:`~.mdd`) produced its F1/precision/recall.
+
+Our rows also carry what the paper does not report: each PCC and the F1 with its bootstrap
+95% interval, "0.620 [0.510, 0.700]", and the Spearman correlations (SCC columns after Rec;
+"–" in the paper's rows). table3.csv has them as columns ``<x>_scc``, ``<x>_ci_low/_high``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ from loralab.speech.evaluation.paper import (
 )
 
 EXTRA_COLUMNS = ("apa_parse_rate", "mdd_parse_rate")
+SCC_COLUMNS = ("acc_scc", "flu_scc", "pros_scc", "total_scc")
+SCC_HEADERS = {"acc_scc": "Acc SCC", "flu_scc": "Flu SCC", "pros_scc": "Pros SCC", "total_scc": "Total SCC"}
+# Table-3 columns shown with their bootstrap interval in our rows.
+CI_COLUMNS = ("acc_pcc", "flu_pcc", "pros_pcc", "total_pcc", "f1")
+CI_CSV_COLUMNS = tuple(f"{k}_ci_{end}" for k in CI_COLUMNS for end in ("low", "high"))
 STRATEGY_LABELS = {"lora": "LoRA", "unfreeze": "Unfreeze"}
 MDD_CONVENTION_NOTES = {
     "reference": "the public convention of the MDD literature (cageyoko/CTC-Attention-Mispronunciation, "
@@ -38,6 +47,33 @@ def _fmt(value: float | None, signed: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _undefined(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _with_ci(row: dict, key: str) -> str:
+    """``0.620 [0.510, 0.700]``: the value and its bootstrap interval where both are defined."""
+    cell = _fmt(row.get(key))
+    lo, hi = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
+    if _undefined(row.get(key)) or _undefined(lo) or _undefined(hi):
+        return cell
+    return f"{cell} [{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def _bootstrap_sentence(summaries: dict[int, dict]) -> str:
+    settings = [m["bootstrap"] for m in summaries.values() if m.get("bootstrap")]
+    if not settings:
+        return ""
+    resamples = sorted({s.get("n_resamples") for s in settings})
+    confidence = sorted({s.get("confidence") for s in settings})
+    level = "/".join(f"{100 * c:g}%" for c in confidence if c is not None) or "95%"
+    return (
+        f" [lo, hi] after our PCCs and F1: bootstrap {level} percentile interval over "
+        f"{'/'.join(map(str, resamples))} resamples of the utterances (with replacement); "
+        "SCC: Spearman rank correlation with the human scores (the paper reports none)."
+    )
 
 
 def _pct(value: float | None) -> str:
@@ -130,6 +166,7 @@ def write_tables(eval_dir: Path, summaries: dict[int, dict], *, strategy: str, t
     rows = table3_rows(summaries, strategy)
     columns = [
         "strategy", "epoch", "source", *TABLE3_COLUMNS, "diagnosis_accuracy", *EXTRA_COLUMNS, "mdd_convention",
+        *SCC_COLUMNS, *CI_CSV_COLUMNS,
     ]  # fmt: skip
     csv3 = eval_dir / "table3.csv"
     with csv3.open("w", newline="") as f:
@@ -145,7 +182,9 @@ def write_tables(eval_dir: Path, summaries: dict[int, dict], *, strategy: str, t
         f"Utterances evaluated per epoch: {', '.join(map(str, distinct)) or '?'} "
         "(the paper: the 2,500 SpeechOcean762 test utterances). PCC: Pearson correlation with the human "
         "scores over the answers that parsed; WER/PER corpus-level over parsed transcripts; F1/Prec/Rec: "
-        "MDD detection (TA/FR/FA/TR)." + _convention_sentence(mdd_conventions(summaries))
+        "MDD detection (TA/FR/FA/TR)."
+        + _bootstrap_sentence(summaries)
+        + _convention_sentence(mdd_conventions(summaries))
     )
     lines.append("")
     headers = [
@@ -153,6 +192,7 @@ def write_tables(eval_dir: Path, summaries: dict[int, dict], *, strategy: str, t
         "Epoch",
         "Row",
         *(TABLE3_HEADERS[k] for k in TABLE3_COLUMNS),
+        *(SCC_HEADERS[k] for k in SCC_COLUMNS),
         "APA parsed",
         "MDD parsed",
     ]
@@ -161,10 +201,13 @@ def write_tables(eval_dir: Path, summaries: dict[int, dict], *, strategy: str, t
     for row in rows:
         signed = row["source"] == "ours - paper"
         cells = [row["strategy"], str(row["epoch"]), row["source"]]
-        cells += [_fmt(row[k], signed) for k in TABLE3_COLUMNS]
         if row["source"] == "ours":
+            cells += [_with_ci(row, k) if k in CI_COLUMNS else _fmt(row[k]) for k in TABLE3_COLUMNS]
+            cells += [_fmt(row.get(k)) for k in SCC_COLUMNS]
             cells += [_pct(row["apa_parse_rate"]), _pct(row["mdd_parse_rate"])]
         else:
+            cells += [_fmt(row[k], signed) for k in TABLE3_COLUMNS]
+            cells += [_fmt(row.get(k), signed) for k in SCC_COLUMNS]
             cells += ["", ""]
         lines.append("| " + " | ".join(cells) + " |")
 
