@@ -3,8 +3,10 @@
 One example is ``(record, task)``: an utterance record (``loralab.speech.data.records``) and
 ``'apa'`` or ``'mdd'``. Its token sequence is::
 
-    [chat-template prompt, user content = user_content(task, style)]  ->  labels -100
-        ... with <|audio_1|> replaced by the audio token x (one per audio embedding)
+    [chat-template prompt, user content = user_content(task, style, reference)]  ->  labels -100
+        ... with <|audio_1|> replaced by the backbone's audio span (one audio token per
+        audio embedding, e.g. Qwen2-Audio's <|audio_bos|> <|AUDIO|> x n <|audio_eos|>)
+        ... and <|reference|> (text-aware prompts) by the utterance's sentence [and phones]
     [the assistant turn: answer + end-of-turn token(s)]                ->  labels = tokens
 
 What is a target (a decision, mirroring Microsoft's Phi-4-multimodal fine-tuning sample, which
@@ -15,7 +17,7 @@ does not already end with it (Phi-4-MM: ``<|endoftext|>``). Whitespace the templ
 the end-of-turn token is layout, not a target. Generation stops at any of these end tokens.
 
 The prompt is tokenized on its own, so the tokens the model is trained on after are exactly
-those :func:`build_prompt_batch` gives generation. Training batches are right-padded; prompt
+those :meth:`SpeechCollator.prompt_batch` gives generation. Training batches are right-padded; prompt
 batches for generation are left-padded.
 """
 
