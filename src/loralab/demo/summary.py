@@ -139,6 +139,13 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
+def _with_ci(metrics: dict, key: str) -> str:
+    """``0.941 [0.91, 0.96]`` from a summary row's value and its bootstrap interval, if any."""
+    low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
+    ci = f" [{low:.2f}, {high:.2f}]" if isinstance(low, float) and isinstance(high, float) else ""
+    return _fmt(metrics.get(key)) + ci
+
+
 def _loss_line(loss: dict | None) -> str:
     if not loss:
         return "training loss n/a"
@@ -161,9 +168,9 @@ def _speech_lines(speech: dict) -> list[str]:
         if "metrics" in run:
             lines += [
                 f"  {'':<10} parse rate APA {_fmt(m.get('apa_parse_rate'))}, MDD {_fmt(m.get('mdd_parse_rate'))}; "
-                f"PCC acc {_fmt(m.get('acc_pcc'))} flu {_fmt(m.get('flu_pcc'))} pros {_fmt(m.get('pros_pcc'))} "
-                f"total {_fmt(m.get('total_pcc'))}; WER {_fmt(m.get('wer'))}, PER {_fmt(m.get('per'))}, "
-                f"F1 {_fmt(m.get('f1'))}",
+                f"WER {_fmt(m.get('wer'))}, PER {_fmt(m.get('per'))}, F1 {_fmt(m.get('f1'))}",
+                f"  {'':<10} PCC [95% CI]: "
+                + ", ".join(f"{k} {_with_ci(m, k + '_pcc')}" for k in ("acc", "flu", "pros", "total")),
                 f"  {'':<10} MDD precision {_fmt(m.get('precision'))}, recall {_fmt(m.get('recall'))} "
                 f"({m.get('mdd_convention', 'reference')} convention)",
                 f"  {'':<10} distinct answers over {run.get('evaluated_utterances')} test utterances: "
