@@ -12,6 +12,8 @@ Examples:
   loralab evaluate output/paper_r64                      # epoch 0 and every checkpoint
   loralab evaluate output/paper_r64 --checkpoints last
   loralab evaluate output/paper_r64 --checkpoints 0,3 --limit 200 --batch-size 32
+  loralab evaluate output/with_text --checkpoints last --ablation output/paper_prompt
+      # eval/ablation.md: each run x score decoding (greedy, expected), PCC/SCC with CIs, WER, PER, F1
 """
 
 from __future__ import annotations
@@ -49,6 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="discard earlier predictions of the chosen epochs and start again",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    parser.add_argument(
+        "--ablation",
+        nargs="*",
+        metavar="OTHER_RUN",
+        help="speech: after evaluating, write RUN_DIR/eval/ablation.md/.csv comparing the quality levers: "
+        "this run and OTHER_RUNs (trained with other levers, already evaluated), each under greedy and "
+        "expected score decoding",
+    )
 
 
 def _system_of(run_dir) -> str:
@@ -102,4 +112,10 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(f"evaluation written to {out} (table3.md, table3.csv, table4.csv, epoch-N/metrics.json)")
+    if args.ablation is not None:
+        from loralab.speech.evaluation.ablation import write_ablation
+
+        table = write_ablation([args.run_dir, *args.ablation], out)
+        print(table.read_text())
+        print(f"ablation written to {table} (and {table.with_suffix('.csv').name})")
     return 0
