@@ -4,9 +4,9 @@ import pytest
 
 from loralab.cli.common import add_config_arguments, config_from_args
 from loralab.config import ConfigError, load_config
-from loralab.config.loader import REPO_CONFIG_DIR, list_presets
+from loralab.config.loader import SHIPPED_CONFIG_DIR, list_presets
 
-SHIPPED = sorted(REPO_CONFIG_DIR.rglob("*.yaml"))
+SHIPPED = sorted(SHIPPED_CONFIG_DIR.rglob("*.yaml"))
 
 
 def test_shipped_configs_found():
@@ -14,7 +14,7 @@ def test_shipped_configs_found():
     assert {"paper_r64", "pretrained_r320", "unfreeze_r64"} <= names
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(REPO_CONFIG_DIR)))
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(SHIPPED_CONFIG_DIR)))
 def test_every_shipped_config_loads_and_validates(path):
     cfg = load_config(path)
     assert cfg.system in ("speech", "protein")
@@ -127,6 +127,30 @@ def test_bad_override_key():
 
 def test_presets_listed():
     assert Path(list_presets()["paper_r64"]).name == "paper_r64.yaml"
+
+
+def test_presets_ship_inside_the_package():
+    """Found through importlib.resources, not relative to a source checkout."""
+    from importlib.resources import files
+
+    import loralab
+
+    assert SHIPPED_CONFIG_DIR == Path(str(files("loralab") / "configs"))
+    assert SHIPPED_CONFIG_DIR.parent == Path(loralab.__file__).parent
+    assert list_presets()["paper_r64"] == SHIPPED_CONFIG_DIR / "speech" / "paper_r64.yaml"
+    assert (SHIPPED_CONFIG_DIR / "deepspeed" / "zero2.json").is_file()
+
+
+def test_config_dir_env_adds_and_overrides_presets(tmp_path, monkeypatch):
+    (tmp_path / "mine_r8.yaml").write_text("base: paper_r64\nlora:\n  rank: 8\n")
+    (tmp_path / "paper_r64.yaml").write_text("base: speech/paper_r64\nname: local_paper\n")
+    monkeypatch.setenv("LORALAB_CONFIG_DIR", str(tmp_path))
+    presets = list_presets()
+    assert presets["mine_r8"] == tmp_path / "mine_r8.yaml"
+    assert presets["pretrained_r320"].is_relative_to(SHIPPED_CONFIG_DIR)
+    assert load_config("mine_r8").lora.rank == 8
+    local = load_config("paper_r64")  # the user's folder wins; its base: is the shipped one
+    assert (local.name, local.lora.rank) == ("local_paper", 64)
 
 
 def test_cli_overrides_after_flags(monkeypatch):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from loralab.config import load_config
+from loralab.config.loader import SHIPPED_CONFIG_DIR, resolve_deepspeed_config
 from loralab.config.schema import ExperimentConfig, ModelConfig, TrainingConfig
 from loralab.engine.setup import apply_gpu_selection, deepspeed_plugin, make_accelerator, resolve_precision
 from loralab.errors import LoralabError
@@ -24,9 +25,7 @@ def _autos(node, where=""):
 
 def test_zero2_config_resolves_every_auto_the_way_accelerate_fills_it():
     cfg = ExperimentConfig(
-        training=TrainingConfig(
-            batch_size=8, gradient_accumulation=8, max_grad_norm=1.0, deepspeed="configs/deepspeed/zero2.json"
-        )
+        training=TrainingConfig(batch_size=8, gradient_accumulation=8, max_grad_norm=1.0, deepspeed="zero2")
     )
     plugin = deepspeed_plugin(cfg)
     plugin.set_mixed_precision("bf16")  # what Accelerator(mixed_precision="bf16") does
@@ -49,9 +48,22 @@ def test_deepspeed_needs_cuda_and_names_the_file():
         deepspeed_plugin(bad)
     if not torch.cuda.is_available():
         with pytest.raises(LoralabError, match="needs CUDA"):
-            make_accelerator(
-                ExperimentConfig(training=TrainingConfig(deepspeed="configs/deepspeed/zero2.json"))
-            )
+            make_accelerator(ExperimentConfig(training=TrainingConfig(deepspeed="zero2")))
+
+
+def test_deepspeed_config_by_shipped_name_or_path(tmp_path, monkeypatch):
+    """A shipped name works from any directory (a wheel has no configs/ folder); a file path too."""
+    monkeypatch.chdir(tmp_path)
+    shipped = resolve_deepspeed_config("zero2")
+    assert shipped is not None and shipped.is_relative_to(SHIPPED_CONFIG_DIR)
+    for spelling in ("zero2.json", "deepspeed/zero2.json", "configs/deepspeed/zero2.json"):
+        assert resolve_deepspeed_config(spelling) == shipped
+    mine = tmp_path / "mine.json"
+    mine.write_text(shipped.read_text())
+    assert resolve_deepspeed_config(mine) == mine
+    assert resolve_deepspeed_config("elsewhere/zero2.json") is None  # a missing file is not the shipped one
+    with pytest.raises(LoralabError, match="shipped: zero2"):
+        deepspeed_plugin(ExperimentConfig(training=TrainingConfig(deepspeed="zero3")))
 
 
 def test_precision_choices_on_cpu():

@@ -8,7 +8,7 @@ Examples:
   accelerate launch --num_processes 2 -m loralab.cli.main train paper_r64   # 2 GPUs (DDP)
   torchrun --nproc_per_node 2 -m loralab.cli.main train paper_r64             # the same with torchrun
   # ZeRO-2 on GPUs 0 and 1 (pip install 'loralab[deepspeed]'):
-  accelerate launch --num_processes 2 -m loralab.cli.main train paper_r64 training.deepspeed=configs/deepspeed/zero2.json --gpus 0,1
+  accelerate launch --num_processes 2 -m loralab.cli.main train paper_r64 training.deepspeed=zero2 --gpus 0,1
 
 The run directory (output/<name> unless --output-dir) receives checkpoint-epoch-N/,
 final_model/, logs/ (TensorBoard), events.jsonl and training_config.json.

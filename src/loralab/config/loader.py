@@ -7,6 +7,9 @@
 * Values are type-checked against the dataclass annotations (ints are accepted where
   floats are expected; ``key=value`` overrides are parsed as YAML scalars first).
 * :func:`validate` collects every semantic problem and raises once.
+
+Presets ship inside the package (``loralab/configs/{speech,protein,deepspeed}/``) and are
+found through :mod:`importlib.resources`, so a wheel install has them as an editable one does.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import difflib
 import os
 import types
 import typing
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -23,7 +27,8 @@ import yaml
 
 from loralab.config.schema import ExperimentConfig
 
-REPO_CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+# The presets shipped as package data (an installed package is a folder on disk, so a Path).
+SHIPPED_CONFIG_DIR = Path(str(files("loralab") / "configs"))
 
 
 class ConfigError(ValueError):
@@ -31,12 +36,29 @@ class ConfigError(ValueError):
 
 
 def config_dirs() -> list[Path]:
-    """Where presets are looked up: $LORALAB_CONFIG_DIR (if set), then the repo's configs/."""
+    """Where presets are looked up: $LORALAB_CONFIG_DIR (if set), then the package's configs/."""
     dirs = []
     if os.environ.get("LORALAB_CONFIG_DIR"):
         dirs.append(Path(os.environ["LORALAB_CONFIG_DIR"]))
-    dirs.append(REPO_CONFIG_DIR)
+    dirs.append(SHIPPED_CONFIG_DIR)
     return dirs
+
+
+def shipped_deepspeed_configs() -> dict[str, Path]:
+    """Shipped DeepSpeed config name (file stem, e.g. 'zero2') -> path."""
+    return {p.stem: p for p in sorted((SHIPPED_CONFIG_DIR / "deepspeed").glob("*.json"))}
+
+
+def resolve_deepspeed_config(name_or_path: str | os.PathLike) -> Path | None:
+    """A DeepSpeed JSON: an existing file, else a shipped name ('zero2', 'zero2.json',
+    'deepspeed/zero2.json' or the old in-repo 'configs/deepspeed/zero2.json'); None when
+    it is neither (a missing file elsewhere is not mistaken for a shipped one)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.parent.as_posix() not in (".", "deepspeed", "configs/deepspeed"):
+        return None
+    return shipped_deepspeed_configs().get(path.name.removesuffix(".json"))
 
 
 def list_presets() -> dict[str, Path]:
@@ -58,14 +80,16 @@ def resolve_config_path(name_or_path: str | os.PathLike, relative_to: Path | Non
     for c in candidates:
         if c.is_file():
             return c
-    presets = list_presets()
-    stem = Path(text).stem if text.endswith((".yaml", ".yml")) else Path(text).name
-    if stem in presets:
-        return presets[stem]
+    # A path inside a preset folder ('speech/paper_r64') first, so a user's preset of the
+    # same name in $LORALAB_CONFIG_DIR can extend the shipped one; then the name anywhere.
     for d in config_dirs():
         p = d / (text if text.endswith(".yaml") else text + ".yaml")
         if p.is_file():
             return p
+    presets = list_presets()
+    stem = Path(text).stem if text.endswith((".yaml", ".yml")) else Path(text).name
+    if stem in presets:
+        return presets[stem]
     close = difflib.get_close_matches(stem, list(presets), n=3)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     raise ConfigError(
@@ -258,9 +282,11 @@ def validate(cfg: ExperimentConfig, source: str = "config") -> None:
         for m in cfg.model.unfreeze:
             if m not in known:
                 problems.append(f"model.unfreeze: unknown group '{m}' for speech (known: {sorted(known)})")
+        # apa (all aspects in one answer), mdd, or APA one aspect at a time (arXiv 2509.15701).
+        speech_tasks = ("apa", "mdd", "apa_accuracy", "apa_fluency", "apa_prosodic", "apa_total")
         for task in cfg.speech.tasks:
-            if task not in ("apa", "mdd"):
-                problems.append(f"speech.tasks: unknown task '{task}' (known: apa, mdd)")
+            if task not in speech_tasks:
+                problems.append(f"speech.tasks: unknown task '{task}' (known: {', '.join(speech_tasks)})")
         if not cfg.speech.tasks:
             problems.append("speech.tasks must name at least one task (apa, mdd)")
     if cfg.system == "protein":

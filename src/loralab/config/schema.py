@@ -1,6 +1,6 @@
 """The one typed schema of an experiment config.
 
-Every YAML file under ``configs/`` maps onto :class:`ExperimentConfig`. Each field's
+Every YAML file under ``loralab/configs/`` maps onto :class:`ExperimentConfig`. Each field's
 ``help`` metadata is its documentation (shown by ``loralab train --help-config``).
 Unknown keys are errors (see :mod:`loralab.config.loader`); nothing in the code reads a
 config with ``.get(key, default)``: defaults live here, once.
@@ -96,7 +96,7 @@ class TrainingConfig:
     log_every: int = doc("Log loss, grad norm and lr every N optimizer steps.", 10)
     seed: int = doc("Random seed (data order, dropout, init).", 42)
     gpus: str | None = doc("Comma-separated CUDA device indices to use, e.g. '0,1'.", None)
-    deepspeed: str | None = doc("DeepSpeed config JSON (e.g. configs/deepspeed/zero2.json).", None)
+    deepspeed: str | None = doc("DeepSpeed config JSON: a path, or a shipped name (zero2).", None)
     num_workers: int = doc("DataLoader worker processes.", 0)
     mixed_precision: Literal["auto", "bf16", "fp16", "no"] = doc(
         "Autocast dtype. auto: bf16 where supported, else none. Trainable weights stay fp32.", "auto"

@@ -75,7 +75,7 @@ def oom_message(
         lines.append(
             "The micro-batch is already one example: turn on model.gradient_checkpointing=true, shorten the "
             "inputs (speech.max_audio_seconds / protein.max_length), lower lora.rank, or spread the run over "
-            "several GPUs (accelerate launch with training.deepspeed=configs/deepspeed/zero2.json)."
+            "several GPUs (accelerate launch with training.deepspeed=zero2)."
         )
     lines.append(
         f"Start a new run (a different --output-dir, or remove {run_dir}): --resume needs the settings unchanged."

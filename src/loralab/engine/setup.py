@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import warnings
-from pathlib import Path
 
+from loralab.config.loader import resolve_deepspeed_config, shipped_deepspeed_configs
 from loralab.config.schema import ExperimentConfig
 from loralab.engine.runtime import Runtime
 from loralab.errors import LoralabError
@@ -90,14 +90,13 @@ def deepspeed_plugin(cfg: ExperimentConfig):
     from accelerate.utils import DeepSpeedPlugin
 
     t = cfg.training
-    path = Path(t.deepspeed)
-    if not path.is_file():
-        repo_path = Path(__file__).resolve().parents[3] / t.deepspeed
-        if not repo_path.is_file():
-            raise LoralabError(
-                f"training.deepspeed: no such file {t.deepspeed!r} (e.g. configs/deepspeed/zero2.json)"
-            )
-        path = repo_path
+    path = resolve_deepspeed_config(t.deepspeed)
+    if path is None:
+        shipped = ", ".join(shipped_deepspeed_configs()) or "(none found)"
+        raise LoralabError(
+            f"training.deepspeed: {t.deepspeed!r} is neither a file nor a shipped DeepSpeed config "
+            f"(shipped: {shipped}; e.g. training.deepspeed=zero2)"
+        )
     plugin = DeepSpeedPlugin(
         hf_ds_config=str(path),
         gradient_accumulation_steps=t.gradient_accumulation,
