@@ -30,6 +30,7 @@ from loralab.engine.faults import (
 )
 from loralab.engine.reporting import Reporter, Window
 from loralab.engine.run_dir import check_run_dir
+from loralab.engine.run_lock import hold_run_dir
 from loralab.engine.sampler import epoch_plan, micro_batches_per_epoch
 from loralab.engine.schedule import make_scheduler
 from loralab.engine.system import SystemParts, system_module
@@ -43,11 +44,13 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> Path:
     from loralab.engine.setup import make_accelerator
 
     accelerator, runtime = make_accelerator(cfg)
-    # Refuse a taken run directory before spending minutes loading a large model.
-    check_run_dir(Path(cfg.run_dir), resume, cfg.training.epochs, say=None)
-    set_seed(cfg.training.seed)
-    parts = system_module(cfg.system).build_parts(cfg, runtime)
-    return run_training(cfg, parts, accelerator=accelerator, runtime=runtime, resume=resume)
+    # Refuse a taken run directory (or one another process is training) before spending
+    # minutes loading a large model; the lock is held until training ends.
+    with hold_run_dir(cfg.run_dir, accelerator):
+        check_run_dir(Path(cfg.run_dir), resume, cfg.training.epochs, say=None)
+        set_seed(cfg.training.seed)
+        parts = system_module(cfg.system).build_parts(cfg, runtime)
+        return run_training(cfg, parts, accelerator=accelerator, runtime=runtime, resume=resume)
 
 
 def run_training(
@@ -59,37 +62,40 @@ def run_training(
 
         accelerator, runtime = make_accelerator(cfg)
     run_dir = Path(cfg.run_dir)
-    resume_from = check_run_dir(run_dir, resume, cfg.training.epochs, say=accelerator.print)
-    accelerator.wait_for_everyone()  # every rank looked before rank 0 writes anything
-    if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.remove_stale_tmp_dirs(run_dir)
-    accelerator.wait_for_everyone()
-    loop = _Loop(cfg, parts, accelerator, runtime, run_dir)
-    try:
-        persistence.start_run(loop, resume_from)
-        loop.fit()
-    except NonFiniteLoss as e:
-        loop.reporter.event("error", loop.step, kind="nan", message=str(e), ids=e.ids)
-        raise
-    except KeyboardInterrupt:
-        loop.reporter.event(
-            "error", loop.step, kind="interrupted", message="interrupted", ids=loop.current_ids
-        )
-        raise
-    except LoralabError as e:
-        loop.reporter.event("error", loop.step, kind="exception", message=str(e), ids=loop.current_ids)
-        raise
-    except Exception as e:
-        if not is_oom(e):
-            message = f"{type(e).__name__}: {e}"
-            loop.reporter.event("error", loop.step, kind="exception", message=message, ids=loop.current_ids)
+    with hold_run_dir(run_dir, accelerator):  # re-entrant: train() may hold it already
+        resume_from = check_run_dir(run_dir, resume, cfg.training.epochs, say=accelerator.print)
+        accelerator.wait_for_everyone()  # every rank looked before rank 0 writes anything
+        if accelerator.is_main_process:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.remove_stale_tmp_dirs(run_dir)
+        accelerator.wait_for_everyone()
+        loop = _Loop(cfg, parts, accelerator, runtime, run_dir)
+        try:
+            persistence.start_run(loop, resume_from)
+            loop.fit()
+        except NonFiniteLoss as e:
+            loop.reporter.event("error", loop.step, kind="nan", message=str(e), ids=e.ids)
             raise
-        message = loop.oom_report()
-        loop.reporter.event("error", loop.step, kind="oom", message=message, ids=loop.current_ids)
-        raise TrainingOutOfMemory(message) from None
-    finally:
-        loop.reporter.close()
+        except KeyboardInterrupt:
+            loop.reporter.event(
+                "error", loop.step, kind="interrupted", message="interrupted", ids=loop.current_ids
+            )
+            raise
+        except LoralabError as e:
+            loop.reporter.event("error", loop.step, kind="exception", message=str(e), ids=loop.current_ids)
+            raise
+        except Exception as e:
+            if not is_oom(e):
+                message = f"{type(e).__name__}: {e}"
+                loop.reporter.event(
+                    "error", loop.step, kind="exception", message=message, ids=loop.current_ids
+                )
+                raise
+            message = loop.oom_report()
+            loop.reporter.event("error", loop.step, kind="oom", message=message, ids=loop.current_ids)
+            raise TrainingOutOfMemory(message) from None
+        finally:
+            loop.reporter.close()
     return run_dir
 
 
