@@ -34,7 +34,11 @@ IGNORE_INDEX = -100
 
 
 def answer_of(record, task: str) -> str:
-    """The target answer text of ``record`` for ``task`` (strict JSON as prepared)."""
+    """The target answer text of ``record`` for ``task`` (strict JSON as prepared); for one APA
+    aspect at a time (``apa_fluency``, ...) that aspect's score alone, as in the joint answer."""
+    if task.startswith("apa_"):
+        aspect = task.removeprefix("apa_")
+        return json.dumps({aspect: json.loads(answer_of(record, "apa"))[aspect]})
     answer = record.apa_answer if task == "apa" else record.mdd_answer
     return answer if isinstance(answer, str) else json.dumps(answer)
 

@@ -237,3 +237,31 @@ def test_protein_runs_go_to_the_protein_evaluator(tmp_path, monkeypatch, capsys)
     assert cli_main(["evaluate", str(run), "--checkpoints", "last", "--limit", "3", "--batch-size", "4"]) == 0
     assert seen == {"run_dir": str(run), "checkpoints": "last", "split": "test", "limit": 3}
     assert "--batch-size apply to speech runs only" in capsys.readouterr().err
+
+
+def test_one_aspect_at_a_time_is_generated_per_aspect_and_scored_as_one_answer(
+    tiny_run_dir, synth_manifest_dir, monkeypatch
+):
+    """speech.tasks = the four apa_<aspect> tasks: one prompt and answer per aspect, merged for scoring."""
+    from loralab.speech.collate import answer_of
+    from loralab.speech.data.records import read_manifest
+
+    records = {r.id: r for r in read_manifest(synth_manifest_dir, "test")}
+    config = json.loads((tiny_run_dir / "training_config.json").read_text())
+    config["config"]["speech"]["tasks"] = ["apa_accuracy", "apa_fluency", "apa_prosodic", "apa_total"]
+    (tiny_run_dir / "training_config.json").write_text(json.dumps(config))
+    asked = set()
+
+    def perfect(self, task, audios, rows):
+        asked.add(task)
+        return [GeneratedAnswer(r.id, task, answer_of(records[r.id], task), 5, False) for r in rows]
+
+    monkeypatch.setattr(BatchedGenerator, "generate", perfect)
+    runner.evaluate_run(tiny_run_dir, "1", progress=False, log=lambda *a: None)
+    s = json.loads((tiny_run_dir / "eval" / "epoch-1" / "metrics.json").read_text())["summary"]
+    assert asked == {"apa_accuracy", "apa_fluency", "apa_prosodic", "apa_total"}
+    assert s["total_pcc"] == pytest.approx(1.0) and s["apa_parse_rate"] == 1
+    record = next(iter(records.values()))
+    assert json.loads(answer_of(record, "apa_fluency")) == {
+        "fluency": json.loads(record.apa_answer)["fluency"]
+    }

@@ -60,8 +60,9 @@ def answer_token_budget(tokenizer, answers: Iterable[str]) -> int:
 
 def task_budgets(tokenizer, records: Sequence, tasks: Sequence[str]) -> dict[str, int]:
     """Per-task max_new_tokens from the (training) records' target answers."""
-    field = {"apa": "apa_answer", "mdd": "mdd_answer"}
-    return {t: answer_token_budget(tokenizer, (getattr(r, field[t]) for r in records)) for t in tasks}
+    from loralab.speech.collate import answer_of
+
+    return {t: answer_token_budget(tokenizer, (answer_of(r, t) for r in records)) for t in tasks}
 
 
 class BatchedGenerator:
@@ -143,7 +144,7 @@ class BatchedGenerator:
         prompt_len = inputs["input_ids"].shape[1]
         new = out[:, prompt_len:].tolist()
         expected = [None] * len(ids)
-        if task == "apa" and self.read_expected:
+        if task.startswith("apa") and self.read_expected:
             from loralab.speech.evaluation.expected import expected_scores
 
             expected = expected_scores(inf.model, inputs, out, prompt_len, inf.tokenizer)

@@ -28,7 +28,7 @@ from typing import Any
 
 APA_ASPECTS = ("accuracy", "fluency", "prosodic", "total")
 MDD_FIELDS = ("word_transcript", "phoneme_transcript")
-TASK_FIELDS = {"apa": APA_ASPECTS, "mdd": MDD_FIELDS}
+TASK_FIELDS = {"apa": APA_ASPECTS, "mdd": MDD_FIELDS, **{f"apa_{a}": (a,) for a in APA_ASPECTS}}
 SCORE_RANGE = (0.0, 10.0)
 
 # Attempts on brace spans are quadratic in the number of braces; real answers hold one or two.
@@ -204,7 +204,7 @@ def parse_answer(task: str, raw: str) -> ParsedAnswer:
         if k not in values:
             result.errors[k] = "missing"
             continue
-        if task == "apa":
+        if task.startswith("apa"):
             number, why = coerce_score(values[k])
             if why:
                 result.errors[k] = why

@@ -49,8 +49,30 @@ def _answers(records, store: PredictionStore, task: str, expected: bool = False)
     return out
 
 
-def _has_expected(records, store: PredictionStore) -> bool:
-    return any((store.get(r.id, "apa") or {}).get("expected") for r in records)
+def _apa_tasks(tasks: Sequence[str]) -> list[str]:
+    """The tasks that answer APA: the joint one, or one task per aspect (``apa_fluency``, ...)."""
+    return ["apa"] if "apa" in tasks else [t for t in tasks if t.startswith("apa_")]
+
+
+def _apa_answers(records, store: PredictionStore, tasks: Sequence[str], expected: bool) -> list[ParsedAnswer]:
+    """One APA answer per utterance; per-aspect answers are merged into one (raw texts joined)."""
+    apa_tasks = _apa_tasks(tasks)
+    if apa_tasks == ["apa"]:
+        return _answers(records, store, "apa", expected)
+    per_task = [_answers(records, store, t, expected) for t in apa_tasks]
+    merged = []
+    for parts in zip(*per_task):
+        answer = ParsedAnswer(task="apa", raw=" ".join(p.raw for p in parts), method="per-aspect")
+        for part in parts:
+            answer.values.update(part.values)
+            answer.errors.update(part.errors)
+            answer.clamped += part.clamped
+        merged.append(answer)
+    return merged
+
+
+def _has_expected(records, store: PredictionStore, tasks: Sequence[str]) -> bool:
+    return any((store.get(r.id, t) or {}).get("expected") for r in records for t in _apa_tasks(tasks))
 
 
 def _failures(records, answers: Sequence[ParsedAnswer], limit: int = 20) -> list[dict]:
@@ -86,15 +108,15 @@ def compute_metrics(
     if n_resamples > 0:
         metrics["bootstrap"] = {**boot, "method": "percentile", "unit": "utterance"}
     apa_answers = mdd_answers = None
-    if "apa" in tasks:
+    if _apa_tasks(tasks):
         human = [r.scores.as_dict() for r in records]
-        apa_answers = _answers(records, store, "apa", expected=score_decoding == "expected")
+        apa_answers = _apa_answers(records, store, tasks, expected=score_decoding == "expected")
         metrics["apa"] = apa_metrics(apa_answers, human, **boot)
         metrics["apa"]["failures"] = _failures(records, apa_answers)
-        if _has_expected(records, store):
+        if _has_expected(records, store, tasks):
             other = "greedy" if score_decoding == "expected" else "expected"
             metrics[f"apa_{other}"] = apa_metrics(
-                _answers(records, store, "apa", expected=other == "expected"), human, **boot
+                _apa_answers(records, store, tasks, expected=other == "expected"), human, **boot
             )
     if "mdd" in tasks:
         mdd_answers = _answers(records, store, "mdd")

@@ -21,9 +21,12 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-TASKS = ("apa", "mdd")
+APA_ASPECTS = ("accuracy", "fluency", "prosodic", "total")
+# One aspect at a time (arXiv 2509.15701): a prompt and an answer per aspect, e.g. apa_fluency.
+APA_ASPECT_TASKS = tuple(f"apa_{aspect}" for aspect in APA_ASPECTS)
+TASKS = ("apa", "mdd", *APA_ASPECT_TASKS)
 STYLES = ("paper", "short")
-CONTROL_TOKENS = {"apa": "<|APA|>", "mdd": "<|MDD|>"}
+CONTROL_TOKENS = {"apa": "<|APA|>", "mdd": "<|MDD|>", **{t: "<|APA|>" for t in APA_ASPECT_TASKS}}
 AUDIO_PLACEHOLDER = "<|audio_1|>"
 REFERENCE_PLACEHOLDER = "<|reference|>"
 PROMPT_REFERENCES = ("none", "text", "phones")
@@ -36,6 +39,8 @@ def load_prompt(task: str, style: str = "paper") -> str:
         raise ValueError(f"unknown task '{task}' (known: {', '.join(TASKS)})")
     if style not in STYLES:
         raise ValueError(f"unknown prompt style '{style}' (known: {', '.join(STYLES)})")
+    if task in APA_ASPECT_TASKS:
+        return aspect_prompt(task.removeprefix("apa_"), style)
     return resources.files(__package__).joinpath(f"{task}_{style}.txt").read_text().strip()
 
 
@@ -58,3 +63,17 @@ def reference_block(reference: str, text: str, canonical_phones: str | None = No
             raise ValueError(f"prompt reference 'phones' needs the canonical phones of {text!r}")
         block += f"Canonical phones: {canonical_phones}\n"
     return block
+
+
+def aspect_prompt(aspect: str, style: str) -> str:
+    """The prompt for one APA aspect: the paper prompt's section on that aspect (style paper), or
+    one line (short), asking for a one-key JSON answer."""
+    if style == "short":
+        return f"Rate the {aspect} of the pronunciation (0-10) as JSON."
+    paper = load_prompt("apa", "paper")
+    title = f"**{aspect.capitalize()}**"
+    section = paper[paper.index(title) :].split("\n**", 1)[0].split("\nProvide the results", 1)[0]
+    return (
+        f"Rate the pronunciation of the audio.\n{section.strip()}\n"
+        f"Provide the result in the following JSON format:\n{{'{aspect}': {aspect.upper()}_SCORE}}"
+    )
