@@ -5,6 +5,7 @@ Examples:
   loralab train --config pretrained_r320 --epochs 4
   loralab train my.yaml training.learning_rate=1e-4 lora.rank=32
   loralab train paper_r64 --resume                        # continue from the last complete checkpoint
+  loralab train --help-config                             # every config field: type, default, help
   accelerate launch --num_processes 2 -m loralab.cli.main train paper_r64   # 2 GPUs (DDP)
   torchrun --nproc_per_node 2 -m loralab.cli.main train paper_r64             # the same with torchrun
   # ZeRO-2 on GPUs 0 and 1 (pip install 'loralab[deepspeed]'):
@@ -31,9 +32,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue the run in the run directory from its last complete checkpoint",
     )
+    parser.add_argument(
+        "--help-config",
+        action="store_true",
+        help="list every config field by section (type, default, description) and exit",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "help_config", False):
+        from loralab.config.describe import format_config_help
+
+        print(format_config_help(), end="")
+        return 0
+
     from loralab.engine.trainer import train
 
     cfg = config_from_args(args)
