@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of the readable report")
 
 
-def _trained_setting(model_path: str, section: str, key: str, default: str) -> str:
+def _trained_setting(model_path: str, section: str, key: str, default):
     """A setting the model was trained (and evaluated) with, e.g. ``speech.prompt_style``: from
     its model card (final_model/), else the run's training_config.json; ``default`` for a base model."""
     import json
@@ -114,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
         prompt_style=args.prompt_style or _trained_setting(args.model, "speech", "prompt_style", "paper"),
         prompt_reference=_trained_setting(args.model, "speech", "prompt_reference", "none"),
         score_decoding=_trained_setting(args.model, "evaluation", "score_decoding", "greedy"),
+        apa_tasks=[t for t in _trained_setting(args.model, "speech", "tasks", ["apa"]) if t.startswith("apa")]
+        or ["apa"],
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
     )

@@ -131,3 +131,31 @@ def test_assess_bad_input_errors(tiny_model_dir, wav, tmp_path, capsys):
     bad_csv.write_text("file,sentence\nx.wav,hi\n")
     assert "'audio' and 'text'" in error(["--csv", str(bad_csv)])
     assert "nothing to assess" in error([])
+
+
+def test_assess_merges_one_aspect_at_a_time_and_reads_expected_scores(tiny_model_dir, wav, monkeypatch):
+    """A model trained one aspect at a time is asked each aspect; expected decoding gives its scores."""
+    from loralab.speech.evaluation.assess import AssessItem, assess_items
+    from loralab.speech.evaluation.generate import BatchedGenerator, GeneratedAnswer
+    from loralab.speech.model.load import load_for_inference
+
+    asked = []
+
+    def scripted(self, task, audios, rows):
+        asked.append(task)
+        if task == "mdd":
+            raw = '{"word_transcript": "we call it bear", "phoneme_transcript": "W IY K AO L IH T B EH R"}'
+            return [GeneratedAnswer(r.id, task, raw, 9, False) for r in rows]
+        aspect = task.removeprefix("apa_")
+        return [GeneratedAnswer(r.id, task, json.dumps({aspect: 7}), 5, False, {aspect: 6.25}) for r in rows]
+
+    monkeypatch.setattr(BatchedGenerator, "generate", scripted)
+    tasks = ["apa_accuracy", "apa_fluency", "apa_prosodic", "apa_total"]
+    item = AssessItem("1", str(wav), "We call it bear")
+    inference = load_for_inference(tiny_model_dir, device="cpu")
+    (greedy,) = assess_items(inference, [item], apa_tasks=tasks)
+    (expected,) = assess_items(inference, [item], apa_tasks=tasks, score_decoding="expected")
+    assert asked == [*tasks, "mdd"] * 2
+    assert greedy.scores == dict.fromkeys(("accuracy", "fluency", "prosodic", "total"), 7.0)
+    assert expected.scores == dict.fromkeys(("accuracy", "fluency", "prosodic", "total"), 6.2)
+    assert not greedy.failures and all(w.ok for w in greedy.words)

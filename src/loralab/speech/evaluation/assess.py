@@ -12,6 +12,7 @@ before it (to the first word when inserted before everything).
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -173,7 +174,6 @@ def check_items(items: Sequence[AssessItem]) -> None:
 
 def _budgets(tokenizer, text: str) -> dict[str, int]:
     """The evaluation rule (answer length + margin) applied to this sentence's ideal answers."""
-    import json
 
     phones = " ".join(p for _, ps, _ in canonical_words(text) for p in ps)
     mdd = json.dumps({"word_transcript": text, "phoneme_transcript": phones})
@@ -195,10 +195,12 @@ def load_items(items: Sequence[AssessItem]) -> dict[str, object]:
 
 def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None = None, prompt_style: str = "paper",
                  prompt_reference: str = "none", score_decoding: str = "greedy", batch_size: int = 8,
-                 max_new_tokens: int | None = None) -> list[Assessment]:  # fmt: skip
+                 max_new_tokens: int | None = None, apa_tasks: Sequence[str] = ("apa",)) -> list[Assessment]:  # fmt: skip
     """Assess every item; ``audios`` from :func:`load_items` (loaded here when not given).
     ``score_decoding='expected'``: the scores are the expected values read from the model's
-    probabilities (one decimal), as the model was evaluated; greedy: the digits it wrote."""
+    probabilities (one decimal), as the model was evaluated; greedy: the digits it wrote.
+    ``apa_tasks``: how the model was trained to score, ``("apa",)`` (all aspects in one answer)
+    or one task per aspect (``apa_fluency``, ...), whose answers are merged."""
     audios = audios if audios is not None else load_items(items)
     generator = BatchedGenerator(
         inference, prompt_style=prompt_style, prompt_reference=prompt_reference, batch_size=batch_size
@@ -208,13 +210,14 @@ def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None 
     order = sorted(items, key=lambda it: -it.duration)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        for task in ("apa", "mdd"):
-            budgets = [max_new_tokens or _budgets(inference.tokenizer, it.text)[task] for it in chunk]
+        for task in (*apa_tasks, "mdd"):
+            kind = "mdd" if task == "mdd" else "apa"
+            budgets = [max_new_tokens or _budgets(inference.tokenizer, it.text)[kind] for it in chunk]
             generator.max_new_tokens[task] = max(budgets)
             for answer in generator.generate(task, [audios[it.id] for it in chunk], chunk):
                 raw[(answer.id, task)] = answer.raw
-                expected[answer.id] = answer.expected or expected.get(answer.id) or {}
-    results = [_assessment(item, raw[(item.id, "apa")], raw[(item.id, "mdd")]) for item in items]
+                expected.setdefault(answer.id, {}).update(answer.expected or {})
+    results = [_assessment(item, _apa_raw(raw, item.id, apa_tasks), raw[(item.id, "mdd")]) for item in items]
     window = inference.backbone.window_seconds
     for item, result in zip(items, results):
         if score_decoding == "expected":
@@ -226,6 +229,17 @@ def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None 
                 f"first {window:g} s (split longer recordings into sentences)"
             )
     return results
+
+
+def _apa_raw(raw: dict, item_id: str, apa_tasks: Sequence[str]) -> str:
+    """The APA answer; per-aspect answers merged into one JSON object (an unreadable one left out,
+    so that its aspect is reported missing)."""
+    if tuple(apa_tasks) == ("apa",):
+        return raw[(item_id, "apa")]
+    merged: dict = {}
+    for task in apa_tasks:
+        merged.update(parse_answer(task, raw[(item_id, task)]).values)
+    return json.dumps(merged)
 
 
 def _assessment(item: AssessItem, apa_raw: str, mdd_raw: str) -> Assessment:

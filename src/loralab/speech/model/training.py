@@ -157,6 +157,7 @@ def model_card(cfg, model_dir: Path) -> dict[str, Any]:
         "prompt_style": cfg.speech.prompt_style,
         "prompt_reference": cfg.speech.prompt_reference,
         "score_decoding": cfg.evaluation.score_decoding,
+        "tasks": list(cfg.speech.tasks),
         "name": cfg.name,
     }
 
