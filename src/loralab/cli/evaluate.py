@@ -88,8 +88,16 @@ def run(args: argparse.Namespace) -> int:
 
         from loralab.protein.evaluate import evaluate_run as evaluate_protein_run
 
-        speech_only = ("batch_size", "base_model", "manifest_dir", "max_new_tokens", "device", "restart")
-        ignored = [f"--{n.replace('_', '-')}" for n in speech_only if getattr(args, n)]
+        speech_only = (
+            "batch_size",
+            "base_model",
+            "manifest_dir",
+            "max_new_tokens",
+            "device",
+            "restart",
+            "ablation",
+        )
+        ignored = [f"--{n.replace('_', '-')}" for n in speech_only if getattr(args, n) not in (None, False)]
         if ignored:
             print(f"loralab: note: {', '.join(ignored)} apply to speech runs only; ignored", file=sys.stderr)
         split = {"split": args.split} if args.split else {}
