@@ -113,7 +113,8 @@ class SpeechDataConfig:
     train_split: str = doc("Manifest split used for training.", "train")
     eval_split: str = doc("Manifest split used for evaluation.", "test")
     tasks: list[str] = doc(
-        "Tasks per utterance: apa, mdd (each utterance yields one example per task).",
+        "Tasks per utterance (each yields one example per task): apa (all four scores in one answer), "
+        "mdd, or APA one aspect at a time: apa_accuracy, apa_fluency, apa_prosodic, apa_total.",
         factory=lambda: ["apa", "mdd"],
     )
     prompt_style: Literal["paper", "short"] = doc(
