@@ -45,7 +45,7 @@ def _proc_start(pid: int) -> str | None:
     return fields[19] if len(fields) > 19 else None
 
 
-def _alive(pid: int, proc_start: str | None) -> bool:
+def pid_alive(pid: int, proc_start: str | None = None) -> bool:
     """Whether ``pid`` is a running process on this host (and the same one, where known)."""
     if pid <= 0:
         return False
@@ -152,7 +152,7 @@ def _acquire(run_dir: Path, path: Path, say: Callable[[str], None] | None) -> by
                 f"checked. Only one process may train a run at a time. If that run has ended or {owner['host']} "
                 f"is gone, remove {path} and run again."
             )
-        if pid != os.getpid() and _alive(pid, owner.get("proc_start")):
+        if pid != os.getpid() and pid_alive(pid, owner.get("proc_start")):
             raise LoralabError(
                 f"{run_dir} is being trained by {_describe(owner)}. Only one process may train a run at a "
                 f"time: wait for it to finish, or stop it (kill {pid}) and continue with --resume."

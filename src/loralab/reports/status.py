@@ -34,13 +34,13 @@ not skew them):
 from __future__ import annotations
 
 import math
-import os
 import socket
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from loralab.engine.run_lock import pid_alive
 from loralab.reports.analysis import Finding, analyse, window_size
 from loralab.reports.run_log import RunLog, StepPoint, finite, read_run
 
@@ -108,26 +108,6 @@ class RunStatus:
         if not with_steps:
             d.pop("steps")
         return d
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this machine (signal 0 probes, sends nothing)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    # A zombie (exited, not yet reaped by its parent) is not running any more.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def loss_table_interval(span_steps: int) -> int:
