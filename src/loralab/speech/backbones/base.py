@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from loralab.errors import LoralabError
 
@@ -109,6 +108,3 @@ class Backbone:
     def audio_path_prefixes(self) -> tuple[str, ...]:
         """Encoder and projector: kept in one dtype when either is trained (see lora.unfreeze)."""
         return self.audio_encoder_prefixes + self.audio_projector_prefixes
-
-    def describe(self) -> dict[str, Any]:
-        return {"family": self.family, "title": self.title, "presets": list(self.presets)}
