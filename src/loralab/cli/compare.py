@@ -32,11 +32,13 @@ def run(args) -> int:
     from pathlib import Path
 
     from loralab.reports.compare import compare, render_json, render_markdown
+    from loralab.safe_files import ensure_output_file
 
+    if args.out:  # before the work: an unwritable --out fails at once
+        ensure_output_file(args.out, "--out")
     entries = compare(args.items)
     text = render_json(entries) if args.format == "json" else render_markdown(entries)
     print(text)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text + "\n")
     return 0

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 
+from loralab.cli.common import device_spec, positive_int
+
 HELP = "evaluate a run's checkpoints (Table 3 metrics for speech, distance-map metrics for proteins)"
 
 
@@ -31,9 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="all (epoch 0 = base model, plus every checkpoint), last, or epochs like 3 or 0,2,3 (default: all)",
     )
     parser.add_argument("--split", help="manifest split to evaluate (default: the run's evaluation.split)")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N utterances/proteins")
+    parser.add_argument("--limit", type=positive_int, help="evaluate only the first N utterances/proteins")
     parser.add_argument(
-        "--batch-size", type=int, help="generation batch size (default: evaluation.batch_size)"
+        "--batch-size", type=positive_int, help="generation batch size (default: evaluation.batch_size)"
     )
     parser.add_argument(
         "--base-model", help="base model folder or hub id, when the one in training_config.json moved"
@@ -41,10 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest-dir", help="speech manifest folder, when the run's one moved")
     parser.add_argument(
         "--max-new-tokens",
-        type=int,
+        type=positive_int,
         help="generation budget per answer (default: longest training answer in tokens plus a margin)",
     )
-    parser.add_argument("--device", help="torch device, e.g. cuda:0 or cpu (default: cuda when present)")
+    parser.add_argument(
+        "--device", type=device_spec, help="torch device, e.g. cuda:0 or cpu (default: cuda when present)"
+    )
     parser.add_argument(
         "--restart",
         action="store_true",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from loralab import __version__
@@ -70,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         "distance maps, with honest evaluation.",
     )
     parser.add_argument("--version", action="version", version=f"loralab {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the full traceback of an unexpected error (also LORALAB_DEBUG=1); "
+        "accepted anywhere on the command line",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_commands(sub, COMMANDS)
     return parser
@@ -79,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     from loralab.config import ConfigError
     from loralab.errors import LoralabError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("LORALAB_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # argparse stops collecting KEY=VALUE overrides at the first flag; pick up the rest
@@ -98,10 +108,30 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # Output piped into `head` and the reader left: not an error of ours.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:
+        if debug or not e.filename:
+            return _unexpected(e, debug)
+        # A file system refusal (permission, full disk, not a folder): the user's to fix.
+        print(f"loralab: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - the one boundary of the CLI
+        return _unexpected(e, debug)
+
+
+def _unexpected(error: BaseException, debug: bool) -> int:
+    """An error loralab did not expect: one line, and how to see the traceback."""
+    if debug:
+        raise error
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    print(
+        f"loralab: unexpected error: {type(error).__name__}"
+        + (f": {text[:300]}" if text else "")
+        + "\n  rerun with --debug (or LORALAB_DEBUG=1) to see the traceback, and report it if the input looks right",
+        file=sys.stderr,
+    )
+    return 1
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 
+from loralab.cli.common import positive_int
+
 HELP = "SpeechOcean762 (release folder, save_to_disk, parquet or hub id) -> manifests + 16 kHz audio"
 
 
@@ -29,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--skip-bad", action="store_true", help="leave bad utterances out (listed in summary.json)"
     )
     parser.add_argument(
-        "--workers", type=int, default=None, help="decoding threads (default: CPU count, max 8)"
+        "--workers", type=positive_int, default=None, help="decoding threads (default: CPU count, max 8)"
     )
     parser.add_argument(
         "--distortion",
@@ -45,7 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from loralab.safe_files import ensure_output_dir
     from loralab.speech.data.prepare import prepare_speechocean762
+
+    ensure_output_dir(args.out, "--out")
 
     manifest = prepare_speechocean762(
         args.source,

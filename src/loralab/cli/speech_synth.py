@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import argparse
 
+from loralab.cli.common import positive_int
+
 HELP = "synthetic SpeechOcean762 (espeak-ng, injected mispronunciations) in the original layout"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--n", type=int, default=200, help="number of utterances (default 200)")
+    parser.add_argument("--n", type=positive_int, default=200, help="number of utterances (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same corpus)")
-    parser.add_argument("--workers", type=int, default=None, help="parallel espeak-ng processes")
+    parser.add_argument("--workers", type=positive_int, default=None, help="parallel espeak-ng processes")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from loralab.errors import LoralabError
+from loralab.safe_files import CorruptFileError, load_torch
 
 CHECKPOINT_PREFIX = "checkpoint-epoch-"
 TMP_PREFIX = ".tmp-"
@@ -70,7 +71,7 @@ def find_last_checkpoint(run_dir: Path) -> Path | None:
     for _, path in reversed(list_checkpoints(run_dir)):
         try:
             json.loads((path / STATE_FILE).read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError):  # ValueError: bad JSON or bytes that are not UTF-8
             continue
         return path
     return None
@@ -79,7 +80,7 @@ def find_last_checkpoint(run_dir: Path) -> Path | None:
 def read_trainer_state(path: Path) -> dict:
     try:
         return json.loads((Path(path) / STATE_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:
         raise LoralabError(f"{path}: not a complete checkpoint ({STATE_FILE} unreadable: {e})") from None
 
 
@@ -212,10 +213,34 @@ def remove_stale_tmp_dirs(run_dir: Path) -> list[Path]:
 def load_torch_file(path: Path) -> Any:
     if not path.exists():
         raise LoralabError(f"{path.parent}: checkpoint is missing {path.name}; resume from an earlier one")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_torch(path, hint="the checkpoint is damaged; resume from an earlier one")
 
 
 def load_rng(path: Path, rank: int) -> dict | None:
     """This rank's RNG state, or None when the checkpoint came from fewer processes."""
     f = path / rng_file(rank)
-    return torch.load(f, map_location="cpu", weights_only=True) if f.exists() else None
+    return load_torch(f, hint="the checkpoint is damaged; resume from an earlier one") if f.exists() else None
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Cheap structural checks of every file of a checkpoint (safetensors headers against the
+    file size, the zip directory of torch files, the JSON); raises CorruptFileError naming the
+    first damaged file. Catches truncation before minutes of model loading."""
+    import zipfile
+
+    from safetensors import safe_open
+
+    for file in sorted(Path(path).rglob("*")):
+        if not file.is_file():
+            continue
+        try:
+            if file.suffix == ".safetensors":
+                with safe_open(str(file), framework="pt"):
+                    pass
+            elif file.suffix in (".pt", ".pth", ".bin"):
+                with zipfile.ZipFile(file) as z:
+                    z.namelist()
+            elif file.suffix == ".json":
+                json.loads(file.read_text(encoding="utf-8"))
+        except Exception as e:  # SafetensorError, BadZipFile, JSON/Unicode errors, OSError
+            raise CorruptFileError(file, f"{file.suffix} file", e) from None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from loralab.engine import checkpoint as ckpt
 from loralab.engine.reporting import Reporter
-from loralab.engine.run_dir import FINAL_MODEL_DIR
+from loralab.engine.run_dir import FINAL_MODEL_DIR, corrupt_checkpoint_error
 from loralab.engine.run_info import (
     config_differences,
     config_fields,
@@ -23,6 +23,7 @@ from loralab.engine.run_info import (
     write_training_config,
 )
 from loralab.errors import LoralabError
+from loralab.safe_files import CorruptFileError
 
 
 def start_run(loop, resume_from: Path | None) -> None:
@@ -109,15 +110,28 @@ def restore_checkpoint(loop, path: Path):
             f"{state['world_size']}), or start a new run."
         )
     unwrapped = loop.acc.unwrap_model(loop.model)
-    loop.parts.load_trainable(unwrapped, path)
+    try:
+        loop.parts.load_trainable(unwrapped, path)
+    except LoralabError:
+        raise
+    except Exception as e:  # damaged weights that passed the structural check (bit rot)
+        raise corrupt_checkpoint_error(loop.run_dir, path, f"{path}: weights unreadable ({e})") from None
     if loop.deepspeed:
         loop.model.load_checkpoint(str(path / "deepspeed"), tag="state", load_module_strict=False)
     else:
-        loop.optimizer.load_state_dict(ckpt.load_torch_file(path / ckpt.OPTIMIZER_FILE))
-    loop.scheduler.load_state_dict(ckpt.load_torch_file(path / ckpt.SCHEDULER_FILE))
+        loop.optimizer.load_state_dict(_checked(loop, path, ckpt.load_torch_file, path / ckpt.OPTIMIZER_FILE))
+    loop.scheduler.load_state_dict(_checked(loop, path, ckpt.load_torch_file, path / ckpt.SCHEDULER_FILE))
     loop.step, loop.start_epoch = int(state["global_step"]), int(state["epoch"]) + 1
     loop.last_checkpoint = path
-    return ckpt.load_rng(path, loop.rank)
+    return _checked(loop, path, ckpt.load_rng, path, loop.rank)
+
+
+def _checked(loop, path: Path, load, *args):
+    """``load(*args)``; a damaged file names itself and offers the previous complete checkpoint."""
+    try:
+        return load(*args)
+    except CorruptFileError as e:
+        raise corrupt_checkpoint_error(loop.run_dir, path, e) from None
 
 
 def save_checkpoint(loop, epoch: int) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from loralab.engine import checkpoint as ckpt
 from loralab.engine.events import EVENTS_FILE
 from loralab.errors import LoralabError
+from loralab.safe_files import CorruptFileError
 
 FINAL_MODEL_DIR = "final_model"
 
@@ -46,6 +47,10 @@ def check_run_dir(
             state = "no run yet" if not started else "no complete checkpoint (the run stopped during epoch 1)"
             say(f"--resume: {run_dir} has {state}; starting from the beginning.")
         return None
+    try:
+        ckpt.verify_checkpoint(last)
+    except CorruptFileError as e:
+        raise corrupt_checkpoint_error(run_dir, last, e) from None
     epoch = int(ckpt.read_trainer_state(last)["epoch"])
     if epoch >= epochs and (run_dir / FINAL_MODEL_DIR).exists():
         raise LoralabError(
@@ -53,3 +58,29 @@ def check_run_dir(
             "To train longer, start a new run from it or raise training.epochs in a new run directory."
         )
     return last
+
+
+def corrupt_checkpoint_error(run_dir: Path, last: Path, cause: Exception) -> LoralabError:
+    """``--resume`` met a damaged checkpoint: name the file and offer the previous complete one."""
+    checkpoints = [path for _, path in ckpt.list_checkpoints(run_dir)]
+    older = checkpoints[: checkpoints.index(last)] if last in checkpoints else []
+    previous = None
+    for path in reversed(older):
+        try:
+            ckpt.read_trainer_state(path)
+            ckpt.verify_checkpoint(path)
+        except LoralabError:
+            continue
+        previous = path
+        break
+    what = f"{cause.path}: {cause.reason}" if isinstance(cause, CorruptFileError) else str(cause)
+    text = f"--resume: the last checkpoint is damaged: {what}."
+    if previous is not None:
+        text += (
+            f"\nThe previous complete checkpoint is {previous}. To continue from it, move the damaged one "
+            f"aside and resume again:\n  mv {last} {last.parent / ('damaged-' + last.name)}\n  "
+            "then rerun the same command with --resume"
+        )
+    else:
+        text += f"\nNo earlier complete checkpoint in {run_dir}: move {last} aside to start again from the beginning."
+    return LoralabError(text)

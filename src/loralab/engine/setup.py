@@ -117,6 +117,11 @@ def make_accelerator(cfg: ExperimentConfig):
 
     apply_gpu_selection(cfg.training.gpus)
     device_type = _detect_device_type()
+    if cfg.training.gpus is not None and device_type != "cuda":
+        raise LoralabError(
+            f"training.gpus={cfg.training.gpus!r} (--gpus) but no such CUDA GPU is usable on this machine "
+            f"({device_type} only); leave --gpus out to train on {device_type}, or list the GPUs nvidia-smi shows"
+        )
     weight_dtype, autocast_dtype, mp = resolve_precision(cfg, device_type)
     kwargs = {}
     if cfg.training.deepspeed:

@@ -35,6 +35,7 @@ from loralab.engine.sampler import epoch_plan, micro_batches_per_epoch
 from loralab.engine.schedule import make_scheduler
 from loralab.engine.system import SystemParts, system_module
 from loralab.errors import LoralabError
+from loralab.safe_files import ensure_output_dir
 
 
 def train(cfg: ExperimentConfig, *, resume: bool = False) -> Path:
@@ -43,7 +44,11 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> Path:
 
     from loralab.engine.setup import make_accelerator
 
+    if cfg.training.max_steps is not None and cfg.training.max_steps < 1:
+        # 0 or fewer steps would "finish" a run with an untrained model.
+        raise LoralabError(f"training.max_steps (--max-steps) must be >= 1, got {cfg.training.max_steps}")
     accelerator, runtime = make_accelerator(cfg)
+    ensure_output_dir(cfg.run_dir, "output_dir (--output-dir)")
     # Refuse a taken run directory (or one another process is training) before spending
     # minutes loading a large model; the lock is held until training ends.
     with hold_run_dir(cfg.run_dir, accelerator):
