@@ -70,4 +70,6 @@ def run(args: argparse.Namespace) -> int:
     if summary["warnings"]["count"]:
         kinds = ", ".join(f"{k} {n}" for k, n in summary["warnings"]["by_kind"].items())
         print(f"warnings: {kinds} (listed in summary.json)")
+        for item in summary["warnings"]["items"][:5]:
+            print(f"  warning: utterance {item['id']}: {item['message']}")
     return 0

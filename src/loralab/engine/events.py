@@ -89,12 +89,13 @@ def read_events(run_dir: str | os.PathLike) -> list[dict]:
     if not path.exists():
         return []
     records = []
-    for line in path.read_text().splitlines():
+    # Undecodable bytes (a damaged disk block) spoil their line only, like a torn line.
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
         line = line.strip()
         if not line:
             continue
         try:
             records.append(json.loads(line))
-        except json.JSONDecodeError:
+        except ValueError:
             continue
     return records

@@ -219,7 +219,7 @@ def _read_evals(run_dir: Path, records: list[dict], problems: list[str]) -> list
                 continue
             try:
                 data = json.loads((d / "metrics.json").read_text())
-            except (OSError, json.JSONDecodeError) as e:
+            except (OSError, ValueError) as e:
                 problems.append(f"{d / 'metrics.json'}: unreadable ({e})")
                 continue
             epoch = int(m.group(1))
@@ -251,6 +251,10 @@ def _read_checkpoints(run_dir: Path, records: list[dict]) -> list[CheckpointInfo
 def read_run(run_dir: str | Path) -> RunLog:
     """Read a run directory; a folder with neither an event log nor a training config is an error."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise LoralabError(
+            f"'{run_dir}' is a file, not a run directory (pass the folder 'loralab train' printed)"
+        )
     if not run_dir.is_dir():
         raise LoralabError(
             f"run directory '{run_dir}' does not exist (pass the folder 'loralab train' printed)"
@@ -268,7 +272,7 @@ def read_run(run_dir: str | Path) -> RunLog:
     if cfg_path.exists():
         try:
             training_config = json.loads(cfg_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, ValueError) as e:  # ValueError: bad JSON, or bytes that are not UTF-8
             problems.append(f"{cfg_path}: unreadable ({e})")
     final = None
     if (run_dir / "final_model").is_dir():

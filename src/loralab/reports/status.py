@@ -147,6 +147,19 @@ def _stall_threshold(segment_records: list[dict]) -> float:
     return max(STALL_FLOOR_S, STALL_GAP_FACTOR * statistics.median(gaps))
 
 
+FINAL_MODEL = "final_model"
+
+
+def _final_model_written(log: RunLog, start: dict) -> bool:
+    """The run's final_model/ exists and was written after this segment started."""
+    if log.final_model is None:
+        return False
+    try:
+        return Path(log.final_model.path).stat().st_mtime >= float(start.get("time", 0)) - 1
+    except (OSError, TypeError, ValueError):
+        return False
+
+
 def _state(
     log: RunLog, now: float, stall_after_s: float | None
 ) -> tuple[str, str, dict | None, float | None]:
@@ -169,6 +182,14 @@ def _state(
     pid, host = seg.start.get("pid"), seg.start.get("host")
     same_host = host is None or host == socket.gethostname()
     if same_host and isinstance(pid, int):
+        if not pid_alive(pid) and _final_model_written(log, seg.start):
+            return (
+                "finished",
+                f"finished: {FINAL_MODEL}/ was written after the run started (the event log's last record "
+                "is torn or missing, e.g. a full disk or a kill after the model was saved)",
+                None,
+                None,
+            )
         if not pid_alive(pid):
             error = {
                 "kind": "killed",

@@ -29,6 +29,7 @@ def decode_audio(source: str | Path | bytes, name: str | None = None) -> tuple[n
     label = name or str(source if not isinstance(source, bytes) else "<bytes>")
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise DataError(f"{label}: audio file not found ({source})")
+    check_wav_length(source, label)
     try:
         data, sample_rate = sf.read(
             io.BytesIO(source) if isinstance(source, bytes) else str(source), dtype="float32", always_2d=True
@@ -37,6 +38,53 @@ def decode_audio(source: str | Path | bytes, name: str | None = None) -> tuple[n
         raise DataError(f"{label}: cannot decode audio (corrupt or unsupported format: {e})") from e
     mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
     return np.ascontiguousarray(mono), int(sample_rate)
+
+
+def check_wav_length(source: str | Path | bytes, label: str) -> None:
+    """A WAV whose header promises more audio than the file holds (a cut-off copy) is an error:
+    decoders would quietly return the shorter part, scored as the whole sentence."""
+    if isinstance(source, bytes):
+        head, size = source[:_WAV_HEAD_BYTES], len(source)
+    else:
+        with open(source, "rb") as f:
+            head = f.read(_WAV_HEAD_BYTES)
+        size = Path(source).stat().st_size
+    promised = _wav_data_promise(head, size)
+    if promised is None:
+        return
+    declared, available, bytes_per_second = promised
+    if declared > available + max(1, bytes_per_second // 1000):  # more than ~1 ms missing
+        raise DataError(
+            f"{label}: truncated WAV: its header promises {declared / bytes_per_second:.2f} s of audio but "
+            f"the file holds {max(available, 0) / bytes_per_second:.2f} s (a cut-off copy?); "
+            "copy or export the file again"
+        )
+
+
+_WAV_HEAD_BYTES = 1 << 16
+
+
+def _wav_data_promise(head: bytes, size: int) -> tuple[int, int, int] | None:
+    """(bytes the 'data' chunk declares, bytes present after its header, bytes per second) of a
+    RIFF/WAVE file, or None when it is not one (or the sizes are the streaming placeholders)."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset, bytes_per_second = 12, 0
+    while offset + 8 <= len(head):
+        chunk, length = head[offset : offset + 4], int.from_bytes(head[offset + 4 : offset + 8], "little")
+        if chunk == b"fmt " and offset + 16 <= len(head):
+            bytes_per_second = int.from_bytes(head[offset + 16 : offset + 20], "little")
+        if chunk == b"data":
+            if length in (0, 0xFFFFFFFF) or bytes_per_second <= 0:
+                return None
+            return length, size - (offset + 8), bytes_per_second
+        offset += 8 + length + (length & 1)
+    return None
+
+
+def count_clipped(samples: np.ndarray) -> int:
+    """Samples beyond full scale (|x| > 1: only float formats can hold them); 16-bit output clips them."""
+    return int(np.count_nonzero(np.abs(samples) > 1.0))
 
 
 def check_audio(samples: np.ndarray, sample_rate: int, name: str) -> None:

@@ -24,7 +24,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from loralab.errors import DataError
-from loralab.speech.data.audio import TARGET_SAMPLE_RATE, check_audio, decode_audio, resample, write_wav
+from loralab.speech.data.audio import (
+    TARGET_SAMPLE_RATE,
+    check_audio,
+    count_clipped,
+    decode_audio,
+    resample,
+    write_wav,
+)
 from loralab.speech.data.records import Manifest, UtteranceRecord, write_manifest
 from loralab.speech.data.sources import SPLITS, Problem, RawUtterance, open_source
 from loralab.speech.data.summary import build_summary, write_summary
@@ -45,13 +52,23 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def convert_audio(audio: Path | bytes, destination: Path, name: str) -> float:
-    """Decode, check, downmix, resample to 16 kHz and write one utterance; returns its duration (s)."""
+def convert_audio(audio: Path | bytes, destination: Path, name: str) -> tuple[float, dict | None]:
+    """Decode, check, downmix, resample to 16 kHz and write one utterance; returns its duration (s)
+    and a clipping warning (samples beyond full scale are hard-clipped in the 16-bit output) or None."""
     samples, sample_rate = decode_audio(audio, name)
     check_audio(samples, sample_rate, name)
+    clipped = count_clipped(samples)
+    warning = None
+    if clipped:
+        peak = float(abs(samples).max())
+        warning = {
+            "kind": "clipped_audio",
+            "message": f"{clipped} of {samples.size} samples ({clipped / samples.size:.1%}) lie outside "
+            f"[-1, 1] (peak {peak:.2f}) and were clipped to full scale: scale the recording down",
+        }
     samples = resample(samples, sample_rate, TARGET_SAMPLE_RATE)
     write_wav(destination, samples, TARGET_SAMPLE_RATE)
-    return len(samples) / TARGET_SAMPLE_RATE
+    return len(samples) / TARGET_SAMPLE_RATE, warning
 
 
 def _record(raw: RawUtterance, parsed: ParsedEntry, audio_path: Path, duration: float) -> UtteranceRecord:
@@ -114,10 +131,12 @@ def prepare_speechocean762(
 
     def finish(raw: RawUtterance, parsed: ParsedEntry, path: Path, future: Future) -> None:
         try:
-            duration = future.result()
+            duration, warning = future.result()
         except DataError as e:
             bad.append(Problem(raw.id, raw.split, str(e)))
             return
+        if warning is not None:
+            warnings.append({"id": raw.id, **warning})
         records[raw.split].append(_record(raw, parsed, path, duration))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:

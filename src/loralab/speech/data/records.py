@@ -123,6 +123,7 @@ class UtteranceRecord:
         _check_keys(cls, data, "utterance record")
         values = dict(data)
         _check_keys(SentenceScores, values["scores"], "scores")
+        check_sentence_scores(values.get("id"), values["scores"])
         values["scores"] = SentenceScores(**values["scores"])
         words = []
         for word in values["words"]:
@@ -137,6 +138,24 @@ class UtteranceRecord:
                 (base if base.is_absolute() else base.resolve()) / values["audio_path"]
             )
         return cls(**values)
+
+
+SCORE_RANGE = (0.0, 10.0)
+
+
+def check_sentence_scores(utt_id: Any, scores: dict[str, Any]) -> None:
+    """Sentence scores must be numbers in 0-10: a DataError names the utterance and the field.
+
+    A score of "ten" or 42 would otherwise reach training targets or metrics unnoticed."""
+    low, high = SCORE_RANGE
+    for aspect in SCORE_ASPECTS:
+        if aspect not in scores:
+            continue
+        value = scores[aspect]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DataError(f"utterance {utt_id}: scores.{aspect} is {value!r}, not a number (0-10)")
+        if not low <= value <= high:
+            raise DataError(f"utterance {utt_id}: scores.{aspect} = {value} is outside the range 0-10")
 
 
 def _check_keys(cls, data: dict, what: str) -> None:
@@ -190,14 +209,19 @@ def read_manifest(manifest_dir: str | Path, split: str) -> list[UtteranceRecord]
             "build one with 'loralab speech prepare --source DATA --out DIR'"
         )
     records = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(UtteranceRecord.from_json_dict(json.loads(line), manifest_dir))
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{number}: not valid JSON ({e})") from e
-            except (DataError, TypeError) as e:
-                raise DataError(f"{path}:{number}: {e}") from e
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{path}: bytes that are not UTF-8 text at offset {e.start}; re-run prepare"
+        ) from None
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(UtteranceRecord.from_json_dict(json.loads(line), manifest_dir))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{number}: not valid JSON ({e})") from e
+        except (DataError, TypeError) as e:
+            raise DataError(f"{path}:{number}: {e}") from e
     return records

@@ -97,15 +97,28 @@ def _original_root(path: Path) -> Path | None:
     return None
 
 
-def _kaldi_table(path: Path) -> dict[str, str]:
-    """``key<whitespace>value`` lines; a missing file is an empty table."""
-    table: dict[str, str] = {}
+def _kaldi_pairs(path: Path) -> list[tuple[str, str]]:
+    """``key<whitespace>value`` lines in order (repeated keys kept); a missing file has none."""
+    pairs = []
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 key, _, value = line.strip().partition(" ") if "\t" not in line else line.partition("\t")
-                table[key.strip()] = value.strip()
-    return table
+                pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def _kaldi_table(path: Path) -> dict[str, str]:
+    """``key<whitespace>value`` lines as a dict; a missing file is an empty table."""
+    return dict(_kaldi_pairs(path))
+
+
+def _repeated_ids(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Keys listed more than once with different values -> those values."""
+    values: dict[str, list[str]] = {}
+    for key, value in pairs:
+        values.setdefault(key, []).append(value)
+    return {k: v for k, v in values.items() if len(set(v)) > 1}
 
 
 def _read_original(root: Path) -> Source:
@@ -127,7 +140,20 @@ def _read_original(root: Path) -> Source:
     listed_ids: set[str] = set()
     for split in SPLITS:
         folder = root / split
-        wav_scp = _kaldi_table(folder / "wav.scp")
+        wav_pairs = _kaldi_pairs(folder / "wav.scp")
+        wav_scp = dict(wav_pairs)
+        for utt_id, paths in _repeated_ids(wav_pairs).items():
+            listed_audio.update((root / p).resolve() for p in paths)
+            listed_ids.add(utt_id)
+            wav_scp.pop(utt_id, None)
+            problems.append(
+                Problem(
+                    utt_id,
+                    split,
+                    f"listed {len(paths)} times in {split}/wav.scp with different audio ({', '.join(paths)}): "
+                    "keep one line",
+                )
+            )
         utt2spk = _kaldi_table(folder / "utt2spk")
         spk2age = _kaldi_table(folder / "spk2age")
         spk2gender = _kaldi_table(folder / "spk2gender")

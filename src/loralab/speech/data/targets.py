@@ -19,6 +19,7 @@ from loralab.speech.data.records import (
     Mispronunciation,
     SentenceScores,
     WordRecord,
+    check_sentence_scores,
 )
 
 WORD_FIELDS = ("text", "accuracy", "stress", "total", "phones", "phones-accuracy")
@@ -53,6 +54,7 @@ def parse_entry(utt_id: str, entry: dict, distortion: str = "closest") -> Parsed
     if missing:
         raise DataError(f"utterance {utt_id}: scores entry lacks field(s) {', '.join(missing)}")
     scores = SentenceScores(**{a: _number(entry[a], f"utterance {utt_id} '{a}'") for a in SCORE_ASPECTS})
+    check_sentence_scores(utt_id, scores.as_dict())
     if not isinstance(entry["words"], list) or not entry["words"]:
         raise DataError(f"utterance {utt_id}: 'words' is empty or not a list")
     parsed = ParsedEntry(text=str(entry["text"]).strip(), scores=scores, words=[])

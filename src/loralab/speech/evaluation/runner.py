@@ -59,7 +59,7 @@ def load_run_config(run_dir: Path):
         )
     try:
         data = json.loads(file.read_text())["config"]
-    except (json.JSONDecodeError, KeyError) as e:
+    except (ValueError, KeyError) as e:  # ValueError: bad JSON, or bytes that are not UTF-8
         raise LoralabError(
             f"{file}: unreadable ({e}); it should hold the resolved config under 'config'"
         ) from e
@@ -175,6 +175,8 @@ def evaluate_run(
     cfg = load_run_config(run_dir)
     split = split or cfg.evaluation.split
     limit = limit if limit is not None else cfg.evaluation.limit
+    if limit is not None and limit < 1:  # records[:-1] would quietly drop the last utterance
+        raise LoralabError(f"--limit (evaluation.limit) must be >= 1, got {limit}")
     batch_size = batch_size or cfg.evaluation.batch_size
     targets = select_targets(run_dir, checkpoints, cfg.training.epochs)
     mdir = resolve_manifest_dir(manifest_dir or cfg.speech.manifest_dir, run_dir)
