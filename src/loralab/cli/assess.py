@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         required=True,
-        help="final_model/, checkpoint-epoch-N/ or a base model folder (no adapter)",
+        help="a run folder (its final_model/), final_model/, checkpoint-epoch-N/ or a base model folder (no adapter)",
     )
     parser.add_argument("--audio", help="one recording (wav, flac, ...)")
     parser.add_argument("--text", help="the sentence the speaker read (with --audio)")
@@ -51,36 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of the readable report")
 
 
-def _trained_setting(model_path: str, section: str, key: str, default):
-    """A setting the model was trained (and evaluated) with, e.g. ``speech.prompt_style``: from
-    its model card (final_model/), else the run's training_config.json; ``default`` for a base model."""
-    import json
-    from pathlib import Path
-
-    path = Path(model_path)
-    card = path / "loralab_model.json"
-    if card.is_file():
-        try:
-            value = json.loads(card.read_text()).get(key)
-        except ValueError:
-            value = None
-        if value:
-            return value
-    for folder in (path, path.parent):
-        file = folder / "training_config.json"
-        if file.is_file():
-            try:
-                return json.loads(file.read_text())["config"][section].get(key) or default
-            except (ValueError, KeyError, AttributeError):
-                break
-    return default
-
-
 def run(args: argparse.Namespace) -> int:
     import json
 
     from loralab.errors import LoralabError
-    from loralab.speech.evaluation.assess import AssessItem, assess_items, format_assessment, read_batch
+    from loralab.speech.evaluation.assess import AssessItem, format_assessment, read_batch
 
     single = args.audio is not None or args.text is not None
     if single and (args.csv or args.audio_dir):
@@ -102,23 +77,14 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise LoralabError(f"--batch-size must be >= 1 (got {args.batch_size})")
 
+    from loralab.speech.assessor import Assessor
     from loralab.speech.evaluation.assess import load_items
-    from loralab.speech.model.load import load_for_inference
 
     audios = load_items(items)  # bad input fails before the (slow) model load
-    inference = load_for_inference(args.model, device=args.device, base_model=args.base_model)
-    results = assess_items(
-        inference,
-        items,
-        audios=audios,
-        prompt_style=args.prompt_style or _trained_setting(args.model, "speech", "prompt_style", "paper"),
-        prompt_reference=_trained_setting(args.model, "speech", "prompt_reference", "none"),
-        score_decoding=_trained_setting(args.model, "evaluation", "score_decoding", "greedy"),
-        apa_tasks=[t for t in _trained_setting(args.model, "speech", "tasks", ["apa"]) if t.startswith("apa")]
-        or ["apa"],
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-    )
+    assessor = Assessor.load(args.model, device=args.device, base_model=args.base_model,
+                             prompt_style=args.prompt_style, batch_size=args.batch_size,
+                             max_new_tokens=args.max_new_tokens)  # fmt: skip
+    results = assessor.assess(items, audios)
     if args.json:
         payload = [r.to_dict() for r in results]
         print(json.dumps(payload[0] if single else payload, indent=2, ensure_ascii=False))

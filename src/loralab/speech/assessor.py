@@ -1,0 +1,139 @@
+"""Load a trained speech model once and assess many recordings with it.
+
+:class:`Assessor` is what ``loralab assess`` and ``loralab serve`` share: it resolves what the
+user points at (a run folder, its ``final_model/``, a ``checkpoint-epoch-N/`` or a base model),
+reads the settings the model was trained and evaluated with (prompt style, reference in the
+prompt, expected-score decoding, one-aspect-at-a-time APA tasks) and runs
+:func:`~loralab.speech.evaluation.assess.assess_items` on recordings given as files or as
+16 kHz samples already in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loralab.speech.evaluation.assess import AssessItem, Assessment, assess_items, check_items, load_items
+
+
+def _trained_setting(model_path: str | Path, section: str, key: str, default):
+    """A setting the model was trained (and evaluated) with, e.g. ``speech.prompt_style``: from
+    its model card (final_model/), else the run's training_config.json; ``default`` for a base model."""
+    path = Path(model_path)
+    card = path / "loralab_model.json"
+    if card.is_file():
+        try:
+            value = json.loads(card.read_text()).get(key)
+        except ValueError:
+            value = None
+        if value:
+            return value
+    for folder in (path, path.parent):
+        file = folder / "training_config.json"
+        if file.is_file():
+            try:
+                return json.loads(file.read_text())["config"][section].get(key) or default
+            except (ValueError, KeyError, AttributeError):
+                break
+    return default
+
+
+@dataclass(frozen=True)
+class AssessSettings:
+    """How to ask the model: the settings it was trained and evaluated with."""
+
+    prompt_style: str = "paper"
+    prompt_reference: str = "none"
+    score_decoding: str = "greedy"
+    apa_tasks: tuple[str, ...] = ("apa",)
+
+    @classmethod
+    def of_model(cls, model_path: str | Path, prompt_style: str | None = None) -> AssessSettings:
+        """The settings recorded with ``model_path`` (``prompt_style`` overrides its own)."""
+        tasks = _trained_setting(model_path, "speech", "tasks", ["apa"])
+        return cls(
+            prompt_style=prompt_style or _trained_setting(model_path, "speech", "prompt_style", "paper"),
+            prompt_reference=_trained_setting(model_path, "speech", "prompt_reference", "none"),
+            score_decoding=_trained_setting(model_path, "evaluation", "score_decoding", "greedy"),
+            apa_tasks=tuple(t for t in tasks if t.startswith("apa")) or ("apa",),
+        )
+
+
+def resolve_model_path(model: str | Path) -> Path | str:
+    """A run folder stands for its ``final_model/``; anything else is returned as given."""
+    path = Path(str(model)).expanduser()
+    final = path / "final_model"
+    if path.is_dir() and final.is_dir() and not (path / "adapter_config.json").is_file():
+        return final
+    return path if path.exists() else str(model)
+
+
+def model_id(path: str | Path) -> str:
+    """A short name for a model folder: ``<run>/final_model``, ``<run>/checkpoint-epoch-2``, ..."""
+    p = Path(str(path))
+    if p.name == "final_model" or p.name.startswith("checkpoint-"):
+        return f"{p.parent.name}/{p.name}"
+    return p.name or str(path)
+
+
+class Assessor:
+    """A loaded model and how to ask it; :meth:`assess` and :meth:`assess_samples` many times."""
+
+    def __init__(self, inference, settings: AssessSettings, *, name: str = "model", batch_size: int = 8,
+                 max_new_tokens: int | None = None):  # fmt: skip
+        self.inference = inference
+        self.settings = settings
+        self.name = name
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+
+    @classmethod
+    def load(cls, model: str | Path, *, device: Any = None, base_model: str | None = None,
+             prompt_style: str | None = None, batch_size: int = 8,
+             max_new_tokens: int | None = None) -> Assessor:  # fmt: skip
+        """Load ``model`` (run folder, final_model/, checkpoint or base model) for inference."""
+        from loralab.speech.model.load import load_for_inference
+
+        path = resolve_model_path(model)
+        inference = load_for_inference(path, device=device, base_model=base_model)
+        return cls(
+            inference,
+            AssessSettings.of_model(path, prompt_style),
+            name=model_id(path),
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+        )
+
+    @property
+    def description(self) -> str:
+        return self.inference.description
+
+    def assess(self, items: Sequence[AssessItem], audios: dict | None = None) -> list[Assessment]:
+        """Assess ``items`` (their files loaded here unless ``audios`` maps id -> 16 kHz samples)."""
+        s = self.settings
+        if audios is not None:
+            check_items(items)
+        return assess_items(
+            self.inference,
+            items,
+            audios=audios if audios is not None else load_items(items),
+            prompt_style=s.prompt_style,
+            prompt_reference=s.prompt_reference,
+            score_decoding=s.score_decoding,
+            apa_tasks=list(s.apa_tasks),
+            batch_size=self.batch_size,
+            max_new_tokens=self.max_new_tokens,
+        )
+
+    def assess_samples(self, requests: Sequence[tuple[str, Any, str]]) -> list[Assessment]:
+        """Assess in-memory recordings: ``(text, 16 kHz mono float32 samples, label)`` each. The
+        label is only reported back (as ``audio``), never opened."""
+        items, audios = [], {}
+        for n, (text, samples, label) in enumerate(requests):
+            item = AssessItem(str(n), label, text, duration=len(samples) / 16000)
+            items.append(item)
+            audios[item.id] = samples
+        return self.assess(items, audios)
