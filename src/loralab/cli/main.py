@@ -21,6 +21,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "status": "loralab.cli.status",
     "compare": "loralab.cli.compare",
     "assess": "loralab.cli.assess",
+    "serve": "loralab.cli.serve",
     "demo": "loralab.cli.demo",
     "speech": {
         "prepare": "loralab.cli.speech_prepare",

@@ -1,0 +1,215 @@
+"""Reading and checking what a client sends: a recording and the sentence it reads.
+
+Two request forms, for ``/v1/assess`` (one recording) and ``/v1/assess/batch`` (several):
+
+* ``multipart/form-data``: ``audio`` (a file part) and ``text`` (its sentence), repeated in
+  the same order for a batch; optional ``allow_guessed=true``;
+* ``application/json``: ``{"audio_base64": "...", "text": "...", "allow_guessed": false}``, or
+  ``{"items": [{...}, ...]}`` for a batch.
+
+Every problem is an :class:`ApiError`: an HTTP status, a short code and a message that names
+the problem. Recordings are decoded from memory (multipart parts are spooled by Starlette in
+the temporary folder); an uploaded file's name is only echoed back, never used as a path.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from loralab.serve.limits import MB, ServeLimits
+
+AUDIO_TYPES = ("audio/", "application/octet-stream", "video/webm", "video/ogg")
+_SAFE_NAME = re.compile(r"[^\w.\- ]+")
+
+
+class ApiError(Exception):
+    """A request the service refuses: ``status`` (4xx/503), ``code`` and a message naming the problem."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+    def payload(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "status": self.status}}
+
+
+@dataclass
+class Recording:
+    """One checked request item: the sentence, 16 kHz mono samples and a label to report."""
+
+    text: str
+    samples: np.ndarray
+    label: str
+    duration_s: float
+    source_sample_rate: int
+
+
+def check_text(text: Any, limits: ServeLimits, allow_guessed: bool = False, where: str = "text") -> str:
+    """The reference sentence, stripped; 422 when empty, too long, wordless or with words missing
+    from CMUdict (unless ``allow_guessed``: they are then assessed against a letter-to-sound guess)."""
+    from loralab.speech.evaluation.align import word_tokens
+    from loralab.speech.evaluation.assess import canonical_words
+
+    if not isinstance(text, str):
+        raise ApiError(422, "missing_text", f"'{where}' is required: the sentence the speaker read")
+    text = text.strip()
+    if not text:
+        raise ApiError(422, "empty_text", f"'{where}' is empty: give the sentence the speaker read")
+    if len(text) > limits.max_text_chars:
+        raise ApiError(422, "text_too_long", f"'{where}' has {len(text)} characters; the limit is "
+                       f"{limits.max_text_chars} (assess one sentence at a time)")  # fmt: skip
+    words = canonical_words(text)
+    if not word_tokens(text) or not any(phones for _, phones, _ in words):
+        raise ApiError(422, "no_words", f"'{where}' holds no words to pronounce: {text[:80]!r}")
+    unknown = [w for w, _, lexicon in words if lexicon == "guessed"]
+    if unknown and not allow_guessed:
+        listed = ", ".join(dict.fromkeys(unknown))
+        raise ApiError(422, "unknown_words", f"not in the pronunciation dictionary (CMUdict): {listed}; "
+                       "check the spelling, or send allow_guessed=true to assess them against a "
+                       "letter-to-sound guess")  # fmt: skip
+    return text
+
+
+def safe_label(name: str | None, default: str) -> str:
+    """A file name reduced to a harmless label (its last component, plain characters, 80 at most)."""
+    if not name:
+        return default
+    last = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return _SAFE_NAME.sub("_", last)[:80] or default
+
+
+def decode_recording(data: bytes, label: str, limits: ServeLimits) -> tuple[np.ndarray, float, int]:
+    """(16 kHz samples, duration in seconds, source sample rate) of uploaded bytes; 413/422 otherwise."""
+    from loralab.errors import DataError
+    from loralab.speech.data.audio import check_audio, decode_audio, resample
+
+    if len(data) > limits.max_upload_bytes:
+        raise ApiError(413, "audio_too_large", f"{label}: the recording is {len(data) / MB:.1f} MB; "
+                       f"the limit is {limits.max_upload_bytes / MB:g} MB")  # fmt: skip
+    if not data:
+        raise ApiError(422, "empty_audio", f"{label}: the recording is empty (0 bytes)")
+    try:
+        samples, rate = decode_audio(data, name=label)
+    except DataError:
+        raise ApiError(422, "not_audio", f"{label}: these bytes are not audio that can be decoded "
+                       f"({data[:4]!r}...); send WAV, FLAC, OGG (Vorbis/Opus) or MP3") from None  # fmt: skip
+    duration = len(samples) / rate if rate else 0.0
+    if duration > limits.max_duration_s:
+        raise ApiError(413, "audio_too_long", f"{label}: the recording lasts {duration:.1f} s; the limit is "
+                       f"{limits.max_duration_s:g} s (one sentence per recording)")  # fmt: skip
+    try:
+        check_audio(samples, rate, label)
+    except DataError as e:
+        raise ApiError(422, "bad_audio", str(e)) from None
+    return resample(samples, rate), duration, rate
+
+
+def _check_part_type(content_type: str | None, label: str) -> None:
+    kind = (content_type or "application/octet-stream").split(";")[0].strip().lower()
+    if not kind.startswith(AUDIO_TYPES):
+        raise ApiError(415, "not_audio_type", f"{label}: the audio part has content type '{kind}'; "
+                       "send an audio file (audio/wav, audio/flac, audio/ogg, audio/mpeg)")  # fmt: skip
+
+
+def _flag(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"))
+
+
+def request_kind(content_type: str | None) -> str:
+    """'multipart' or 'json' from a request's Content-Type; 415 for anything else."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        return "multipart"
+    if kind == "application/json":
+        return "json"
+    raise ApiError(415, "unsupported_content_type", f"content type '{kind or '(none)'}' is not accepted: "
+                   "send multipart/form-data (fields 'audio' and 'text') or application/json "
+                   "({\"audio_base64\": ..., \"text\": ...})")  # fmt: skip
+
+
+async def multipart_items(
+    request, limits: ServeLimits, batch: bool
+) -> list[tuple[bytes, str, str | None, bool]]:
+    """(audio bytes, label, text, allow_guessed) per recording of a multipart request."""
+    from starlette.datastructures import UploadFile
+    from starlette.formparsers import MultiPartException
+
+    n = limits.max_batch_items if batch else 1
+    try:
+        form = await request.form(max_files=n + 1, max_fields=n + 2)
+    except MultiPartException as e:
+        raise ApiError(400, "bad_multipart", f"cannot read the multipart form: {e}") from None
+    files, texts = form.getlist("audio"), form.getlist("text")
+    if not files:
+        raise ApiError(422, "missing_audio", "the form has no 'audio' file part: attach the recording")
+    if len(files) > n:
+        raise ApiError(413, "too_many_items", f"{len(files)} recordings in one request; the limit is {n}")
+    if len(texts) != len(files):
+        raise ApiError(422, "texts_mismatch", f"{len(files)} 'audio' part(s) but {len(texts)} 'text' "
+                       "field(s): give one sentence per recording, in the same order")  # fmt: skip
+    allow = _flag(form.get("allow_guessed"))
+    out = []
+    for i, (part, text) in enumerate(zip(files, texts), 1):
+        if not isinstance(part, UploadFile):
+            raise ApiError(422, "missing_audio", f"'audio' #{i} is a text field, not a file part")
+        label = safe_label(part.filename, f"recording-{i}")
+        _check_part_type(part.content_type, label)
+        data = await part.read(limits.max_upload_bytes + 1)
+        await part.close()
+        out.append((data, label, text if isinstance(text, str) else None, allow))
+    return out
+
+
+def _json_item(item: Any, i: int, limits: ServeLimits) -> tuple[bytes, str, Any, bool]:
+    where = f"items[{i}]" if i else "body"
+    if not isinstance(item, dict):
+        raise ApiError(422, "bad_json", f"{where} must be an object with 'audio_base64' and 'text'")
+    encoded = item.get("audio_base64")
+    if not isinstance(encoded, str) or not encoded:
+        raise ApiError(422, "missing_audio", f"{where}: 'audio_base64' (the recording, base64) is required")
+    if len(encoded) > limits.max_upload_bytes * 4 // 3 + 8:
+        raise ApiError(413, "audio_too_large", f"{where}: the recording is over the "
+                       f"{limits.max_upload_bytes / MB:g} MB limit")  # fmt: skip
+    try:
+        data = base64.b64decode(
+            encoded.split(",", 1)[-1] if encoded.startswith("data:") else encoded, validate=True
+        )
+    except (binascii.Error, ValueError):
+        raise ApiError(422, "bad_base64", f"{where}: 'audio_base64' is not valid base64") from None
+    label = safe_label(
+        item.get("filename") if isinstance(item.get("filename"), str) else None, f"recording-{i or 1}"
+    )
+    return data, label, item.get("text"), _flag(item.get("allow_guessed"))
+
+
+async def json_items(request, limits: ServeLimits, batch: bool) -> list[tuple[bytes, str, Any, bool]]:
+    """(audio bytes, label, text, allow_guessed) per recording of a JSON request."""
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ApiError(400, "bad_json", f"the body is not valid JSON ({e})") from None
+    if not batch:
+        return [_json_item(body, 0, limits)]
+    items = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not items:
+        raise ApiError(
+            422, "missing_items", 'a batch is {"items": [{"audio_base64": ..., "text": ...}, ...]}'
+        )
+    if len(items) > limits.max_batch_items:
+        raise ApiError(413, "too_many_items", f"{len(items)} recordings in one request; "
+                       f"the limit is {limits.max_batch_items}")  # fmt: skip
+    return [_json_item(item, i, limits) for i, item in enumerate(items, 1)]
+
+
+def check_item(data: bytes, label: str, text: Any, allow: bool, limits: ServeLimits, where: str) -> Recording:
+    """A checked :class:`Recording` (the text first: it is cheap and the commoner mistake)."""
+    text = check_text(text, limits, allow, where)
+    samples, duration, rate = decode_recording(data, label, limits)
+    return Recording(text, samples, label, duration, rate)

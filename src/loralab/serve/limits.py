@@ -1,0 +1,37 @@
+"""Limits of the assessment service, and where the demo's trained model lives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+MB = 1024 * 1024
+# The demo's trained speech model (``loralab demo`` / ``make demo``), in the order preferred.
+DEMO_RUNS = ("demo_qwen2audio", "demo_qwen2audio_lora")
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """What one request may hold, and how many recordings may wait for the model."""
+
+    max_upload_bytes: int = 10 * MB  # one recording, as uploaded (before decoding)
+    max_duration_s: float = 30.0  # one recording, decoded
+    max_text_chars: int = 500  # the reference sentence
+    max_batch_items: int = 16  # recordings in one /v1/assess/batch request
+    queue_capacity: int = 64  # recordings waiting for the model; beyond: 503 + Retry-After
+    batch_wait_s: float = 0.02  # how long the first waiting request waits for others to batch with
+
+    def request_bytes(self, batch: bool) -> int:
+        """Largest request body accepted: the recordings base64-encoded, plus room for the rest."""
+        items = self.max_batch_items if batch else 1
+        return items * (self.max_upload_bytes * 4 // 3 + 4096) + MB
+
+
+def find_demo_model(root: str | Path = "demo_output") -> Path | None:
+    """The demo's trained speech model under ``root`` (``<root>/speech/runs/<preset>/final_model``)."""
+    runs = Path(root) / "speech" / "runs"
+    for preset in DEMO_RUNS:
+        final = runs / preset / "final_model"
+        if (final / "adapter_config.json").is_file():
+            return final
+    return None
