@@ -7,7 +7,8 @@ import pytest
 
 @pytest.fixture
 def cli(capsys):
-    """``cli(*args) -> (exit status, stderr)``; argparse's own exits count as statuses."""
+    """``cli(*args) -> (exit status, stderr)``, stdout in ``cli.stdout``; argparse's own exits
+    count as statuses."""
     from loralab.cli.main import main
 
     def run(*args: str) -> tuple[int, str]:
@@ -16,8 +17,9 @@ def cli(capsys):
             code = main([str(a) for a in args])
         except SystemExit as e:  # argparse: usage error
             code = e.code
-        err = capsys.readouterr().err
-        assert "Traceback" not in err
-        return code, err
+        captured = capsys.readouterr()
+        run.stdout = captured.out
+        assert "Traceback" not in captured.err
+        return code, captured.err
 
     return run

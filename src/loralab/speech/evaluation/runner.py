@@ -167,6 +167,7 @@ def evaluate_run(
     log=print,
 ) -> Path:
     """Evaluate the chosen checkpoints of a speech run; returns the eval folder (tables inside)."""
+    from loralab.engine.checkpoint import verify_checkpoint
     from loralab.engine.events import EventLog
     from loralab.speech.data.records import read_manifest
     from loralab.speech.evaluation.tables import read_epoch_summaries, write_tables
@@ -179,6 +180,9 @@ def evaluate_run(
         raise LoralabError(f"--limit (evaluation.limit) must be >= 1, got {limit}")
     batch_size = batch_size or cfg.evaluation.batch_size
     targets = select_targets(run_dir, checkpoints, cfg.training.epochs)
+    for target in targets:  # a damaged checkpoint fails now, not after the models before it
+        if target.path is not None:
+            verify_checkpoint(target.path)
     mdir = resolve_manifest_dir(manifest_dir or cfg.speech.manifest_dir, run_dir)
     records = read_manifest(mdir, split)
     if limit is not None:

@@ -17,7 +17,9 @@ from typing import Any
 
 import torch
 
+from loralab.engine.checkpoint import verify_checkpoint
 from loralab.errors import LoralabError
+from loralab.safe_files import read_json
 from loralab.speech.model.layout import check_native_layout, resolve_model_dir
 
 # The small card save_final writes next to the adapter: which base model it belongs to.
@@ -164,7 +166,7 @@ def _base_from_training_config(run_dir: Path) -> tuple[str, str | None] | None:
     try:
         model = json.loads(file.read_text())["config"]["model"]
         return model["name_or_path"], model.get("revision")
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError) as e:  # ValueError: bad JSON or non-UTF-8 bytes
         raise LoralabError(
             f"{file}: cannot read the base model from it ({type(e).__name__}: {e}); pass base_model explicitly"
         ) from None
@@ -176,8 +178,10 @@ def _find_base(path: Path, base_model: str | None) -> tuple[str, str | None]:
         return base_model, None
     card = path / MODEL_CARD
     if card.is_file():
-        data = json.loads(card.read_text())
-        return data["base_model"], data["revision"]
+        data = read_json(card, "model card", "pass --base-model, or copy final_model/ again")
+        if not isinstance(data, dict) or "base_model" not in data:
+            raise LoralabError(f"{card}: no 'base_model' in this model card; pass --base-model explicitly")
+        return data["base_model"], data.get("revision")
     found = _base_from_training_config(path.parent)
     if found:
         return found
@@ -211,6 +215,7 @@ def load_for_inference(
     adapter_dir: Path | None = None
     if local.is_dir() and (local / ADAPTER_CONFIG).is_file():
         adapter_dir = local
+        verify_checkpoint(local)  # a damaged file fails now, not after minutes of base model loading
         base_name, base_revision = _find_base(local, base_model)
     elif local.is_dir() and not (local / "config.json").is_file():
         raise LoralabError(

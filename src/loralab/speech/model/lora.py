@@ -16,7 +16,6 @@ Trainable parameters are fp32; frozen ones keep the load dtype (bf16 on GPUs).
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from loralab.engine.checkpointing import quiet_deprecated_checkpointing_queries
 from loralab.engine.system import ParamCount
 from loralab.errors import LoralabError
+from loralab.safe_files import load_safetensors, read_json
 
 PEFT_PREFIX = "base_model.model."
 _WRAPPER_PREFIXES = re.compile(r"^(module\.)?(peft_model\.)?(base_model\.model\.)?")
@@ -84,7 +84,9 @@ def read_adapter_config(adapter_dir: Path) -> dict:
     file = Path(adapter_dir) / "adapter_config.json"
     if not file.is_file():
         raise LoralabError(f"{file} not found: {adapter_dir} is not a PEFT adapter folder")
-    return json.loads(file.read_text())
+    return read_json(
+        file, "PEFT adapter config", "copy the adapter folder again, or use an earlier checkpoint"
+    )
 
 
 def check_pretrained_matches(adapter_cfg: dict, lora_cfg, adapter_dir: Path) -> None:
@@ -136,12 +138,11 @@ def add_fresh_lora(model, lora_cfg):
 def adapter_state_dict(adapter_dir: Path) -> dict:
     """An adapter's tensors with PEFT's saved key names (``base_model.model.`` prefix added if missing:
     transformers' conversion script writes Microsoft's adapters without it)."""
-    from safetensors.torch import load_file
-
     file = Path(adapter_dir) / ADAPTER_WEIGHTS
     if not file.is_file():
         raise LoralabError(f"{file} not found: the adapter folder {adapter_dir} has no weights")
-    return {(k if k.startswith(PEFT_PREFIX) else PEFT_PREFIX + k): v for k, v in load_file(str(file)).items()}
+    saved = load_safetensors(file, hint="copy the adapter folder again, or use an earlier checkpoint")
+    return {(k if k.startswith(PEFT_PREFIX) else PEFT_PREFIX + k): v for k, v in saved.items()}
 
 
 def load_adapter_weights(peft_model, adapter_dir: Path, adapter_name: str = "default") -> None:
@@ -228,12 +229,10 @@ def unfrozen_state_dict(model) -> dict:
 
 def load_unfrozen(model, file: Path) -> int:
     """Load ``unfrozen.safetensors`` (if present) into ``model`` (plain or PEFT); returns tensors loaded."""
-    from safetensors.torch import load_file
-
     file = Path(file)
     if not file.is_file():
         return 0
-    saved = load_file(str(file))
+    saved = load_safetensors(file, hint="copy the model folder again, or use an earlier checkpoint")
     params = {base_name(n): p for n, p in model.named_parameters()}
     unknown = [k for k in saved if k not in params]
     if unknown:
