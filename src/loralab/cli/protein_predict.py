@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 
+from loralab.cli.common import device_spec, positive_int
+
 HELP = "predict distance maps, C-alpha coordinates and a PDB file from sequences"
 
 
@@ -36,13 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-crop", action="store_true", help="predict chains longer than protein.max_length whole"
     )
-    parser.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default 8)")
-    parser.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="sequences per forward pass (default 8)")
+    parser.add_argument("--device", type=device_spec, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
 
 
 def run(args: argparse.Namespace) -> int:
     from loralab.protein.predict import predict_sequences, read_fasta
+    from loralab.safe_files import ensure_output_dir
 
+    ensure_output_dir(args.out, "--out")
     sequences = read_fasta(args.fasta) if args.fasta else [(args.name, args.sequence)]
     summaries = predict_sequences(
         args.model,

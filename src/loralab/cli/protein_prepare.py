@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from loralab.cli.common import fraction, positive_int
+
 HELP = "structures (PDB/mmCIF) -> manifest, coordinates and identity-clustered splits"
 
 
@@ -36,9 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder of the data set")
     parser.add_argument(
-        "--min-length", type=int, default=30, help="shortest chain kept (residues, default 30)"
+        "--min-length", type=positive_int, default=30, help="shortest chain kept (residues, default 30)"
     )
-    parser.add_argument("--max-length", type=int, default=1000, help="longest chain kept (default 1000)")
+    parser.add_argument(
+        "--max-length", type=positive_int, default=1000, help="longest chain kept (default 1000)"
+    )
     parser.add_argument(
         "--max-missing-fraction",
         type=float,
@@ -53,9 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--identity-threshold",
-        type=float,
+        type=fraction,
         default=0.3,
-        help="sequence identity at which two chains must share a split (default 0.3)",
+        help="sequence identity, as a fraction in (0, 1], at which two chains must share a split "
+        "(default 0.3: 30%%)",
     )
     parser.add_argument(
         "--split",
@@ -69,7 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from loralab.protein.prepare import prepare_structures
+    from loralab.safe_files import ensure_output_dir
 
+    ensure_output_dir(args.out, "--out")
     out = prepare_structures(
         args.structures[0] if len(args.structures) == 1 else args.structures,
         args.out,

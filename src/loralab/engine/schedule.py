@@ -33,6 +33,12 @@ class WarmupDecay:
         return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
+def warmup_steps(warmup_ratio: float, total_steps: int) -> int:
+    """Warm-up steps of a run: the ratio of the total, rounded up, but never every step (the
+    warm-up's first step has lr 0, so a 1-step run would log lr 0.0 and train nothing)."""
+    return min(math.ceil(warmup_ratio * total_steps), max(0, total_steps - 1))
+
+
 def make_scheduler(optimizer, kind: str, warmup_steps: int, total_steps: int):
     from torch.optim.lr_scheduler import LambdaLR
 

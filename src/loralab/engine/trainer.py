@@ -32,7 +32,7 @@ from loralab.engine.reporting import Reporter, Window
 from loralab.engine.run_dir import check_run_dir
 from loralab.engine.run_lock import hold_run_dir
 from loralab.engine.sampler import epoch_plan, micro_batches_per_epoch
-from loralab.engine.schedule import make_scheduler
+from loralab.engine.schedule import make_scheduler, warmup_steps
 from loralab.engine.system import SystemParts, system_module
 from loralab.errors import LoralabError
 from loralab.safe_files import ensure_output_dir
@@ -157,7 +157,7 @@ class _Loop:
         optimizer = torch.optim.AdamW(
             self.params, lr=t.learning_rate, betas=tuple(t.adam_betas), weight_decay=t.weight_decay
         )
-        warmup = math.ceil(t.warmup_ratio * self.total_steps)
+        warmup = warmup_steps(t.warmup_ratio, self.total_steps)
         self.scheduler = make_scheduler(optimizer, t.lr_schedule, warmup, self.total_steps)
         # The scheduler stays ours: accelerate's wrapper would step it once per process.
         self.model, self.optimizer = accelerator.prepare(parts.model, optimizer)

@@ -68,7 +68,8 @@ class Assessment:
     def to_dict(self) -> dict:
         d = asdict(self)
         for w, wd in zip(d["words"], self.words):
-            w["ok"] = wd.ok
+            # Unreadable phones: nothing is known about the words (null, as the report's "?").
+            w["ok"] = wd.ok if self.phoneme_transcript is not None else None
         return d
 
 
