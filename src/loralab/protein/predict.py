@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from loralab.errors import DataError, ModelLayoutError
+from loralab.safe_files import read_json
 
 RUN_CONFIG_FILE = "training_config.json"
 CHECKPOINT_CONFIG_FILE = "experiment_config.json"
@@ -49,7 +50,7 @@ def _config_from_json(path: Path, nested: bool):
     from loralab.config.loader import build_dataclass
     from loralab.config.schema import ExperimentConfig
 
-    data = json.loads(path.read_text())
+    data = read_json(path, "run config", "point --model at a loralab protein run")
     if nested:
         if "config" not in data:
             raise ModelLayoutError(f"{path}: no 'config' entry; is this a loralab run?")
@@ -69,6 +70,11 @@ def find_checkpoint(model_ref: str | Path):
         raise ModelLayoutError(f"{ref}: not a folder; pass a protein run dir or a checkpoint/final_model dir")
     if (ref / RUN_CONFIG_FILE).is_file() and not (ref / HEAD_FILE).is_file():
         cfg = _config_from_json(ref / RUN_CONFIG_FILE, nested=True)
+        if cfg.system != "protein":
+            raise ModelLayoutError(
+                f"{ref}: a '{cfg.system}' run, not a protein run; pass a run trained with a protein "
+                "config (e.g. 'loralab train small')"
+            )
         candidates = [ref / "final_model"] + sorted(run_checkpoints(ref).values(), reverse=True)
         for c in candidates:
             if (c / HEAD_FILE).is_file():
@@ -260,6 +266,7 @@ def predict_sequences(
         summaries.append({"name": name, "given_name": given_name, "length": full, "predicted_length": n,
                           "cropped": n < full, "notes": notes})  # fmt: skip
     runtime = inference_runtime(device)
+    check_fits_in_memory(summaries, cfg, runtime)  # before the model loads or a huge tensor is made
     model, cfg, checkpoint = load_trained_model(checkpoint, runtime)
     matrices = predict_distance_matrices(model, examples, batch_size, runtime, progress=len(examples) > 4)
     for ex, summary, D in zip(examples, summaries, matrices):
@@ -294,6 +301,79 @@ def predict_sequences(
                 "refined": refine,
             }
         )
-    report = {"model": str(checkpoint), "base_model": cfg.model.name_or_path, "predictions": summaries}
+    for summary in summaries:
+        summary["model"] = str(checkpoint)
+    listed = _earlier_predictions(out_dir / "predictions.json", {s["name"] for s in summaries}) + summaries
+    report = {"model": str(checkpoint), "base_model": cfg.model.name_or_path, "predictions": listed}
     (out_dir / "predictions.json").write_text(json.dumps(report, indent=2) + "\n")
     return summaries
+
+
+def _earlier_predictions(path: Path, replaced: set[str]) -> list[dict]:
+    """The entries of an earlier predictions.json in the same --out whose files this run does not
+    overwrite (a second predict into one folder adds to the list rather than dropping it)."""
+    if not path.is_file():
+        return []
+    try:
+        report = json.loads(path.read_text())
+        kept = [dict(p) for p in report["predictions"] if p["name"] not in replaced]
+    except (ValueError, KeyError, TypeError):
+        return []  # not ours or damaged: rewritten with this run's entries
+    for entry in kept:
+        entry.setdefault("model", report.get("model"))
+    return kept
+
+
+def pair_bytes(cfg, runtime) -> int:
+    """Bytes per residue pair at the peak of a forward pass, roughly: the [L, L, channels] pair
+    features and MLP activations (in the weight dtype), plus the float32/float64 copies of the
+    distance map that MDS works on."""
+    import torch
+
+    head = cfg.protein_head
+    channels = head.pair_dim + head.hidden_dim + max(head.distogram_bins, 0)
+    channels += 2 * getattr(head, "trunk_channels", 0) if getattr(head, "trunk_blocks", 0) else 0
+    element = torch.finfo(runtime.weight_dtype).bits // 8
+    return element * channels + 4 + 8 + 8
+
+
+def available_memory(device) -> int | None:
+    """Free bytes on ``device`` (a CUDA GPU's free memory, else the host's MemAvailable)."""
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_in_memory(summaries: list[dict], cfg, runtime, available: int | None = None) -> None:
+    """A DataError, before anything is allocated, when the longest sequence's [L, L] pair tensors
+    would not fit in the memory there is; says how long a sequence fits."""
+    if not summaries:
+        return
+    longest = max(summaries, key=lambda s: s["predicted_length"])
+    n = longest["predicted_length"]
+    per_pair = pair_bytes(cfg, runtime)
+    available = available_memory(runtime.device) if available is None else available
+    if available is None or n * n * per_pair <= 0.8 * available:
+        return
+    fits = int((0.8 * available / per_pair) ** 0.5)
+    gib = 1024**3
+    raise DataError(
+        f"sequence '{longest['given_name']}': {n} residues need about {n * n * per_pair / gib:,.1f} GiB "
+        f"for the [L, L] pair features ({per_pair} bytes per residue pair), but {runtime.device.type} has "
+        f"{available / gib:,.1f} GiB available: up to about {fits:,} residues fit. Crop it (leave out "
+        f"--no-crop: the model's protein.max_length is {cfg.protein.max_length}), split it into domains, "
+        "or use a machine with more memory"
+    )
