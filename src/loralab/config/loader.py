@@ -294,6 +294,12 @@ def validate(cfg: ExperimentConfig, source: str = "config") -> None:
             problems.append(f"protein.max_length must be >= 8 (got {cfg.protein.max_length})")
         if cfg.protein_head.distogram_bins < 0:
             problems.append("protein_head.distogram_bins must be >= 0")
+        if cfg.protein_head.distance_from == "distogram" and cfg.protein_head.distogram_bins < 2:
+            problems.append("protein_head.distance_from: distogram needs protein_head.distogram_bins >= 2")
+        if cfg.protein_head.trunk_blocks < 0 or cfg.protein_head.trunk_channels < 1:
+            problems.append("protein_head.trunk_blocks must be >= 0 and trunk_channels >= 1")
+        if cfg.protein_head.backbone_layers is not None and cfg.protein_head.backbone_layers < 1:
+            problems.append("protein_head.backbone_layers must be >= 1 (or null: all layers)")
     if problems:
         raise ConfigError(f"{source}: {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
 

@@ -150,6 +150,29 @@ class ProteinHeadConfig:
     distogram_bins: int = doc("Bins of the optional distogram head (0 disables).", 0)
     distogram_weight: float = doc("Weight of the distogram cross-entropy in the loss.", 0.5)
     loss: Literal["mse", "huber"] = doc("Regression loss on normalised distances.", "huber")
+    context: Literal["causal", "bidirectional"] = doc(
+        "What each residue sees in the backbone. causal: the residues before it (the LM's own mask); "
+        "bidirectional: the whole chain (a full attention mask, padding excluded; LoRA adapts the "
+        "backbone to it).",
+        "causal",
+    )
+    trunk_blocks: int = doc(
+        "Residual 2D-convolution blocks refining the pair features over the whole [L, L] map "
+        "(dilations 1, 2, 4, 8 in turn; 0: none).",
+        0,
+    )
+    trunk_channels: int = doc("Channels of the pair trunk's convolutions.", 32)
+    backbone_layers: int | None = doc(
+        "Use only the backbone's first N decoder layers (its final norm kept); null: all. A CPU "
+        "budget knob: compute per residue scales with N.",
+        None,
+    )
+    distance_from: Literal["regression", "distogram"] = doc(
+        "Distances used for MDS and metrics. distogram: the distogram's expected distance (the "
+        "overflow bin takes the regression value, at least the last edge), contacts ranked by the "
+        "bins' probability below 8 A; needs distogram_bins > 0.",
+        "regression",
+    )
 
 
 @dataclass

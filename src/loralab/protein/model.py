@@ -42,6 +42,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from loralab.errors import ModelLayoutError
+from loralab.protein.context import PairTrunk, attention_mask_for
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 RESIDUE_ALPHABET = AMINO_ACIDS + "X"  # X: unknown residue; index 20
@@ -56,6 +57,7 @@ NUM_SEPARATION_BUCKETS = EXACT_SEPARATIONS + LOG_SEPARATION_BUCKETS
 INITIAL_LOG_DISTANCE = math.log1p(22.0)
 HUBER_DELTA = 1.0  # in log(1 + d) units: errors beyond a factor of e are penalised linearly
 DISTOGRAM_FIRST_EDGE, DISTOGRAM_LAST_EDGE = 2.3125, 21.6875
+CONTACT_CUTOFF = 8.0  # A, C-alpha contact (as loralab.protein.metrics)
 HEAD_FILE = "protein_head.safetensors"
 HEAD_META_FILE = "protein_head.json"
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -95,9 +97,20 @@ def separation_buckets(length: int, device=None) -> torch.Tensor:
 class PairDistanceHead(nn.Module):
     """Per-residue hidden states [B, L, H] -> log-distance [B, L, L] (+ distogram logits)."""
 
-    def __init__(self, hidden_size: int, pair_dim: int, hidden_dim: int, distogram_bins: int = 0):
+    def __init__(
+        self,
+        hidden_size: int,
+        pair_dim: int,
+        hidden_dim: int,
+        distogram_bins: int = 0,
+        trunk_blocks: int = 0,
+        trunk_channels: int = 32,
+        distance_from: str = "regression",
+    ):
         super().__init__()
         self.distogram_bins = distogram_bins
+        self.distance_from = distance_from
+        self.trunk = PairTrunk(pair_dim, trunk_channels, trunk_blocks) if trunk_blocks > 0 else None
         self.norm = nn.LayerNorm(hidden_size)
         self.product = nn.Linear(hidden_size, pair_dim)
         self.single = nn.Linear(hidden_size, pair_dim)
@@ -120,7 +133,7 @@ class PairDistanceHead(nn.Module):
         self.separation_prior.weight.copy_(mean_log_distance.reshape(-1, 1))
         self.mlp[-1].bias[0] = 0.0  # the prior now carries the global scale
 
-    def forward(self, hidden: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
         h = self.norm(hidden.float())
         p, s = self.product(h), self.single(h)
         batch, length = h.shape[:2]
@@ -129,19 +142,65 @@ class PairDistanceHead(nn.Module):
         # (log(1 + 0 A) = 0), and is masked from the loss anyway.
         i, j = torch.triu_indices(length, length, offset=1, device=h.device)
         buckets = separation_bucket(j - i)
-        pair = p[:, i] * p[:, j] + (s[:, i] + s[:, j]) + self.separation(buckets)[None]
+        if self.trunk is None:
+            pair = p[:, i] * p[:, j] + (s[:, i] + s[:, j]) + self.separation(buckets)[None]
+        else:  # the trunk needs the whole (symmetric) map
+            sep = self.separation(separation_buckets(length, h.device))[None]
+            full_pair = p[:, :, None] * p[:, None] + s[:, :, None] + s[:, None] + sep
+            pair = self.trunk(full_pair, lengths)[:, i, j]
         out = self.mlp(pair)
         prior = F.pad(self.separation_prior(buckets), (0, self.distogram_bins))
         out = out.float() + prior[None].float()  # fp32: bf16 would round log-distances by ~1%
-        full = out.new_zeros(batch, length, length)
-        full[:, i, j] = out[..., 0]
-        full[:, j, i] = out[..., 0]
+        logits = out[..., 1:] if self.distogram_bins else None
+        distance, contact = pair_distance_and_contact(out[..., 0], logits, self.distance_from)
         return {
-            "log_distance": full,  # [B, L, L]
+            "log_distance": _square(out[..., 0], i, j, length),  # [B, L, L]
+            "distance": _square(distance, i, j, length),  # [B, L, L], A: what MDS and metrics use
+            "contact_probability": None if contact is None else _square(contact, i, j, length),
             "pair_index": (i, j),  # the pairs i < j that the pair_* outputs list
             "pair_log_distance": out[..., 0],  # [B, P]
-            "pair_distogram_logits": out[..., 1:] if self.distogram_bins else None,  # [B, P, bins]
+            "pair_distogram_logits": logits,  # [B, P, bins] or None
         }
+
+
+def _square(values: torch.Tensor, i: torch.Tensor, j: torch.Tensor, length: int) -> torch.Tensor:
+    """Pair values [B, P] (pairs i < j) -> a symmetric [B, L, L] matrix with a zero diagonal."""
+    full = values.new_zeros(values.shape[0], length, length)
+    full[:, i, j] = values
+    full[:, j, i] = values
+    return full
+
+
+def distogram_centres(bins: int, regression: torch.Tensor) -> torch.Tensor:
+    """[..., bins] representative distance of each bin: the first below the first edge by
+    half a bin, inner bins at their middles, the overflow bin at max(regression, last edge)."""
+    edges = distogram_edges(bins).to(regression.device)
+    step = float(edges[1] - edges[0]) if bins > 2 else 1.0
+    inner = torch.cat([edges[:1] - step / 2, (edges[:-1] + edges[1:]) / 2])
+    overflow = regression.clamp_min(float(edges[-1]))[..., None]
+    return torch.cat([inner.expand(*regression.shape, bins - 1), overflow], dim=-1)
+
+
+def pair_distance_and_contact(log_distance, logits, distance_from: str = "regression"):
+    """(distance in A [B, P], contact probability [B, P] or None) of the head's pair outputs.
+
+    regression: d = exp(y) - 1. distogram: the expected distance over the bins (overflow bin:
+    the regression value, at least the last edge). Contact probability (with any distogram):
+    the probability mass below 8 A (the bin straddling 8 A counted by its fraction below)."""
+    regression = target_to_distance(log_distance.float())
+    if logits is None:
+        return regression, None
+    probs = torch.softmax(logits.float(), dim=-1)
+    bins = probs.shape[-1]
+    edges = distogram_edges(bins).to(probs.device)
+    upper = torch.cat([edges, edges.new_tensor([float("inf")])])  # each bin's upper edge
+    lower = torch.cat([edges.new_tensor([0.0]), edges])
+    below = ((CONTACT_CUTOFF - lower) / (upper - lower)).clamp(0, 1)
+    below = torch.where(torch.isinf(upper), (lower < CONTACT_CUTOFF).float() * 0, below)
+    contact = (probs * below).sum(-1)
+    if distance_from != "distogram":
+        return regression, contact
+    return (probs * distogram_centres(bins, regression)).sum(-1), contact
 
 
 class ProteinDistanceModel(nn.Module):
@@ -151,22 +210,35 @@ class ProteinDistanceModel(nn.Module):
     (padding: any index, masked by the loss) and returns the head's dict.
     """
 
-    def __init__(self, backbone, residue_token_ids: list[int], pair_dim: int, hidden_dim: int, bins: int):
+    def __init__(self, backbone, residue_token_ids: list[int], head_cfg):
         super().__init__()
         self.backbone = backbone
+        self.context = head_cfg.context
         hidden = backbone.config.hidden_size
         self.register_buffer("residue_token_ids", torch.tensor(residue_token_ids), persistent=False)
         self.residue_embedding = nn.Embedding(len(RESIDUE_ALPHABET), hidden)
         nn.init.zeros_(self.residue_embedding.weight)
-        self.head = PairDistanceHead(hidden, pair_dim, hidden_dim, bins)
+        self.head = PairDistanceHead(
+            hidden,
+            head_cfg.pair_dim,
+            head_cfg.hidden_dim,
+            head_cfg.distogram_bins,
+            trunk_blocks=head_cfg.trunk_blocks,
+            trunk_channels=head_cfg.trunk_channels,
+            distance_from=head_cfg.distance_from,
+        )
 
-    def forward(self, residue_index: torch.Tensor, **_unused) -> dict[str, torch.Tensor | None]:
+    def forward(self, residue_index: torch.Tensor, lengths: torch.Tensor | None = None, **_unused) -> dict:
+        """``lengths`` ([B], residues before the right padding; None: no padding) keeps padding
+        out of the bidirectional attention and the pair trunk."""
         token_ids = self.residue_token_ids[residue_index]
         embed = self.backbone.get_input_embeddings()
         x = embed(token_ids)
         x = x + self.residue_embedding(residue_index).to(x.dtype)
-        hidden = self.backbone(inputs_embeds=x, use_cache=False).last_hidden_state
-        return self.head(hidden)
+        batch, width = residue_index.shape
+        mask = attention_mask_for(self.context, lengths, batch, width, x.dtype, x.device)
+        hidden = self.backbone(inputs_embeds=x, attention_mask=mask, use_cache=False).last_hidden_state
+        return self.head(hidden, None if lengths is None else lengths.to(x.device))
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The non-LoRA trainable weights (residue embedding, head), for safetensors."""
@@ -192,14 +264,21 @@ def residue_token_ids(tokenizer, source: str = "backbone") -> list[int]:
     return ids
 
 
-def resolve_attn_implementation(choice: str, device) -> str:
+def resolve_attn_implementation(choice: str, device, context: str = "causal") -> str:
+    if context == "bidirectional":  # a 4D mask: flash-attention takes none
+        if choice == "flash_attention_2":
+            raise ModelLayoutError(
+                "protein_head.context: bidirectional needs model.attn_implementation sdpa, eager or auto "
+                "(flash-attention takes no full attention mask)"
+            )
+        return "sdpa" if choice == "auto" else choice
     if choice != "auto":
         return choice
     is_cuda = getattr(device, "type", str(device)) == "cuda"
     return "flash_attention_2" if is_cuda and importlib.util.find_spec("flash_attn") else "sdpa"
 
 
-def load_backbone(model_cfg, runtime):
+def load_backbone(model_cfg, runtime, context: str = "causal"):
     """(decoder without lm_head, tokenizer) from a local folder or hub id; frozen weights in
     ``runtime.weight_dtype``."""
     from transformers import AutoModel, AutoTokenizer
@@ -211,7 +290,9 @@ def load_backbone(model_cfg, runtime):
         backbone = AutoModel.from_pretrained(
             name,
             dtype=runtime.weight_dtype,
-            attn_implementation=resolve_attn_implementation(model_cfg.attn_implementation, runtime.device),
+            attn_implementation=resolve_attn_implementation(
+                model_cfg.attn_implementation, runtime.device, context
+            ),
             **common,
         )
     except (OSError, ValueError) as e:
@@ -220,6 +301,24 @@ def load_backbone(model_cfg, runtime):
             "config.json, weights and tokenizer files, or a Hugging Face id reachable from this machine."
         ) from None
     return backbone, tokenizer
+
+
+def truncate_layers(backbone, layers: int | None):
+    """Keep the first ``layers`` decoder layers of ``backbone`` (None: all), config updated."""
+    if layers is None:
+        return backbone
+    blocks = getattr(backbone, "layers", None)
+    if not isinstance(blocks, nn.ModuleList):
+        raise ModelLayoutError("protein_head.backbone_layers: the backbone has no '.layers' list to shorten")
+    if layers > len(blocks):
+        raise ModelLayoutError(
+            f"protein_head.backbone_layers={layers}, but the backbone has {len(blocks)} layers"
+        )
+    backbone.layers = blocks[:layers]
+    backbone.config.num_hidden_layers = layers
+    if isinstance(getattr(backbone.config, "layer_types", None), list):
+        backbone.config.layer_types = backbone.config.layer_types[:layers]
+    return backbone
 
 
 def attach_lora(backbone, cfg):
@@ -259,16 +358,13 @@ def build_protein_model(cfg, runtime, *, backbone=None, tokenizer=None) -> Prote
     fp32. ``backbone``/``tokenizer`` may be passed in (benchmarks build one from a config).
     """
     if backbone is None:
-        backbone, tokenizer = load_backbone(cfg.model, runtime)
+        backbone, tokenizer = load_backbone(cfg.model, runtime, cfg.protein_head.context)
     token_ids = residue_token_ids(tokenizer, cfg.model.name_or_path)
-    peft_backbone = attach_lora(backbone, cfg)
+    peft_backbone = attach_lora(truncate_layers(backbone, cfg.protein_head.backbone_layers), cfg)
     for param in peft_backbone.parameters():
         if param.requires_grad:  # PEFT keeps adapters fp32 already; make sure of it
             param.data = param.data.float()
-    head = cfg.protein_head
-    model = ProteinDistanceModel(
-        peft_backbone, token_ids, head.pair_dim, head.hidden_dim, head.distogram_bins
-    )
+    model = ProteinDistanceModel(peft_backbone, token_ids, cfg.protein_head)
     model.residue_embedding.float()
     model.head.float()
     return model.to(runtime.device)

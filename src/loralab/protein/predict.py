@@ -118,20 +118,23 @@ def load_trained_model(model_ref: str | Path, runtime=None):
     return model, cfg, checkpoint
 
 
-def predict_distance_matrices(model, examples, batch_size: int, runtime, progress: bool = False) -> list:
+def predict_distance_matrices(
+    model, examples, batch_size: int, runtime, progress: bool = False, contacts: list | None = None
+) -> list:
     """Predicted distances (float32 ``[L, L]``, A, symmetric, zero diagonal) per example.
 
     Batches are formed from length-sorted examples (little padding); the order of the
-    result is the order of ``examples``.
+    result is the order of ``examples``. A ``contacts`` list is filled with each example's
+    contact probabilities ``[L, L]`` (None without a distogram head).
     """
     import torch
     from tqdm import tqdm
 
     from loralab.protein.dataset import collate_proteins
-    from loralab.protein.model import target_to_distance
 
     order = sorted(range(len(examples)), key=lambda i: examples[i].length)
     results: list = [None] * len(examples)
+    contact_rows: list = [None] * len(examples)
     autocast = (
         torch.autocast(runtime.device.type, dtype=runtime.autocast_dtype)
         if runtime.autocast_dtype is not None
@@ -144,14 +147,20 @@ def predict_distance_matrices(model, examples, batch_size: int, runtime, progres
         for start in tqdm(starts, desc="predicting distances", unit="batch", disable=not progress):
             idx = order[start : start + batch_size]
             batch = collate_proteins([examples[i] for i in idx])
-            out = model(residue_index=batch["residue_index"].to(runtime.device))
-            dist = target_to_distance(out["log_distance"].float()).cpu().numpy()
+            lengths = batch["lengths"].to(runtime.device)
+            out = model(residue_index=batch["residue_index"].to(runtime.device), lengths=lengths)
+            dist = out["distance"].float().cpu().numpy()
+            prob = out.get("contact_probability")
+            prob = None if prob is None else prob.float().cpu().numpy()
             for row, i in enumerate(idx):
                 n = examples[i].length
                 d = dist[row, :n, :n].copy()
                 np.fill_diagonal(d, 0.0)
                 results[i] = d
+                contact_rows[i] = None if prob is None else prob[row, :n, :n].copy()
     model.train(was_training)
+    if contacts is not None:
+        contacts.extend(contact_rows)
     return results
 
 

@@ -99,7 +99,7 @@ def build_parts(cfg, runtime, *, train_examples=None, val_examples=None) -> Syst
 
     def loss_fn(model, batch):
         device = next(model.parameters()).device
-        out = model(residue_index=batch["residue_index"].to(device))
+        out = model(residue_index=batch["residue_index"].to(device), lengths=batch["lengths"].to(device))
         tensors = {k: batch[k].to(device) for k in ("distances", "pair_mask")}
         return protein_loss(out, tensors, head_cfg)
 
@@ -147,7 +147,7 @@ def count_parameters(cfg) -> dict[str, ParamCount]:
     from transformers import AutoConfig, AutoModel
 
     from loralab.errors import ModelLayoutError
-    from loralab.protein.model import RESIDUE_ALPHABET, ProteinDistanceModel, attach_lora
+    from loralab.protein.model import RESIDUE_ALPHABET, ProteinDistanceModel, attach_lora, truncate_layers
     from loralab.protein.tiny import known_backbone_config
 
     name = cfg.model.name_or_path
@@ -162,9 +162,9 @@ def count_parameters(cfg) -> dict[str, ParamCount]:
             raise ModelLayoutError(f"cannot read the config of backbone '{name}': {e}") from None
     with torch.device("meta"):
         backbone = AutoModel.from_config(config)
+        backbone = truncate_layers(backbone, cfg.protein_head.backbone_layers)
         peft_backbone = attach_lora(backbone, dataclasses.replace(cfg, model=dataclasses.replace(
             cfg.model, gradient_checkpointing=False)))  # fmt: skip
-        head = cfg.protein_head
         ids = list(range(len(RESIDUE_ALPHABET)))
-        model = ProteinDistanceModel(peft_backbone, ids, head.pair_dim, head.hidden_dim, head.distogram_bins)
+        model = ProteinDistanceModel(peft_backbone, ids, cfg.protein_head)
     return parameter_groups(model)
