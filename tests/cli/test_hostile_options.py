@@ -24,6 +24,12 @@ from loralab.cli.common import device_spec, fraction, non_negative_int, positive
         (["train", "paper_r64", "--max-steps=-5"], "--max-steps"),
         (["train", "paper_r64", "--batch-size", "0"], "--batch-size"),
         (["train", "paper_r64", "--epochs", "ten"], "--epochs"),
+        (
+            ["assess", "--model", "M", "--audio", "a.wav", "--text", "t", "--max-new-tokens=-5"],
+            "--max-new-tokens",
+        ),
+        (["assess", "--model", "M", "--audio", "a.wav", "--text", "t", "--device", "banana"], "--device"),
+        (["assess", "--model", "M", "--audio", "a.wav", "--text", "t", "--batch-size", "0"], "--batch-size"),
     ],
 )
 def test_bad_option_values_name_the_flag(cli, args, flag):

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 
+from loralab.cli.common import device_spec, positive_int
+
 HELP = "score a recording and diagnose its phones with a trained model (single file or batch)"
 
 
@@ -42,12 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="prompt style (default: the one the model was trained with)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=8, help="recordings per generation batch (default 8)"
+        "--batch-size", type=positive_int, default=8, help="recordings per generation batch (default 8)"
     )
     parser.add_argument(
-        "--max-new-tokens", type=int, help="generation budget (default: from the sentence length)"
+        "--max-new-tokens", type=positive_int, help="generation budget (default: from the sentence length)"
     )
-    parser.add_argument("--device", help="torch device (default: cuda when present)")
+    parser.add_argument("--device", type=device_spec, help="torch device (default: cuda when present)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the readable report")
 
 
