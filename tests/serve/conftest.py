@@ -47,7 +47,7 @@ class Client:
             payload = json.loads(data) if data else None
         except ValueError:
             payload = data.decode("utf-8", "replace")
-        return response.status, dict(response.getheaders()), payload
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, payload
 
     def get(self, path: str):
         return self.request("GET", path)
