@@ -97,3 +97,15 @@ def test_unwritable_predict_out_is_named(cli, protein_run, tmp_path):
     afile.write_text("x")
     code, err = cli("protein", "predict", "--model", protein_run, "--sequence", "MKTAYIAKQR", "--out", afile)
     assert code == 2 and str(afile) in err and "not a folder" in err
+
+
+def test_predict_with_a_truncated_head_names_the_file(cli, protein_run, tmp_path):
+    from safetensors.torch import save_file
+
+    head = protein_run / "final_model" / "protein_head.safetensors"
+    save_file({"w": torch.zeros(64, 64)}, str(head))
+    head.write_bytes(head.read_bytes()[:100])
+    code, err = cli(
+        "protein", "predict", "--model", protein_run, "--sequence", "MKTAYIAKQR", "--out", tmp_path / "o"
+    )
+    assert code == 2 and str(head) in err

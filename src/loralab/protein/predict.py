@@ -105,11 +105,13 @@ def run_checkpoints(run_dir: Path) -> dict[int, Path]:
 
 def load_trained_model(model_ref: str | Path, runtime=None):
     """(model in eval mode, ExperimentConfig, checkpoint dir) ready for inference."""
+    from loralab.engine.checkpoint import verify_checkpoint
     from loralab.protein.model import build_protein_model, load_protein_trainable
 
     checkpoint, cfg = find_checkpoint(model_ref)
     if cfg.system != "protein":
         raise ModelLayoutError(f"{model_ref}: a '{cfg.system}' run, not a protein run")
+    verify_checkpoint(checkpoint)  # a truncated head/adapter file is named, before the backbone loads
     runtime = runtime or inference_runtime()
     cfg.model.gradient_checkpointing = False  # inference: nothing to recompute
     model = build_protein_model(cfg, runtime)
