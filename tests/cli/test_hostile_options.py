@@ -105,3 +105,14 @@ def test_debug_flag_and_unexpected_errors(cli, monkeypatch):
     monkeypatch.setenv("LORALAB_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         cli("status", "RUN")
+
+
+def test_a_file_system_refusal_names_the_path(cli, monkeypatch):
+    from loralab.cli import status
+
+    def refuse(args):
+        raise PermissionError(13, "Permission denied", "/data/run/status.md")
+
+    monkeypatch.setattr(status, "run", refuse)
+    code, err = cli("status", "RUN")
+    assert code == 2 and "/data/run/status.md: Permission denied" in err

@@ -38,8 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-crop", action="store_true", help="predict chains longer than protein.max_length whole"
     )
-    parser.add_argument("--batch-size", type=positive_int, default=8, help="sequences per forward pass (default 8)")
-    parser.add_argument("--device", type=device_spec, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=8, help="sequences per forward pass (default 8)"
+    )
+    parser.add_argument(
+        "--device", type=device_spec, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
