@@ -1,5 +1,5 @@
 # Two front-door commands: `make demo` and `make test`. Both bootstrap what they need,
-# idempotently: system packages (espeak-ng), a .venv with torch installed first
+# idempotently: system packages (espeak-ng; chromium for the browser test), a .venv with torch installed first
 # (torch==2.13.0, the local CPU wheel here), then loralab and its dependencies.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -40,6 +40,14 @@ sysdeps:
 	     (apt-get update -q >/dev/null && apt-get install -y -q pocketsphinx-testdata >/dev/null)); \
 	  else \
 	    echo "note: pocketsphinx-testdata is missing (Debian/Ubuntu: sudo apt-get install pocketsphinx-testdata); the Whisper speech test will skip"; \
+	  fi; }
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium + chromium-driver (the headless-browser test of loralab serve's page)"; \
+	    (apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null)); \
+	  else \
+	    echo "note: chromium is missing (Debian/Ubuntu: sudo apt-get install chromium chromium-driver); the browser test of loralab serve will skip"; \
 	  fi; }
 
 lint: venv

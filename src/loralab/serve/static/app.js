@@ -132,6 +132,12 @@ function renderWords(data) {
     phones.className = "phones";
     phones.textContent = w.expected.join(" ");
     span.appendChild(phones);
+    if (status === "bad") {
+      const heard = document.createElement("span");
+      heard.className = "phones heard";
+      heard.textContent = w.heard.join(" ") || "(nothing)";
+      span.appendChild(heard);
+    }
     span.title = `expected: ${w.expected.join(" ")}\nheard: ${w.heard.join(" ") || "-"}`;
     sentence.appendChild(span);
     for (const e of w.errors) {
