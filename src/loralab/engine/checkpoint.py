@@ -237,7 +237,7 @@ def verify_checkpoint(path: Path) -> None:
             if file.suffix == ".safetensors":
                 with safe_open(str(file), framework="pt"):
                     pass
-            elif file.suffix in (".pt", ".pth", ".bin"):
+            elif file.suffix in (".pt", ".pth"):  # what torch.save writes here (zip archives)
                 with zipfile.ZipFile(file) as z:
                     z.namelist()
             elif file.suffix == ".json":
