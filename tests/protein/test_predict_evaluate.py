@@ -134,10 +134,13 @@ def test_scoring_true_distances_recovers_the_structure(dataset_dir):
     dist = score_distances(D, example)
     assert dist["distance_mae"] == pytest.approx(0, abs=1e-4) and dist["distance_pearson"] == pytest.approx(1)
     structure, X = score_structure(D, example)
-    assert structure["rmsd"] < 0.01  # the right mirror image was chosen, or RMSD would be several A
-    assert structure["tm_score"] > 0.99 and structure["lddt"] == pytest.approx(1) and structure["gdt_ts"] == 1
+    # The right mirror image was chosen, or RMSD would be several A; not exactly 0: the chain
+    # refinement pulls real neighbours (3.8 +- 0.05 A, cis-prolines 2.9 A) to 3.8 A.
+    assert structure["rmsd"] < 0.1
+    assert structure["tm_score"] > 0.99 and structure["lddt"] > 0.99 and structure["gdt_ts"] == 1
+    assert 3.75 < structure["mean_ca_ca"] < 3.85 and structure["clashes"] == 0
     m = example.mask
-    np.testing.assert_allclose(X[m], example.coords[m], atol=0.02)  # superposed on the true frame
+    np.testing.assert_allclose(X[m], example.coords[m], atol=0.3)  # superposed on the true frame
 
 
 def test_evaluate_run_scores_checkpoints_beside_an_independently_checked_baseline(run_dir, dataset_dir):

@@ -58,6 +58,8 @@ SUMMARY_COLUMNS = {
     "tm_score": "TM",
     "lddt": "lDDT",
     "gdt_ts": "GDT-TS",
+    "mean_ca_ca": "CA-CA (A)",
+    "clashes": "clashes",
 }
 
 
@@ -111,12 +113,14 @@ def _prefixed(metrics: dict, prefix: str) -> dict:
     return {k if k.startswith(prefix) else prefix + k: v for k, v in metrics.items()}
 
 
-def score_distances(pred_D, example) -> dict[str, float]:
+def score_distances(pred_D, example, contact_scores=None) -> dict[str, float]:
+    """Distance errors and contact precision (ranked by ``contact_scores`` when given)."""
     from loralab.protein.metrics import contact_precision, distance_metrics
 
     true_D = true_distances(example)
     out = _prefixed(distance_metrics(pred_D, true_D, example.mask), "distance_")
-    out.update(_prefixed(contact_precision(pred_D, true_D, example.mask), "contact_"))
+    contacts = contact_precision(pred_D, true_D, example.mask, scores=contact_scores)
+    out.update(_prefixed(contacts, "contact_"))
     return out
 
 
@@ -127,6 +131,7 @@ def score_structure(pred_D, example, refine: bool = True) -> tuple[dict, np.ndar
     from loralab.protein.geometry import decide_handedness, rmsd_superposed, superpose
     from loralab.protein.metrics import gdt_ts, lddt_ca, tm_score
     from loralab.protein.predict import mds_coordinates
+    from loralab.protein.reconstruct import geometry_check
 
     X, fit_stress = mds_coordinates(pred_D, refine=refine)
     m = example.mask
@@ -144,6 +149,8 @@ def score_structure(pred_D, example, refine: bool = True) -> tuple[dict, np.ndar
         "handedness_rule_agrees": float(by_rule.mirrored == by_reference.mirrored),
         "mds_stress": fit_stress,
     }
+    geometry = geometry_check(chosen)
+    metrics.update({k: float(geometry[k]) for k in ("mean_ca_ca", "clashes", "clash_fraction", "sane")})
     return metrics, chosen
 
 
@@ -153,10 +160,11 @@ def validation_metrics(model, dataset, baseline, batch_size: int, runtime) -> di
     from loralab.protein.report import mean_metrics
 
     examples = [dataset[i] for i in range(len(dataset))]
-    preds = predict_distance_matrices(model, examples, batch_size, runtime)
-    model_rows = [score_distances(p, e) for p, e in zip(preds, examples)]
+    contacts: list = []
+    preds = predict_distance_matrices(model, examples, batch_size, runtime, contacts=contacts)
+    model_rows = [score_distances(p, e, c) for p, e, c in zip(preds, examples, contacts)]
     base_rows = [score_distances(baseline.predict(e.length), e) for e in examples]
-    keys = ("distance_mae", "distance_rmse", "distance_pearson")
+    keys = ("distance_mae", "distance_rmse", "distance_pearson", "contact_p_at_L5_sep24")
     ours, base = mean_metrics(model_rows), mean_metrics(base_rows)
     out = {k: ours[k] for k in keys}
     out.update({f"baseline_{k}": base[k] for k in keys})
@@ -240,12 +248,15 @@ def evaluate_run(run_dir, checkpoints="all", split: str = "test", limit: int | N
         load_protein_trainable(model, checkpoint)
         step = _checkpoint_step(checkpoint)
         events.write("heartbeat", step, stage=f"eval {tag}: predicting {len(examples)} chains")
-        preds = predict_distance_matrices(model, examples, cfg.evaluation.batch_size, runtime, progress=True)
+        contacts: list = []
+        preds = predict_distance_matrices(
+            model, examples, cfg.evaluation.batch_size, runtime, progress=True, contacts=contacts
+        )
         rows, coords, last_beat = [], [], time.time()
-        for e, full, pred in zip(examples, full_lengths, preds):
+        for e, full, pred, scores in zip(examples, full_lengths, preds, contacts):
             row = {"id": e.id, "length": full, "evaluated_length": e.length, "cropped": int(e.length < full)}
             row["observed"] = int(e.mask.sum())
-            row.update(score_distances(pred, e))
+            row.update(score_distances(pred, e, scores))
             structure, X = score_structure(pred, e)
             row.update(structure)
             rows.append(row)

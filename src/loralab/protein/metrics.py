@@ -98,13 +98,19 @@ def distance_metrics(pred_D, true_D, mask=None) -> dict[str, float]:
     return out
 
 
-def contact_precision(pred_D, true_D, mask=None, cutoff: float = CONTACT_CUTOFF) -> dict[str, float]:
+def contact_precision(
+    pred_D, true_D, mask=None, cutoff: float = CONTACT_CUTOFF, scores=None
+) -> dict[str, float]:
     """Precision of the top-L, L/2, L/5 predicted contacts at separations >= 6, 12, 24.
 
     Keys ``p_at_L_sep6, p_at_L2_sep6, p_at_L5_sep6, ..._sep12, ..._sep24`` (NaN when no pair
-    has that separation). Ties in predicted distance are broken by position (i, then j).
+    has that separation). Pairs are ranked by predicted distance (closest first) or, given
+    ``scores`` ([L, L], e.g. a distogram's contact probability), by score (highest first).
+    Ties are broken by position (i, then j).
     """
     i, j, pred, true = _upper_pairs(pred_D, true_D, mask)
+    if scores is not None:
+        pred = -np.asarray(scores, dtype=np.float64)[i, j]  # rank key: lower first
     n_residues = int(_residue_mask(np.shape(true_D)[0], mask).sum())
     out = {}
     for min_sep in CONTACT_SEPARATIONS:

@@ -166,15 +166,15 @@ def predict_distance_matrices(
     return results
 
 
-def mds_coordinates(D: np.ndarray, refine: bool = True) -> tuple[np.ndarray, float]:
+def mds_coordinates(D: np.ndarray, refine: bool = True, chain: bool = True) -> tuple[np.ndarray, float]:
     """(coords [L, 3], normalised stress) from a distance matrix: classical MDS, then SMACOF
-    refinement unless ``refine`` is False. The hand is not chosen here (see
-    :func:`loralab.protein.geometry.decide_handedness`)."""
-    from loralab.protein.geometry import classical_mds, refine_stress, stress
+    refinement unless ``refine`` is False, then the chain-constrained refinement (3.8 A
+    neighbours, no clashes; :mod:`loralab.protein.reconstruct`) unless ``chain`` is False.
+    The hand is not chosen here (see :func:`loralab.protein.geometry.decide_handedness`)."""
+    from loralab.protein.geometry import stress
+    from loralab.protein.reconstruct import reconstruct
 
-    X = classical_mds(D)
-    if refine and len(D) > 3:
-        X = refine_stress(D, X, iters=200)
+    X = reconstruct(D, refine=refine, chain=chain)
     return X, stress(D, X)
 
 
@@ -254,6 +254,7 @@ def predict_sequences(
     """Predict every (name, sequence); write the files (module doc); return one summary each."""
     from loralab.protein.dataset import ProteinExample, decode_residues, encode_sequence
     from loralab.protein.geometry import decide_handedness, distance_matrix, write_ca_pdb
+    from loralab.protein.reconstruct import geometry_check
 
     checkpoint, cfg = find_checkpoint(model_ref)  # the run's max_length, before any weights load
     out_dir = Path(out_dir)
@@ -286,12 +287,18 @@ def predict_sequences(
         decision = decide_handedness(X)  # no reference: the C-alpha torsion rule
         X = decision.apply(X)
         fit_error = np.abs(distance_matrix(X) - D).sum(1) / max(len(D) - 1, 1)
+        geometry = geometry_check(X)
         sequence = decode_residues(ex.residue_index)
         np.save(out_dir / f"{name}.distances.npy", D.astype(np.float32))
         save_heatmaps(out_dir / f"{name}.distances.png", [(f"{name}: predicted distances", D)])
         remarks = [
             f"loralab protein predict, model {checkpoint}",
-            "C-alpha trace: classical MDS" + (" + SMACOF stress refinement" if refine else ""),
+            "C-alpha trace: classical MDS"
+            + (" + SMACOF stress refinement" if refine else "")
+            + " + chain-constrained refinement (3.8 A neighbours, no clashes)",
+            "geometry: mean CA-CA {mean_ca_ca:.2f} A, {clashes} non-adjacent pairs < 3.5 A".format(
+                **geometry
+            ),
             f"handedness: CA torsion rule, score {decision.score:+.3f}, mirrored={decision.mirrored}",
             "B-factor column: mean |d(X) - D_predicted| of the residue (A)",
         ]
@@ -307,6 +314,7 @@ def predict_sequences(
                     "mirrored": decision.mirrored,
                 },
                 "mds_stress": fit_stress,
+                "geometry": geometry,  # consecutive CA-CA and clashes of the written trace
                 "mean_fit_error_A": float(fit_error.mean()),
                 "mean_neighbour_distance_A": float(neighbours.mean()) if len(neighbours) else None,
                 "refined": refine,

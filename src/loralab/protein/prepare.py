@@ -144,79 +144,86 @@ def distance_statistics(coords_list: list[np.ndarray]) -> dict[str, dict]:
     }
 
 
-def prepare_structures(
-    structures_dir,
-    out_dir,
-    *,
-    min_length: int = 30,
-    max_length: int = 1000,
-    max_missing_fraction: float = 0.25,
-    max_unknown_fraction: float = 0.1,
-    identity_threshold: float = 0.3,
-    split_fractions: dict[str, float] | None = None,
-    seed: int = 0,
-    progress: bool = True,
-) -> Path:
-    """Parse, filter, deduplicate, cluster and split structures; write the data set.
+@dataclass
+class _Collected:
+    """Chains read so far, and what was left out, across sources."""
 
-    ``structures_dir``: a folder (searched recursively), a file, or a list of them.
-    Lengths count positions including missing residues inside the chain. Returns
-    ``out_dir``.
-    """
+    filters: dict
+    candidates: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    failed: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    gap_counts: dict = field(default_factory=lambda: {"missing": 0, "numbering": 0, "break": 0})
+    used_ids: set = field(default_factory=set)
+    files: list = field(default_factory=list)
+    other: list = field(default_factory=list)
+
+    def unique_id(self, text: str) -> str:
+        record_id = _safe_id(text)
+        while record_id in self.used_ids:
+            record_id += "_"
+        self.used_ids.add(record_id)
+        return record_id
+
+    def add(self, record: ProteinRecord, gap_kinds: list[str]) -> None:
+        """Keep ``record`` when it passes the filters, else note why it was left out."""
+        f, sequence = self.filters, record.sequence
+        n_unknown = sequence.count("X")
+        kind = reason = None
+        if len(sequence) < f["min_length"]:
+            kind, reason = "too_short", f"length {len(sequence)} < min_length {f['min_length']}"
+        elif len(sequence) > f["max_length"]:
+            kind, reason = "too_long", f"length {len(sequence)} > max_length {f['max_length']}"
+        elif record.missing_fraction > f["max_missing_fraction"]:
+            kind = "too_incomplete"
+            reason = f"missing fraction {record.missing_fraction:.3f} > {f['max_missing_fraction']}"
+        elif n_unknown > f["max_unknown_fraction"] * len(sequence):
+            kind = "too_unknown"
+            reason = f"{n_unknown} unknown residues (X) > {f['max_unknown_fraction']:.0%} of {len(sequence)}"
+        if reason:
+            self.skipped.append(
+                {
+                    "id": record.id,
+                    "file": record.source,
+                    "chain": record.chain,
+                    "kind": kind,
+                    "reason": reason,
+                }
+            )
+            return
+        for gap_kind in gap_kinds:
+            self.gap_counts[gap_kind] += 1
+        self.candidates.append(record)
+
+
+def _read_files(structures_dir, found: _Collected, progress: bool) -> None:
+    """Chains of the PDB/mmCIF files under ``structures_dir`` into ``found``."""
     from tqdm.auto import tqdm
 
-    fractions = dict(split_fractions or DEFAULT_SPLITS)
-    if any(f < 0 for f in fractions.values()) or abs(sum(fractions.values()) - 1.0) > 1e-6:
-        raise DataError(f"split fractions must be non-negative and sum to 1, got {fractions}")
-    if min_length < 2 or max_length < min_length:
-        raise DataError(f"length filter: need 2 <= min_length <= max_length, got {min_length}, {max_length}")
     files, other = find_structure_files(structures_dir)
     if not files:
         raise DataError(
             f"no structure files (.pdb, .ent, .cif, .mmcif, .pdbx, optionally .gz) under {structures_dir}"
         )
-    failed, skipped, warnings_seen, candidates = [], [], [], []
-    gap_counts = {"missing": 0, "numbering": 0, "break": 0}
-    used_ids: set[str] = set()
+    found.files.extend(files)
+    found.other.extend(other)
     for path in tqdm(files, desc="parsing structures", unit="file", disable=not progress):
         try:
             parsed = read_structure(path)
         except DataError as e:
-            failed.append({"file": str(path), "reason": str(e)})
+            found.failed.append({"file": str(path), "reason": str(e)})
             continue
-        warnings_seen.extend(parsed.warnings)
+        found.warnings.extend(parsed.warnings)
         for chain_id, reason in parsed.skipped:
-            skipped.append(
+            found.skipped.append(
                 {"id": None, "file": str(path), "chain": chain_id, "kind": "unusable", "reason": reason}
             )
         if not parsed.chains:
-            failed.append({"file": str(path), "reason": "no protein chain with C-alpha atoms"})
+            found.failed.append({"file": str(path), "reason": "no protein chain with C-alpha atoms"})
         for chain in parsed.chains:
-            record_id = _safe_id(f"{_file_stem(path)}_{chain.id}")
-            while record_id in used_ids:
-                record_id += "_"
-            used_ids.add(record_id)
             sequence, coords, numbers = expand_gaps(chain)
-            where = {"id": record_id, "file": str(path), "chain": chain.id}
-            n_unknown = sequence.count("X")
-            kind = reason = None
-            if len(sequence) < min_length:
-                kind, reason = "too_short", f"length {len(sequence)} < min_length {min_length}"
-            elif len(sequence) > max_length:
-                kind, reason = "too_long", f"length {len(sequence)} > max_length {max_length}"
-            elif chain.missing_fraction > max_missing_fraction:
-                kind = "too_incomplete"
-                reason = f"missing fraction {chain.missing_fraction:.3f} > {max_missing_fraction}"
-            elif n_unknown > max_unknown_fraction * len(sequence):
-                kind = "too_unknown"
-                reason = f"{n_unknown} unknown residues (X) > {max_unknown_fraction:.0%} of {len(sequence)}"
-            if reason:
-                skipped.append({**where, "kind": kind, "reason": reason})
-                continue
-            for gap in chain.gaps:
-                gap_counts[gap.kind] += 1
             record = ProteinRecord(
-                id=record_id,
+                id=found.unique_id(f"{_file_stem(path)}_{chain.id}"),
                 source=str(path),
                 chain=chain.id,
                 sequence=sequence,
@@ -229,7 +236,74 @@ def prepare_structures(
                 modified=[list(m) for m in chain.modified],
                 coords=coords,
             )
-            candidates.append(record)
+            found.add(record, [g.kind for g in chain.gaps])
+
+
+def _read_promod3(spec, limit: int | None, found: _Collected) -> None:
+    """Chains of the ProMod3 StructureDB (an export file, or ``auto``) into ``found``."""
+    from loralab.protein.promod3 import promod3_chains
+
+    f = found.filters
+    for chain in promod3_chains(spec, limit, f["min_length"], f["max_length"]):
+        record = ProteinRecord(
+            id=found.unique_id(chain.id),
+            source=chain.source,
+            chain=chain.chain,
+            sequence=chain.sequence,
+            length=len(chain.sequence),
+            split="",
+            cluster=-1,
+            missing_fraction=round(chain.missing_fraction, 4),
+            gaps=chain.gaps,
+            residue_numbers=chain.residue_numbers,
+            coords=chain.coords,
+        )
+        found.add(record, [g["kind"] for g in chain.gaps])
+
+
+def prepare_structures(
+    structures_dir,
+    out_dir,
+    *,
+    min_length: int = 30,
+    max_length: int = 1000,
+    max_missing_fraction: float = 0.25,
+    max_unknown_fraction: float = 0.1,
+    identity_threshold: float = 0.3,
+    split_fractions: dict[str, float] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    promod3: str | Path | None = None,
+    promod3_limit: int | None = None,
+) -> Path:
+    """Parse, filter, deduplicate, cluster and split structures; write the data set.
+
+    ``structures_dir``: a folder (searched recursively), a file, a list of them, or None
+    (with ``promod3``). ``promod3``: also read the ProMod3 StructureDB, from an export file
+    or ``"auto"`` (exported now, ``promod3_limit`` chains of the length window spread over
+    the database; see :mod:`loralab.protein.promod3`). Lengths count positions including
+    missing residues inside the chain. Returns ``out_dir``.
+    """
+    fractions = dict(split_fractions or DEFAULT_SPLITS)
+    if any(f < 0 for f in fractions.values()) or abs(sum(fractions.values()) - 1.0) > 1e-6:
+        raise DataError(f"split fractions must be non-negative and sum to 1, got {fractions}")
+    if min_length < 2 or max_length < min_length:
+        raise DataError(f"length filter: need 2 <= min_length <= max_length, got {min_length}, {max_length}")
+    if structures_dir is None and promod3 is None:
+        raise DataError("give structure files (--structures) or the ProMod3 StructureDB (--promod3), or both")
+    filters = {
+        "min_length": min_length,
+        "max_length": max_length,
+        "max_missing_fraction": max_missing_fraction,
+        "max_unknown_fraction": max_unknown_fraction,
+    }
+    found = _Collected(filters)
+    if structures_dir is not None:
+        _read_files(structures_dir, found, progress)
+    if promod3 is not None:
+        _read_promod3(promod3, promod3_limit, found)
+    candidates, skipped, warnings_seen = found.candidates, found.skipped, found.warnings
+    files, other, failed, gap_counts = found.files, found.other, found.failed, found.gap_counts
 
     # Duplicate sequences: keep the most complete copy (then the first by id).
     kept, by_sequence = [], {}
@@ -284,14 +358,11 @@ def prepare_structures(
         }
     summary = {
         "structures": [
-            str(p) for p in ([structures_dir] if isinstance(structures_dir, str | Path) else structures_dir)
+            str(p)
+            for p in ([structures_dir] if isinstance(structures_dir, str | Path) else structures_dir or [])
         ],
-        "filters": {
-            "min_length": min_length,
-            "max_length": max_length,
-            "max_missing_fraction": max_missing_fraction,
-            "max_unknown_fraction": max_unknown_fraction,
-        },
+        "promod3": None if promod3 is None else {"source": str(promod3), "limit": promod3_limit},
+        "filters": filters,
         "files": {
             "structure_files": len(files),
             "failed": failed,
