@@ -95,8 +95,16 @@ def build_training_model(cfg, runtime, model_dir: Path | None = None) -> SpeechL
         dtype=runtime.weight_dtype,
         attn_implementation=cfg.model.attn_implementation,
     )
-    if cfg.lora.init == "pretrained":
-        peft_model = lora_setup.add_pretrained_lora(base, adapter_dir_for(cfg, model_dir), cfg.lora)
+    adapter_dir = adapter_dir_for(cfg, model_dir) if cfg.lora.init == "pretrained" else None
+    return prepare_training_model(cfg, base, backbone, adapter_dir)
+
+
+def prepare_training_model(cfg, base, backbone, adapter_dir: Path | None = None) -> SpeechLoraModel:
+    """A loaded, frozen ``base`` made trainable as ``cfg`` says: the LoRA (fresh, or the adapter in
+    ``adapter_dir``), unfrozen modules, fp32 trainables, encoder cache, activation checkpointing.
+    ``loralab estimate`` calls this on a model without weights."""
+    if adapter_dir is not None:
+        peft_model = lora_setup.add_pretrained_lora(base, adapter_dir, cfg.lora)
     else:
         peft_model = lora_setup.add_fresh_lora(base, cfg.lora)
     if cfg.strategy == "unfreeze":
