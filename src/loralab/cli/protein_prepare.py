@@ -8,8 +8,13 @@ sequences, and splits train/val/test by sequence-identity clusters so that no pa
 chains in different splits reaches --identity-threshold. Writes manifest.jsonl,
 coords/<id>.npy and summary.json (every file and chain left out, with the reason).
 
-Example:
+--promod3 also reads the ProMod3 StructureDB (21,119 real chains; Debian: apt-get install -y
+python3-promod3): "auto" exports it now through Debian's /usr/bin/python3, or give an npz
+exported before; the same filters, duplicate collapse and clustered split apply.
+
+Examples:
   loralab protein prepare --structures pdb_files/ --out data/proteins
+  loralab protein prepare --promod3 auto --promod3-limit 2000 --max-length 256 --out data/promod3
 """
 
 from __future__ import annotations
@@ -34,7 +39,20 @@ def _fractions(text: str) -> dict[str, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--structures", nargs="+", required=True, metavar="PATH", help="structure files or folders"
+        "--structures", nargs="+", default=None, metavar="PATH", help="structure files or folders"
+    )
+    parser.add_argument(
+        "--promod3",
+        metavar="auto|FILE.npz",
+        default=None,
+        help="also read the ProMod3 StructureDB: 'auto' (export via /usr/bin/python3) or an export file",
+    )
+    parser.add_argument(
+        "--promod3-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --promod3 auto: N chains within the length filter, spread over the database",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder of the data set")
     parser.add_argument(
@@ -77,8 +95,12 @@ def run(args: argparse.Namespace) -> int:
     from loralab.safe_files import ensure_output_dir
 
     ensure_output_dir(args.out, "--out")
+    structures = args.structures
+    if structures is None and args.promod3 is None:
+        print("error: give --structures PATH..., --promod3 auto|FILE.npz, or both")
+        return 2
     out = prepare_structures(
-        args.structures[0] if len(args.structures) == 1 else args.structures,
+        structures[0] if structures and len(structures) == 1 else structures,
         args.out,
         min_length=args.min_length,
         max_length=args.max_length,
@@ -87,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         identity_threshold=args.identity_threshold,
         split_fractions=args.split,
         seed=args.seed,
+        promod3=args.promod3,
+        promod3_limit=args.promod3_limit,
     )
     summary = json.loads((out / "summary.json").read_text())
     files = summary["files"]

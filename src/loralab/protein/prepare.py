@@ -241,7 +241,7 @@ def _read_files(structures_dir, found: _Collected, progress: bool) -> None:
 
 def _read_promod3(spec, limit: int | None, found: _Collected) -> None:
     """Chains of the ProMod3 StructureDB (an export file, or ``auto``) into ``found``."""
-    from loralab.protein.promod3 import promod3_chains
+    from loralab.protein.promod3_source import promod3_chains
 
     f = found.filters
     for chain in promod3_chains(spec, limit, f["min_length"], f["max_length"]):
@@ -281,7 +281,7 @@ def prepare_structures(
     ``structures_dir``: a folder (searched recursively), a file, a list of them, or None
     (with ``promod3``). ``promod3``: also read the ProMod3 StructureDB, from an export file
     or ``"auto"`` (exported now, ``promod3_limit`` chains of the length window spread over
-    the database; see :mod:`loralab.protein.promod3`). Lengths count positions including
+    the database; see :mod:`loralab.protein.promod3_source`). Lengths count positions including
     missing residues inside the chain. Returns ``out_dir``.
     """
     fractions = dict(split_fractions or DEFAULT_SPLITS)

@@ -1,12 +1,12 @@
 """Export the ProMod3 StructureDB to one npz file (run by Debian's ``/usr/bin/python3``).
 
 ProMod3 (``apt-get install -y python3-promod3``, which pulls ``promod3-data``) is built for
-the system interpreter only, so :mod:`loralab.protein.promod3` runs this file there as a
+the system interpreter only, so :mod:`loralab.protein.promod3_source` runs this file there as a
 subprocess: ``/usr/bin/python3 promod3_export.py OUT.npz [--limit N] [--min-length N]
 [--max-length N]``: the chains whose length is in the window, or ``--limit`` of them spread
 evenly over the database (it is ordered by PDB id). It needs only ProMod3 and numpy.
 
-The export format (read by :func:`loralab.protein.promod3.read_promod3_npz`; a test
+The export format (read by :func:`loralab.protein.promod3_source.read_promod3_npz`; a test
 fixture writes the same keys):
 
 * ``ids``: str [N], the PDB entry (e.g. ``12AS``); ``chains``: str [N], chain names;
