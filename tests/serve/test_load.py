@@ -111,3 +111,11 @@ def test_bad_uploads_interleaved_with_good_ones(tiny_assessor):
         else:
             assert data["error"]["code"] == code and data["error"]["message"]
     assert health[0] == 200 and health[2]["status"] == "ok" and health[2]["served"]["assessed"] == 12
+
+
+def test_a_batch_bigger_than_the_queue_is_413_not_503(tiny_assessor):
+    files = [("audio", f"{i}.wav", wav_bytes(0.3), "audio/wav") for i in range(3)]
+    with running_server(_app(tiny_assessor, queue_capacity=2)) as client:
+        status, headers, data = client.post_form("/v1/assess/batch", [("text", "Good morning")] * 3, files)
+        assert status == 413 and data["error"]["code"] == "too_many_items" and "retry-after" not in headers
+        assert "at most 2" in data["error"]["message"]

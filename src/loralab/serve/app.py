@@ -76,6 +76,9 @@ class Service:
 
     async def assess(self, recordings: list[Recording]) -> list[dict[str, Any]]:
         started = time.perf_counter()
+        if len(recordings) > self.queue.capacity:  # would never fit: retrying cannot help
+            raise ApiError(413, "too_many_items", f"{len(recordings)} recordings in one request; this "
+                           f"server queues at most {self.queue.capacity}")  # fmt: skip
         try:
             futures = self.queue.submit(recordings)
         except QueueFull as e:
