@@ -20,6 +20,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "evaluate": "loralab.cli.evaluate",
     "status": "loralab.cli.status",
     "compare": "loralab.cli.compare",
+    "estimate": "loralab.cli.estimate",
     "assess": "loralab.cli.assess",
     "serve": "loralab.cli.serve",
     "demo": "loralab.cli.demo",
