@@ -1,0 +1,169 @@
+"""``loralab estimate``: the fake-tensor estimate against a real step of the same code (tiny model),
+its parts against independent counts, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from loralab.config import load_config
+from loralab.errors import LoralabError
+from loralab.estimate import core, hardware, inputs, speech
+from loralab.estimate.fake import AllocationTracker, OracleFakeMode, wide_constants
+from loralab.estimate.measure import measure_generation, measure_training
+from loralab.speech.model.training import answer_only_loss
+
+EXAMPLE = inputs.Example(task="mdd", seconds=3.0, prompt_tokens=24, audio_tokens=38, answer_tokens=16)
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg(tiny_model_dir):
+    return load_config("paper_r64", [f"model.name_or_path={tiny_model_dir}", "lora.rank=8", "lora.alpha=16"])
+
+
+def _text_token(model) -> int:
+    return min(speech.TEXT_TOKEN, model.causal_lm.config.vocab_size - 1)
+
+
+def _fake_step(cfg, batch_size: int):
+    mode = OracleFakeMode()
+    with wide_constants():
+        model, backbone = speech.build_fake_model(cfg, mode, torch.bfloat16)
+        audio_id = backbone.audio_token_id(model.causal_lm.config)
+        batch = speech.fake_batch(EXAMPLE, batch_size, mode, audio_id, text_token=_text_token(model))
+        with mode:
+            costs, opt = measure_training(
+                model, answer_only_loss, [batch], cfg.training, torch.bfloat16, AllocationTracker()
+            )
+    return model, costs[0], opt
+
+
+def _real_step(cfg, model_dir, batch_size: int):
+    from loralab.speech.model import training
+    from loralab.speech.model.load import resolve_backbone
+
+    backbone = resolve_backbone(model_dir, "phi4mm")
+    base = backbone.load(model_dir, device="cpu", dtype=torch.bfloat16, attn_implementation="sdpa")
+    fresh = dataclasses.replace(cfg, lora=dataclasses.replace(cfg.lora, init="fresh"))
+    model = training.prepare_training_model(fresh, base, backbone)
+    audio_id = backbone.audio_token_id(model.causal_lm.config)
+    batch = speech.fake_batch(EXAMPLE, batch_size, None, audio_id, text_token=_text_token(model))
+    costs, opt = measure_training(
+        model, answer_only_loss, [batch], cfg.training, torch.bfloat16, AllocationTracker()
+    )
+    return model, costs[0], opt
+
+
+def test_estimated_peak_matches_a_real_step_within_10_percent(tiny_cfg, tiny_model_dir):
+    torch.manual_seed(0)
+    _, fake, fake_opt = _fake_step(tiny_cfg, batch_size=4)
+    _, real, real_opt = _real_step(tiny_cfg, tiny_model_dir, batch_size=4)
+    assert real.peak_bytes > 0
+    assert abs(fake.peak_bytes - real.peak_bytes) / real.peak_bytes < 0.10
+    assert fake_opt == real_opt
+    assert fake.flops == real.flops > 0
+
+
+def test_memory_parts_agree_with_independent_counts(tiny_cfg):
+    from loralab.speech.system import count_parameters
+
+    model, cost, opt = _fake_step(tiny_cfg, batch_size=2)
+    parts = core.memory_breakdown(model, opt, cost.peak_bytes)
+    trainable = count_parameters(tiny_cfg)["lora"].trainable  # from layer shapes: r x (in + out)
+    assert parts["params"]["trainable"] == trainable
+    # AdamW keeps exp_avg and exp_avg_sq in fp32 per trainable value; gradients are fp32 too.
+    assert opt == 2 * 4 * trainable
+    assert parts["memory_gb"]["gradients"] == round(4 * trainable / 1e9, 2)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    assert parts["memory_gb"]["weights"] == round((2 * frozen + 4 * trainable) / 1e9, 2)
+    assert cost.peak_bytes > 2 * frozen + 4 * trainable + opt
+
+
+def test_generation_estimate_matches_a_real_generation(tiny_cfg, tiny_model_dir):
+    from loralab.speech.model.load import resolve_backbone
+
+    mode = OracleFakeMode()
+    with wide_constants():
+        model, backbone = speech.build_fake_model(tiny_cfg, mode, torch.bfloat16)
+        audio_id = backbone.audio_token_id(model.causal_lm.config)
+        batch = speech.fake_batch(
+            EXAMPLE, 3, mode, audio_id, with_answer=False, text_token=_text_token(model)
+        )
+        with mode:
+            fake = measure_generation(model.causal_lm, batch, 2, torch.bfloat16, AllocationTracker())
+    backbone = resolve_backbone(tiny_model_dir, "phi4mm")
+    base = backbone.load(tiny_model_dir, device="cpu", dtype=torch.bfloat16, attn_implementation="sdpa")
+    batch = speech.fake_batch(EXAMPLE, 3, None, audio_id, with_answer=False, text_token=_text_token(model))
+    real = measure_generation(base, batch, 2, torch.bfloat16, AllocationTracker())
+    assert fake.prefill_flops > 0 and fake.decode_flops > 0
+    # The fake model carries a LoRA (r=8) the plain base lacks: a few percent of the weights.
+    assert abs(fake.peak_bytes - real.peak_bytes) / real.peak_bytes < 0.10
+    assert fake.kv_bytes_per_token == real.kv_bytes_per_token > 0
+
+
+def test_kv_cache_growth_is_the_layers_keys_and_values(tiny_cfg, tiny_model_dir):
+    mode = OracleFakeMode()
+    with wide_constants():
+        model, backbone = speech.build_fake_model(tiny_cfg, mode, torch.bfloat16)
+        cfg = model.causal_lm.config
+        batch = speech.fake_batch(
+            EXAMPLE, 2, mode, backbone.audio_token_id(cfg), with_answer=False, text_token=_text_token(model)
+        )
+        with mode:
+            cost = measure_generation(model.causal_lm, batch, 2, torch.bfloat16, AllocationTracker())
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    # Per new position: K and V of every layer for both sequences in bf16, and the int64
+    # attention mask one column longer.
+    expected = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * 2 * 2 + 2 * 8
+    assert cost.kv_bytes_per_token == expected
+
+
+def test_epoch_flops_sum_the_trainers_batches():
+    examples = [inputs.Example("apa", 2.0, 10, 20, 5)] * 6 + [inputs.Example("mdd", 2.0, 4, 20, 11)] * 2
+    training = load_config("paper_r64", []).training
+    points = {"apa": [(35, 350.0), (70, 700.0)], "mdd": [(35, 35.0), (70, 70.0)]}
+    flops, batches = core.epoch_flops(examples, 4, training, points)
+    # Every example is 35 tokens long: 6 x 350 / 4 + 2 x 35 / 4, whichever batches they fall in.
+    assert batches == 2
+    assert flops == pytest.approx((6 * 350 + 2 * 35) / 4)
+
+
+def test_seconds_follow_peak_throughput_and_mfu():
+    h100 = hardware.GPUS[0]
+    assert hardware.compute_seconds(h100.bf16_flops * 0.4, h100, 0.4) == pytest.approx(1.0)
+    # A decoding step that reads 3.35 TB at 60% of 3.35 TB/s is bandwidth-bound.
+    assert hardware.decode_seconds(1.0, 3.35e12, h100, 0.4, 0.6) == pytest.approx(1 / 0.6)
+
+
+def test_durations_follow_speechocean762():
+    d = inputs.so762_durations(2500)
+    assert d.min() >= 2.0 and d.max() <= 20.0
+    assert 4.0 < float(sorted(d)[len(d) // 2]) < 5.0
+
+
+def test_bad_input_is_a_clear_error(tiny_cfg):
+    with pytest.raises(LoralabError, match="at least 1"):
+        core.check_batch_size(0, 8)
+    with pytest.raises(LoralabError, match="--mfu"):
+        core.estimate(tiny_cfg, batch_size=1, mfu=0)
+    protein = load_config("qwen2.5-0.5b", [])
+    with pytest.raises(LoralabError, match="speech presets"):
+        core.estimate(protein, batch_size=1)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["estimate", "no_such_preset"], "neither a file nor a shipped preset"),
+        (["estimate", "paper_r64", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["estimate", "paper_r64", "model.name_or_path=/nonexistent/model"], "does not exist"),
+    ],
+)
+def test_cli_errors_are_one_line_with_exit_2(argv, message, capsys):
+    from loralab.cli.main import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
