@@ -122,7 +122,7 @@ def full_size_inference(tokenizer_dir: Path, config=None, device: str = "cuda"):
         Phi4MultimodalForCausalLM,
     )
 
-    from loralab.speech.collate import answer_end_token_ids
+    from loralab.speech.chat_format import answer_end_token_ids
     from loralab.speech.model.load import InferenceModel, drop_vision_encoder
 
     config = config or Phi4MultimodalConfig()

@@ -203,14 +203,11 @@ def full_size_parts(preset: str, manifest: Path, work: Path, utterances: int, dr
 
     from loralab.config import load_config
     from loralab.engine.setup import make_accelerator
-    from loralab.engine.system import SystemParts
     from loralab.speech import system as speech_system
     from loralab.speech.backbones import backbone_named
-    from loralab.speech.collate import SpeechCollator
-    from loralab.speech.model import lora as lora_setup
-    from loralab.speech.model import training
     from loralab.speech.model.load import drop_vision_encoder
     from loralab.speech.model.tiny import AUDIO_TOKEN, IMAGE_TOKEN, train_tiny_tokenizer
+    from loralab.speech.system import Injected
 
     overrides = [
         f"speech.manifest_dir={manifest}",
@@ -245,30 +242,15 @@ def full_size_parts(preset: str, manifest: Path, work: Path, utterances: int, dr
     base.requires_grad_(False)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    peft_model = lora_setup.add_fresh_lora(base, cfg.lora)
-    lora_setup.trainable_to_fp32(peft_model)
-    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    base.config.use_cache = False
-    backbone = backbone_named("phi4mm")
-    model = training.SpeechLoraModel(peft_model, backbone)
-    feature_extractor = Phi4MultimodalFeatureExtractor()
-    collator = SpeechCollator(
-        tokenizer, feature_extractor, backbone, config.audio_config.audio_token_id, cfg.speech.prompt_style
+    # The system's own build_parts on the injected model: the LoRA, fp32 trainables and
+    # activation checkpointing of the preset, the collator and the lengths, as in a real run.
+    injected = Injected(
+        base_model=base,
+        backbone=backbone_named("phi4mm"),
+        tokenizer=tokenizer,
+        feature_extractor=Phi4MultimodalFeatureExtractor(),
     )
-    records, _ = speech_system._read_split(cfg, "train")
-    examples = [(r, task) for r in records for task in cfg.speech.tasks]
-    parts = SystemParts(
-        model=model,
-        train_dataset=examples,
-        eval_dataset=None,
-        collate=collator,
-        lengths=[collator.example_length(r, t) for r, t in examples],
-        loss_fn=training.answer_only_loss,
-        param_groups=training.parameter_groups(model),
-        save_trainable=training.save_trainable,
-        load_trainable=training.load_trainable,
-        save_final=lambda m, out: training.save_trainable(m, out),
-    )
+    parts = speech_system.build_parts(cfg, runtime, injected)
     return cfg, parts, accelerator, runtime
 
 

@@ -113,7 +113,6 @@ def make_parts(
     model = ToyModel(dropout)
     LAST_MODEL[:] = [model]
     train = make_dataset(n_train)
-    eval_set = make_dataset(8, seed=7, prefix="eval")
 
     def timed_loss(m, batch):
         if sleep:
@@ -123,7 +122,6 @@ def make_parts(
     return SystemParts(
         model=model,
         train_dataset=train,
-        eval_dataset=eval_set,
         collate=collate,
         lengths=[len(e["y"]) for e in train],
         loss_fn=timed_loss,

@@ -111,7 +111,7 @@ def test_layout_follows_the_tokenizers_chat_template(parts, tiny_model_dir):
     assert tok.decode(labels[labels != -100]) == record.apa_answer + "<|im_end|>"
     assert tok.decode(batch["input_ids"][0]).startswith("<|im_start|>user\n<|APA|>")
 
-    from loralab.speech.collate import answer_end_token_ids
+    from loralab.speech.chat_format import answer_end_token_ids
 
     assert answer_end_token_ids(tok) == [tok.convert_tokens_to_ids("<|im_end|>")]
     assert answer_end_token_ids(parts[0]) == parts[0].convert_tokens_to_ids(["<|end|>", "<|endoftext|>"])

@@ -66,18 +66,19 @@ def test_unfreeze_trains_exactly_the_named_groups(
 
 
 def test_answer_only_labels_decode_to_the_json_answers(tiny_qwen2audio_dir, synth_manifest_dir):
-    from loralab.speech.collate import answer_of
+    from loralab.speech.chat_format import answer_of
 
     parts = build(make_cfg("qwen2audio_r64", tiny_qwen2audio_dir, synth_manifest_dir))
     examples = [parts.train_dataset[i] for i in range(4)]
     batch = parts.collate(examples)
-    tok = parts.extra["tokenizer"]
+    tok = parts.collate.tokenizer
+    audio_token_id = parts.model.backbone.audio_token_id(parts.model.causal_lm.config)
     for row, (record, task) in enumerate(examples):
         labels = batch["labels"][row]
         answer = tok.decode(labels[labels != -100].tolist())
         assert answer == answer_of(record, task) + "<|im_end|><|endoftext|>"
         ids = batch["input_ids"][row].tolist()
-        n_audio = ids.count(parts.extra["audio_token_id"])
+        n_audio = ids.count(audio_token_id)
         start = ids.index(tok.convert_tokens_to_ids("<|audio_bos|>"))
         assert ids[start + 1 + n_audio] == tok.convert_tokens_to_ids("<|audio_eos|>")
 
@@ -89,7 +90,7 @@ def test_text_aware_prompt_puts_the_reference_before_the_audio(tiny_qwen2audio_d
     parts = build(cfg)
     record, task = parts.train_dataset[0]
     batch = parts.collate([(record, task)])
-    text = parts.extra["tokenizer"].decode(batch["input_ids"][0].tolist())
+    text = parts.collate.tokenizer.decode(batch["input_ids"][0].tolist())
     expected = f"Reference text: {record.text}\nCanonical phones: {record.canonical_phones}\n<|audio_bos|>"
     assert expected in text
     assert len(batch["input_ids"][0]) == parts.collate.example_length(record, task)

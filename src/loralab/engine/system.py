@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ class SystemParts:
 
     model: the module to train; exactly the intended parameters have requires_grad=True
         (trainable ones in fp32; frozen ones may be bf16).
-    train_dataset / eval_dataset: indexable sequences of examples, passed to ``collate``.
+    train_dataset: an indexable sequence of examples, passed to ``collate``.
     collate: list of examples -> batch dict of tensors; it also carries ``"ids"``
         (list[str], one per example: utterance or protein ids, named in NaN reports) and
         ``"num_tokens"`` (int, target tokens or pairs, for throughput).
@@ -60,7 +60,6 @@ class SystemParts:
 
     model: Any
     train_dataset: Sequence
-    eval_dataset: Sequence | None
     collate: Callable[[list], dict]
     lengths: list[int]
     loss_fn: Callable[[Any, dict], Any]
@@ -69,7 +68,9 @@ class SystemParts:
     load_trainable: Callable[[Any, Path], None]
     save_final: Callable[[Any, Path], None]
     evaluate: Callable[[Any, Path, int], dict[str, float]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Deprecated, read by nothing: accepted until loralab.protein.system stops passing them.
+    eval_dataset: Sequence | None = None
+    extra: dict[str, Any] | None = None
 
 
 def system_module(name: str):

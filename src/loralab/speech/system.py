@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from loralab.engine.system import ParamCount, SystemParts
 
@@ -32,17 +34,27 @@ def _examples(records: list, tasks: list[str]) -> list[tuple]:
     return [(record, task) for record in records for task in tasks]
 
 
-def build_parts(cfg, runtime) -> SystemParts:
-    """Everything the trainer needs for a speech run (see :class:`loralab.engine.system.SystemParts`)."""
-    from loralab.errors import DataError
-    from loralab.speech.collate import SpeechCollator
-    from loralab.speech.model import training
-    from loralab.speech.model.layout import resolve_model_dir
-    from loralab.speech.model.load import load_tokenizer, resolve_backbone
+@dataclass
+class Injected:
+    """Parts :func:`build_parts` takes as given instead of loading them (benchmarks, tests).
 
-    model_dir = resolve_model_dir(cfg.model.name_or_path, cfg.model.revision)
-    backbone = resolve_backbone(model_dir, cfg.model.family)
-    # Data first: a bad manifest should fail before minutes of model loading.
+    base_model: a loaded, frozen base model; :func:`training.prepare_training_model` adds the
+        LoRA of the config to it. backbone: its family (:mod:`loralab.speech.backbones`).
+    model_dir: where the base came from (for the final model's card; None: ``save_final``
+        writes the trainable weights only).
+    """
+
+    base_model: Any = None
+    backbone: Any = None
+    tokenizer: Any = None
+    feature_extractor: Any = None
+    model_dir: Path | None = None
+
+
+def _train_records(cfg, runtime) -> list:
+    """The training records; a bad manifest fails here, before minutes of model loading."""
+    from loralab.errors import DataError
+
     train_records, train_info = _read_split(cfg, cfg.speech.train_split)
     if not train_records:
         raise DataError(
@@ -50,52 +62,71 @@ def build_parts(cfg, runtime) -> SystemParts:
             f"({train_info['read']} read, {train_info['too_long']} longer than speech.max_audio_seconds="
             f"{cfg.speech.max_audio_seconds})"
         )
-    eval_records = None
-    if (Path(cfg.speech.manifest_dir) / f"{cfg.speech.eval_split}.jsonl").is_file():
-        eval_records, _ = _read_split(cfg, cfg.speech.eval_split)
     if runtime.is_main and train_info["too_long"]:
         print(
             f"speech: skipped {train_info['too_long']} of {train_info['read']} training utterances longer "
             f"than speech.max_audio_seconds={cfg.speech.max_audio_seconds}"
         )
+    return train_records
 
-    tokenizer = load_tokenizer(model_dir, trust_remote_code=cfg.model.trust_remote_code)
-    feature_extractor = backbone.load_feature_extractor(model_dir)
-    model = training.build_training_model(cfg, runtime, model_dir)
-    audio_token_id = backbone.audio_token_id(model.causal_lm.config)
+
+def _resolve_parts(cfg, runtime, given: Injected) -> Injected:
+    """``given`` completed: what was not injected is loaded as the config says."""
+    from loralab.speech.model import training
+    from loralab.speech.model.layout import resolve_model_dir
+    from loralab.speech.model.load import load_tokenizer, resolve_backbone
+
+    model_dir = given.model_dir
+    if model_dir is None and (given.base_model is None or given.backbone is None or given.tokenizer is None):
+        model_dir = resolve_model_dir(cfg.model.name_or_path, cfg.model.revision)
+    backbone = given.backbone or resolve_backbone(model_dir, cfg.model.family)
+    tokenizer = given.tokenizer or load_tokenizer(model_dir, trust_remote_code=cfg.model.trust_remote_code)
+    feature_extractor = given.feature_extractor or backbone.load_feature_extractor(model_dir)
+    if given.base_model is not None:
+        model = training.prepare_training_model(cfg, given.base_model, backbone)
+    else:
+        model = training.build_training_model(cfg, runtime, model_dir)
+    return Injected(model, backbone, tokenizer, feature_extractor, model_dir)
+
+
+def build_parts(cfg, runtime, injected: Injected | None = None) -> SystemParts:
+    """Everything the trainer needs for a speech run (see :class:`loralab.engine.system.SystemParts`).
+
+    ``injected``: parts to use as given rather than load (see :class:`Injected`); the training
+    model is then the injected base with the config's LoRA set-up."""
+    from loralab.speech.collate import SpeechCollator
+    from loralab.speech.model import training
+
+    train_records = _train_records(cfg, runtime)
+    built = _resolve_parts(cfg, runtime, injected or Injected())
+    model, tokenizer, feature_extractor = built.base_model, built.tokenizer, built.feature_extractor
     collator = SpeechCollator(
         tokenizer,
         feature_extractor,
-        backbone,
-        audio_token_id,
+        built.backbone,
+        built.backbone.audio_token_id(model.causal_lm.config),
         cfg.speech.prompt_style,
         cfg.speech.prompt_reference,
     )
     train_examples = _examples(train_records, cfg.speech.tasks)
-    lengths = [collator.example_length(record, task) for record, task in train_examples]
 
     def save_final(m, out_dir: Path) -> None:
-        training.save_final(m, out_dir, cfg, tokenizer, feature_extractor, model_dir)
+        if built.model_dir is None:
+            training.save_trainable(m, out_dir)
+        else:
+            training.save_final(m, out_dir, cfg, tokenizer, feature_extractor, built.model_dir)
 
     return SystemParts(
         model=model,
         train_dataset=train_examples,
-        eval_dataset=_examples(eval_records, cfg.speech.tasks) if eval_records else None,
         collate=collator,
-        lengths=lengths,
+        lengths=[collator.example_length(record, task) for record, task in train_examples],
         loss_fn=training.answer_only_loss,
         param_groups=training.parameter_groups(model),
         save_trainable=training.save_trainable,
         load_trainable=training.load_trainable,
         save_final=save_final,
         evaluate=_epoch_evaluator(runtime) if cfg.evaluation.every_epoch else None,
-        extra={
-            "model_dir": str(model_dir),
-            "tokenizer": tokenizer,
-            "feature_extractor": feature_extractor,
-            "audio_token_id": audio_token_id,
-            "skipped_too_long": train_info["too_long"],
-        },
     )
 
 

@@ -243,7 +243,7 @@ def test_one_aspect_at_a_time_is_generated_per_aspect_and_scored_as_one_answer(
     tiny_run_dir, synth_manifest_dir, monkeypatch
 ):
     """speech.tasks = the four apa_<aspect> tasks: one prompt and answer per aspect, merged for scoring."""
-    from loralab.speech.collate import answer_of
+    from loralab.speech.chat_format import answer_of
     from loralab.speech.data.records import read_manifest
 
     records = {r.id: r for r in read_manifest(synth_manifest_dir, "test")}

@@ -60,7 +60,7 @@ def answer_token_budget(tokenizer, answers: Iterable[str]) -> int:
 
 def task_budgets(tokenizer, records: Sequence, tasks: Sequence[str]) -> dict[str, int]:
     """Per-task max_new_tokens from the (training) records' target answers."""
-    from loralab.speech.collate import answer_of
+    from loralab.speech.chat_format import answer_of
 
     return {t: answer_token_budget(tokenizer, (answer_of(r, t) for r in records)) for t in tasks}
 

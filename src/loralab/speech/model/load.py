@@ -205,7 +205,7 @@ def load_for_inference(
 
     ``base_model`` overrides where the base model is looked up (e.g. a run trained elsewhere).
     """
-    from loralab.speech.collate import answer_end_token_ids
+    from loralab.speech.chat_format import answer_end_token_ids
     from loralab.speech.model.lora import load_unfrozen, merge_adapter
 
     if device is None:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from loralab.engine.checkpointing import enable_activation_checkpointing
 from loralab.errors import LoralabError
-from loralab.speech.collate import IGNORE_INDEX
+from loralab.speech.chat_format import IGNORE_INDEX
 from loralab.speech.model import lora as lora_setup
 from loralab.speech.model.layout import SPEECH_ADAPTER_DIR, resolve_model_dir
 from loralab.speech.model.load import MODEL_CARD, UNFROZEN_FILE, resolve_backbone
