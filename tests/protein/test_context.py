@@ -150,3 +150,31 @@ def test_distogram_expected_distance_and_contact_probability_match_numpy():
     regression, contact_r = pair_distance_and_contact(log_distance, logits, "regression")
     np.testing.assert_allclose(regression.numpy(), reg, rtol=1e-5)
     torch.testing.assert_close(contact_r, contact)
+
+
+def test_distogram_prior_counts_bins_per_separation_like_numpy():
+    from loralab.protein.model import NUM_SEPARATION_BUCKETS, distogram_prior, separation_bucket
+
+    rng = np.random.default_rng(2)
+    examples = []
+    for n in (12, 20):
+        coords = np.cumsum(rng.normal(0, 2.5, size=(n, 3)), axis=0).astype(np.float32)
+        mask = np.ones(n, bool)
+        mask[3] = False
+        examples.append(ProteinExample(f"c{n}", rng.integers(0, 20, n), coords, mask))
+    bins = 8
+    got = distogram_prior(examples, bins).numpy()
+    counts = np.zeros((NUM_SEPARATION_BUCKETS, bins))
+    edges = distogram_edges(bins).numpy()
+    for e in examples:
+        for i in range(e.length):
+            for j in range(e.length):
+                if e.mask[i] and e.mask[j]:
+                    d = np.linalg.norm(e.coords[i].astype(np.float64) - e.coords[j])
+                    b = int(separation_bucket(torch.tensor(abs(i - j))))
+                    counts[b, int(np.searchsorted(edges, d, side="right"))] += 1
+    for b in range(1, NUM_SEPARATION_BUCKETS):
+        if counts[b].sum() == 0:
+            counts[b] = counts[b - 1]
+    expected = np.log((counts + 1) / (counts + 1).sum(-1, keepdims=True))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

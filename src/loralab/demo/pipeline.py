@@ -36,6 +36,9 @@ class DemoPlan:
     real_speech: bool  # transcribe the LibriVox clips with the trained model
     protein_structures: int | None  # structure files (None: all ~50)
     protein_epochs: int
+    # ProMod3 StructureDB chains (40-128 residues, spread over the database) added when
+    # Debian's python3-promod3 is installed (make sysdeps installs it as root); 0: none.
+    protein_promod3_chains: int = 0
     seed: int = 0
 
 
@@ -56,7 +59,8 @@ FULL = DemoPlan(
     lora_only=False,
     real_speech=True,
     protein_structures=None,
-    protein_epochs=2,
+    protein_epochs=1,
+    protein_promod3_chains=360,
 )
 QUICK = DemoPlan(
     mode="quick",
@@ -73,6 +77,7 @@ QUICK = DemoPlan(
     real_speech=False,  # 3 steps teach no format: answers would run to the full budget
     protein_structures=12,
     protein_epochs=1,
+    protein_promod3_chains=40,
 )
 
 # Owned by the demo and rewritten on every run (nothing else is removed from --out).

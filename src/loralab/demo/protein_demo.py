@@ -2,8 +2,17 @@
 
 Structures: the single-chain PDB files of the ``mdanalysistests`` source package
 (``MDAnalysisTests/data/dssp/*.pdb.gz``, public-domain PDB entries; installed with
-``--no-deps``, located without importing it). Backbone: SmolLM2-135M-Instruct as a plain
-Llama folder (:func:`loralab.demo.smollm.ensure_smollm2_llama`), preset ``protein/small``.
+``--no-deps``, located without importing it) and, when Debian's ``python3-promod3`` is
+installed (``make sysdeps`` installs it as root: ~2 min once, outside the demo's budget),
+``plan.protein_promod3_chains`` chains of the ProMod3 StructureDB (40-128 residues, spread
+over the database; exported in ~2 s). Without ProMod3 the demo still runs on the package's
+chains and says so. Backbone: SmolLM2-135M-Instruct as a plain Llama folder
+(:func:`loralab.demo.smollm.ensure_smollm2_llama`), preset ``protein/cpu``.
+
+Acceptance (issue 12), checked on the evaluation and the predicted PDB and put in the
+summary: every predicted structure has a mean consecutive CA-CA in 3.6-4.0 A and < 1% of
+non-adjacent pairs closer than 3.5 A; on >= 30 test chains the model beats the
+separation-mean baseline (same run) on distance MAE, long-range P@L/5 and TM-score.
 """
 
 from __future__ import annotations
@@ -17,7 +26,11 @@ from pathlib import Path
 from loralab.demo.stages import StageClock
 from loralab.errors import LoralabError
 
-PROTEIN_PRESET = "protein/small"
+PROTEIN_PRESET = "protein/cpu"
+CHAIN_LENGTHS = (40, 128)  # the preset's protein.max_length: no chain is cropped
+MIN_TEST_CHAINS = 30
+# For orientation only (another model, benchmark and scale): ESM-2 35M, CAMEO.
+ESM2_35M_LONG_RANGE_P_AT_L = 0.284
 STRUCTURES_PACKAGE = "MDAnalysisTests"
 STRUCTURES_SUBDIR = "data/dssp"
 # Files the package ships on purpose as broken input for its own tests.
@@ -28,6 +41,7 @@ HEADLINE = (
     "distance_rmse",
     "distance_pearson",
     "contact_p_at_L_sep24",
+    "contact_p_at_L5_sep24",
     "rmsd",
     "tm_score",
     "lddt",
@@ -87,6 +101,53 @@ def validation_by_epoch(run_dir: Path) -> list[dict]:
     return rows
 
 
+def structure_geometry(per_protein_csv: Path) -> dict:
+    """Geometry of the evaluation's predicted structures: the worst chain's figures."""
+    import csv
+
+    with per_protein_csv.open() as f:
+        rows = list(csv.DictReader(f))
+    bonds = [float(r["mean_ca_ca"]) for r in rows if r.get("mean_ca_ca")]
+    clash = [float(r["clash_fraction"]) for r in rows if r.get("clash_fraction")]
+    return {
+        "structures": len(rows),
+        "mean_ca_ca_range": [min(bonds), max(bonds)] if bonds else None,
+        "max_clash_fraction": max(clash) if clash else None,
+        "total_clashes": int(sum(float(r["clashes"]) for r in rows if r.get("clashes"))),
+    }
+
+
+def _check(name: str, value, target: str, passed: bool, required: bool) -> dict:
+    return {"check": name, "value": value, "target": target, "passed": bool(passed), "required": required}
+
+
+def acceptance(result: dict, full: bool) -> list[dict]:
+    """Issue 12's acceptance checks (module doc); required in the full demo."""
+    m, b, geo = result["metrics"], result["baseline"], result["geometry"]
+    pred_geo = result["prediction"].get("geometry") or {}
+    lo, hi = geo["mean_ca_ca_range"] or (float("nan"), float("nan"))
+    n = result.get("test_chains") or 0
+    checks = [
+        _check("protein predicted structures: mean consecutive CA-CA (A), every chain", f"{lo:.2f}-{hi:.2f}",
+               "3.6-4.0", 3.6 <= lo and hi <= 4.0 and 3.6 <= pred_geo.get("mean_ca_ca", 0) <= 4.0, full),
+        _check("protein predicted structures: non-adjacent CA pairs < 3.5 A, worst chain",
+               f"{100 * (geo['max_clash_fraction'] or 0):.2f}%", "< 1%",
+               (geo["max_clash_fraction"] or 0) < 0.01 and pred_geo.get("clash_fraction", 1) < 0.01, full),
+        _check("protein test chains (clustered split)", n, f">= {MIN_TEST_CHAINS}", n >= MIN_TEST_CHAINS, full),
+    ]  # fmt: skip
+    for key, label, better in (
+        ("distance_mae", "distance MAE (A)", lambda x, y: x < y),
+        ("contact_p_at_L5_sep24", "long-range P@L/5", lambda x, y: x > y),
+        ("tm_score", "TM-score", lambda x, y: x > y),
+    ):
+        x, y = m.get(key), b.get(key)
+        ok = x is not None and y is not None and better(x, y)
+        value = f"{x:.3f} vs {y:.3f}" if ok or (x is not None and y is not None) else f"{x} vs {y}"
+        checks.append(_check(f"protein {label}: model vs separation-mean baseline", value,
+                             "model better", ok, full))  # fmt: skip
+    return checks
+
+
 def _status(run_dir: Path) -> dict:
     from loralab.reports.status import build_status
     from loralab.reports.status_report import write_status_files
@@ -105,17 +166,28 @@ def run_protein(
     from loralab.protein.evaluate import evaluate_run
     from loralab.protein.predict import predict_sequences
     from loralab.protein.prepare import prepare_structures
+    from loralab.protein.promod3_source import INSTALL_HINT, promod3_missing_reason
 
     root = out_dir / "protein"
     structures, dataset_dir = root / "structures", root / "dataset"
     result = {} if result is None else result
     result.update({"backbone": str(backbone_dir), "structures": str(structures), "dataset": str(dataset_dir)})
-    with clock.stage(
-        "protein", "prepare", "real PDB structures from mdanalysistests (loralab protein prepare)"
-    ):
+    missing = promod3_missing_reason() if plan.protein_promod3_chains else "not asked for"
+    source = "mdanalysistests" + (
+        "" if missing else f" + {plan.protein_promod3_chains} ProMod3 StructureDB chains"
+    )
+    with clock.stage("protein", "prepare", f"real structures: {source} (loralab protein prepare)"):
         files = collect_structures(structures, plan.protein_structures)
-        prepare_structures(structures, dataset_dir, seed=plan.seed, progress=False)
+        prepare_structures(
+            structures, dataset_dir, seed=plan.seed, progress=False, min_length=CHAIN_LENGTHS[0],
+            max_length=CHAIN_LENGTHS[1], promod3=None if missing else "auto",
+            promod3_limit=plan.protein_promod3_chains,
+        )  # fmt: skip
     summary = json.loads((dataset_dir / "summary.json").read_text())
+    result["sources"] = {"mdanalysistests_files": len(files), "promod3": None if missing else "auto"}
+    if missing and plan.protein_promod3_chains:
+        result["sources"]["promod3_missing"] = f"{missing}; {INSTALL_HINT}"
+        clock.log(f"ProMod3 StructureDB not used ({missing}): apt-get install -y python3-promod3")
     result["structure_files"] = len(files)
     result["chains"] = {split: info.get("chains") for split, info in summary.get("splits", {}).items()}
     clock.log(f"{len(files)} structure files -> chains per split: {result['chains']}")
@@ -123,7 +195,7 @@ def run_protein(
     overrides = [
         f"model.name_or_path={backbone_dir}",
         f"protein.dataset_dir={dataset_dir}",
-        f"output_dir={root / 'runs' / 'protein_small'}",
+        f"output_dir={root / 'runs' / 'protein_cpu'}",
         f"training.epochs={plan.protein_epochs}",
         f"training.seed={plan.seed}",
     ]
@@ -148,6 +220,9 @@ def run_protein(
     result["summary_md"] = str(eval_root / "summary.md")
     result["metrics"] = {k: evaluation.get("model", {}).get(k) for k in HEADLINE}
     result["baseline"] = {k: evaluation.get("baseline", {}).get(k) for k in HEADLINE}
+    result["test_chains"] = evaluation.get("num_proteins")
+    result["esm2_35m_long_range_p_at_L_cameo"] = ESM2_35M_LONG_RANGE_P_AT_L
+    result["geometry"] = structure_geometry(metrics_files[-1].parent / "per_protein.csv")
     name, sequence = _first_test_protein(dataset_dir)
     with clock.stage("protein", "predict", f"distance map, C-alpha trace and PDB for test chain {name}"):
         predictions = predict_sequences(run_dir, [(name, sequence)], root / "predict")
@@ -158,7 +233,11 @@ def run_protein(
         "predicted_residues": predicted["predicted_length"],  # < length: cropped to protein.max_length
         "notes": predicted["notes"],
         **{kind: str(root / "predict" / file) for kind, file in predicted["files"].items()},
+        "geometry": predicted.get("geometry"),
     }
+    result["acceptance"] = acceptance(result, plan.mode == "full")
+    for check in result["acceptance"]:
+        clock.log(f"[{'ok' if check['passed'] else 'FAIL'}] {check['check']}: {check['value']}")
     with clock.stage("protein", "status"):
         result.update(_status(run_dir))
     return result

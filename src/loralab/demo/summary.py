@@ -96,6 +96,7 @@ def acceptance_checks(plan: dict, results: dict, total_seconds: float) -> list[d
         ok = mae is not None and base is not None and mae < base
         name = "protein test distance MAE below the separation-mean baseline (A)"
         checks.append(_check(name, f"{_fmt(mae, 2)} vs {_fmt(base, 2)}", "model < baseline", ok, False))
+    checks += protein.get("acceptance", [])  # issue 12: geometry, >= 30 test chains, beats the baseline
     return checks
 
 
@@ -217,6 +218,10 @@ def _protein_lines(protein: dict) -> list[str]:
             f"RMSE {_fmt(m.get('distance_rmse'), 2)} A, Pearson {_fmt(m.get('distance_pearson'))}, "
             f"TM {_fmt(m.get('tm_score'))} ({_fmt(b.get('tm_score'))}), lDDT {_fmt(m.get('lddt'))} "
             f"({_fmt(b.get('lddt'))}), GDT-TS {_fmt(m.get('gdt_ts'))}, RMSD {_fmt(m.get('rmsd'), 2)} A",
+            f"  contacts: long-range P@L/5 {_fmt(m.get('contact_p_at_L5_sep24'))} "
+            f"({_fmt(b.get('contact_p_at_L5_sep24'))}), P@L {_fmt(m.get('contact_p_at_L_sep24'))} "
+            f"({_fmt(b.get('contact_p_at_L_sep24'))}); for orientation, ESM-2 35M long-range P@L on CAMEO: "
+            f"{_fmt(protein.get('esm2_35m_long_range_p_at_L_cameo'))}",
             f"  evaluation: {protein.get('summary_md')}",
         ]
     if "prediction" in protein:

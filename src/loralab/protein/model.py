@@ -120,6 +120,10 @@ class PairDistanceHead(nn.Module):
         # separation-mean baseline and the network learns what the sequence adds to it.
         self.separation_prior = nn.Embedding(NUM_SEPARATION_BUCKETS, 1)
         nn.init.zeros_(self.separation_prior.weight)
+        # Likewise the distogram: per-separation log bin frequencies of the training set, so
+        # its expected distance starts at the baseline's, not at a uniform distribution.
+        self.distogram_prior = nn.Embedding(NUM_SEPARATION_BUCKETS, max(distogram_bins, 1))
+        nn.init.zeros_(self.distogram_prior.weight)
         self.mlp = nn.Sequential(
             nn.GELU(), nn.Linear(pair_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, 1 + distogram_bins)
         )
@@ -128,9 +132,12 @@ class PairDistanceHead(nn.Module):
             self.mlp[-1].bias[0] = INITIAL_LOG_DISTANCE
 
     @torch.no_grad()
-    def set_separation_prior(self, mean_log_distance: torch.Tensor) -> None:
-        """Start from the mean log(1 + d) per separation bucket ([NUM_SEPARATION_BUCKETS])."""
+    def set_separation_prior(self, mean_log_distance: torch.Tensor, distogram_log_freq=None) -> None:
+        """Start from the mean log(1 + d) per separation bucket ([NUM_SEPARATION_BUCKETS]) and
+        the bins' log frequencies per bucket ([NUM_SEPARATION_BUCKETS, bins], optional)."""
         self.separation_prior.weight.copy_(mean_log_distance.reshape(-1, 1))
+        if distogram_log_freq is not None and self.distogram_bins:
+            self.distogram_prior.weight.copy_(distogram_log_freq)
         self.mlp[-1].bias[0] = 0.0  # the prior now carries the global scale
 
     def forward(self, hidden: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
@@ -149,7 +156,9 @@ class PairDistanceHead(nn.Module):
             full_pair = p[:, :, None] * p[:, None] + s[:, :, None] + s[:, None] + sep
             pair = self.trunk(full_pair, lengths)[:, i, j]
         out = self.mlp(pair)
-        prior = F.pad(self.separation_prior(buckets), (0, self.distogram_bins))
+        prior = self.separation_prior(buckets)
+        if self.distogram_bins:
+            prior = torch.cat([prior, self.distogram_prior(buckets)], dim=-1)
         out = out.float() + prior[None].float()  # fp32: bf16 would round log-distances by ~1%
         logits = out[..., 1:] if self.distogram_bins else None
         distance, contact = pair_distance_and_contact(out[..., 0], logits, self.distance_from)
@@ -390,6 +399,24 @@ def separation_prior(examples) -> torch.Tensor:
     return prior.float()
 
 
+def distogram_prior(examples, bins: int) -> torch.Tensor:
+    """[NUM_SEPARATION_BUCKETS, bins] log frequency of each distogram bin per separation bucket
+    over observed training pairs (add-one smoothed); empty buckets copy the bucket below."""
+    counts = torch.zeros(NUM_SEPARATION_BUCKETS, bins, dtype=torch.float64)
+    edges = distogram_edges(bins).double()
+    for e in examples:
+        coords = torch.nan_to_num(torch.from_numpy(e.coords).double())
+        mask = torch.from_numpy(e.mask)
+        pair = (mask[:, None] & mask[None, :]).flatten()
+        labels = torch.bucketize(torch.cdist(coords, coords).flatten()[pair], edges, right=True)
+        buckets = separation_buckets(len(coords)).flatten()[pair]
+        counts.index_put_((buckets, labels), torch.ones(len(labels), dtype=torch.float64), accumulate=True)
+    for b in range(1, NUM_SEPARATION_BUCKETS):
+        if counts[b].sum() == 0:
+            counts[b] = counts[b - 1]
+    return torch.log((counts + 1) / (counts + 1).sum(-1, keepdim=True)).float()
+
+
 def protein_loss(outputs: dict, batch: dict, head_cfg) -> torch.Tensor:
     """Mean loss over the valid pairs i < j of the batch (observed residues, no padding).
 
@@ -470,6 +497,8 @@ def load_protein_trainable(model, in_dir: str | Path) -> None:
     state = load_file(str(in_dir / HEAD_FILE), device=str(device))
     for prefix, module in (("residue_embedding.", model.residue_embedding), ("head.", model.head)):
         part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if prefix == "head." and "distogram_prior.weight" not in part:  # saved before it existed
+            part["distogram_prior.weight"] = torch.zeros_like(module.distogram_prior.weight)
         try:
             module.load_state_dict(part, strict=True)
         except RuntimeError as e:

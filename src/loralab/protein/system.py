@@ -73,6 +73,7 @@ def build_parts(cfg, runtime, *, train_examples=None, val_examples=None) -> Syst
     from loralab.protein.evaluate import SeparationMeanBaseline, validation_metrics
     from loralab.protein.model import (
         build_protein_model,
+        distogram_prior,
         load_protein_trainable,
         protein_loss,
         save_protein_trainable,
@@ -94,7 +95,11 @@ def build_parts(cfg, runtime, *, train_examples=None, val_examples=None) -> Syst
     baseline = SeparationMeanBaseline.fit(train_examples)
     model = build_protein_model(cfg, runtime)
     # Fresh head: start at the separation-mean prior (a resumed run loads its own weights).
-    model.head.set_separation_prior(separation_prior(train_examples).to(runtime.device))
+    bins = cfg.protein_head.distogram_bins
+    model.head.set_separation_prior(
+        separation_prior(train_examples).to(runtime.device),
+        distogram_prior(train_examples, bins).to(runtime.device) if bins else None,
+    )
     head_cfg = cfg.protein_head
 
     def loss_fn(model, batch):
