@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
             f"{s['name']}: {s['predicted_length']} residues"
             + (f" (of {s['length']}, cropped)" if s["cropped"] else "")
             + f", neighbour distance {s['mean_neighbour_distance_A']:.2f} A, MDS stress {s['mds_stress']:.3f}, "
+            f"trace CA-CA {s['geometry']['mean_ca_ca']:.2f} A, {s['geometry']['clashes']} clashes (< 3.5 A), "
             f"hand by CA torsions (score {hand['score']:+.2f}, mirrored={hand['mirrored']}) -> "
             f"{args.out}/{s['files']['pdb']}"
         )
