@@ -17,6 +17,11 @@ GPU figure (CUDA only; skipped with the reason otherwise): a Qwen2.5-0.5B-sized 
 bf16 autocast, gradient checkpointing) on synthetic chains whose lengths follow the
 user's data (normal, mean 200, sd 45, clipped to 60-256): batch 8 (the preset) vs batch
 1. Target >= 50 proteins/s; the user's original code did ~5 (batch 1, 1.6 s per 8).
+Context mechanism (CPU, same run, same data and tiny backbone, batch 8): the old causal
+backbone with the pair MLP vs the whole-sequence context of the ``protein/cpu`` preset
+(bidirectional attention mask + a 4-block 2D-convolution pair trunk), and the bidirectional
+mask alone; proteins/s and CPU seconds per protein, median of ``--repeats``.
+
 Writes ``benchmarks/results/protein.json``.
 """
 
@@ -97,6 +102,7 @@ def cpu_bench(work: Path, repeats: int) -> dict:
             print(
                 f"cpu batch {batch_size} (repeat {repeat + 1}): {runs[batch_size][-1]['proteins_per_s']} proteins/s"
             )
+    context = context_bench(work, dataset, backbone, repeats)
     median = {b: round(statistics.median(r["proteins_per_s"] for r in rs), 3) for b, rs in runs.items()}
     # CPU seconds per protein (all threads, the whole run) is steadier than wall time on a shared machine.
     cpu_per_protein = {
@@ -120,7 +126,45 @@ def cpu_bench(work: Path, repeats: int) -> dict:
             "runs": runs[1],
         },
         "ratio": round(median[8] / median[1], 2),
+        "context": context,
     }
+
+
+CONTEXT_VARIANTS = {
+    "causal (old)": ["protein_head.context=causal", "protein_head.trunk_blocks=0"],
+    "bidirectional": ["protein_head.context=bidirectional", "protein_head.trunk_blocks=0"],
+    "bidirectional + trunk (new, protein/cpu)": [
+        "protein_head.context=bidirectional", "protein_head.trunk_blocks=4", "protein_head.trunk_channels=32",
+    ],
+}  # fmt: skip
+
+
+def context_bench(work: Path, dataset: Path, backbone: Path, repeats: int) -> dict:
+    """Training throughput of each context mechanism (module doc), runs interleaved."""
+    from loralab.config import load_config
+
+    runs: dict[str, list[dict]] = {name: [] for name in CONTEXT_VARIANTS}
+    for repeat in range(repeats):
+        for k, (name, overrides) in enumerate(CONTEXT_VARIANTS.items()):
+            cfg = load_config("small", [
+                f"model.name_or_path={backbone}", f"protein.dataset_dir={dataset}",
+                f"output_dir={work / f'ctx{k}_{repeat}'}", "protein.max_length=128", "training.epochs=2",
+                "training.batch_size=8", "training.gradient_accumulation=1", "training.log_every=1",
+                "evaluation.every_epoch=false", *overrides,
+            ])  # fmt: skip
+            runs[name].append(train_once(cfg))
+            print(f"cpu context {name} (repeat {repeat + 1}): {runs[name][-1]['proteins_per_s']} proteins/s")
+    out = {
+        name: {
+            "proteins_per_s": round(statistics.median(r["proteins_per_s"] for r in rs), 3),
+            "cpu_s_per_protein": round(statistics.median(r["cpu_s"] / r["proteins_trained"] for r in rs), 4),
+            "runs": rs,
+        }
+        for name, rs in runs.items()
+    }
+    old, new = out["causal (old)"], out["bidirectional + trunk (new, protein/cpu)"]
+    out["new_vs_old_throughput"] = round(new["proteins_per_s"] / old["proteins_per_s"], 2)
+    return out
 
 
 def synthetic_chains(n: int, seed: int = 0) -> list:
@@ -197,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     if "ratio" in cpu:
         parts.append(f"CPU tiny: {cpu['batched']['proteins_per_s']} vs {cpu['baseline_batch_1']['proteins_per_s']} "
                      f"proteins/s batch 8 vs 1 (x{cpu['ratio']})")  # fmt: skip
+        ctx = cpu["context"]
+        parts.append(f"CPU tiny context: bidirectional + trunk {ctx['bidirectional + trunk (new, protein/cpu)']['proteins_per_s']}"
+                     f" vs causal {ctx['causal (old)']['proteins_per_s']} proteins/s (x{ctx['new_vs_old_throughput']})")  # fmt: skip
     if "ratio" in gpu:
         parts.append(f"GPU 0.5B: {gpu['batched']['proteins_per_s']} proteins/s batch 8 (target >= 50), "
                      f"batch 1 {gpu['baseline_batch_1']['proteins_per_s']} (x{gpu['ratio']})")  # fmt: skip

@@ -276,6 +276,9 @@ def evaluate_run(run_dir, checkpoints="all", split: str = "test", limit: int | N
         flat = {**summary["model"], **{f"baseline_{k}": v for k, v in summary["baseline"].items()}}
         events.write("eval", step, epoch=epoch, split=split, metrics=flat)
         print(f"{tag}: distance MAE {flat['distance_mae']:.2f} A (baseline {flat['baseline_distance_mae']:.2f} A), "
-              f"TM {flat['tm_score']:.3f}, lDDT {flat['lddt']:.3f} -> {out_dir}")  # fmt: skip
+              f"TM {flat['tm_score']:.3f} ({flat['baseline_tm_score']:.3f}), long-range P@L/5 "
+              f"{flat['contact_p_at_L5_sep24']:.3f} ({flat['baseline_contact_p_at_L5_sep24']:.3f}), "
+              f"lDDT {flat['lddt']:.3f}; geometry: mean CA-CA {flat['mean_ca_ca']:.2f} A, "
+              f"{flat['clashes']:.1f} clashes per chain -> {out_dir}")  # fmt: skip
     write_summary(eval_root, SUMMARY_COLUMNS)
     return eval_root
