@@ -117,6 +117,7 @@ def test_two_gloo_processes_train_one_consistent_checkpoint(tmp_path):
             "optimizer.pt",
             "rng_state_0.pth",
             "rng_state_1.pth",
+            "run.json",
             "scheduler.pt",
             "trainer_state.json",
         ]

@@ -66,23 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _system_of(run_dir) -> str:
-    import json
-    from pathlib import Path
+    from loralab.engine.run_dir import RunDir
 
-    from loralab.errors import LoralabError
-
-    file = Path(run_dir) / "training_config.json"
-    if not Path(run_dir).is_dir():
-        raise LoralabError(f"run directory {run_dir} does not exist")
-    if not file.is_file():
-        raise LoralabError(
-            f"{run_dir} has no training_config.json: not a loralab run directory "
-            "(point at the folder 'loralab train' printed, e.g. output/paper_r64)"
-        )
-    try:
-        return json.loads(file.read_text())["config"]["system"]
-    except (ValueError, KeyError) as e:
-        raise LoralabError(f"{file}: cannot read the run's system ({e})") from e
+    return RunDir(run_dir).require().system
 
 
 def run(args: argparse.Namespace) -> int:

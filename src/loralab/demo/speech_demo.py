@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from loralab.demo.stages import StageClock
+from loralab.engine.run_dir import RunDir
 
 UNFREEZE_PRESET = "demo_qwen2audio"
 LORA_ONLY_PRESET = "demo_qwen2audio_lora"
@@ -118,7 +119,7 @@ def train_and_evaluate(
             from loralab.demo.real_speech import transcribe_real_speech
 
             result["real_speech"] = transcribe_real_speech(
-                run_dir / "final_model", cfg.speech.prompt_style, cfg.speech.prompt_reference
+                RunDir(run_dir).final_model, cfg.speech.prompt_style, cfg.speech.prompt_reference
             )
     else:
         clock.skip("speech", f"real speech ({label})", f"not in the {plan.mode} plan")

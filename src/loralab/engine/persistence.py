@@ -8,6 +8,7 @@ each process its own RNG state.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from pathlib import Path
@@ -19,6 +20,7 @@ from loralab.engine.run_info import (
     config_differences,
     config_fields,
     config_hash,
+    library_versions,
     param_table,
     write_training_config,
 )
@@ -156,6 +158,7 @@ def save_checkpoint(loop, epoch: int) -> None:
             "steps_per_epoch": loop.steps_per_epoch,
             "total_steps": loop.total_steps,
         }
+        ckpt.write_card(tmp, dataclasses.asdict(loop.cfg), epoch, loop.step, library_versions())
         ckpt.write_states(
             tmp,
             None if loop.deepspeed else loop.optimizer.state_dict(),

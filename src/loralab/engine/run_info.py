@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from loralab.config.schema import ExperimentConfig
+from loralab.engine.run_dir import RUN_CONFIG_FILE as TRAINING_CONFIG_FILE  # the run directory owns it
 from loralab.engine.system import ParamCount
-
-TRAINING_CONFIG_FILE = "training_config.json"
 
 # Fields that may differ between a run and its resume without changing the numbers:
 # where output goes (a run folder may be moved), how often to log, evaluation settings,

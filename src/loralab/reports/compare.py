@@ -17,6 +17,7 @@ from pathlib import Path
 from loralab.config.loader import load_config
 from loralab.config.schema import ExperimentConfig
 from loralab.engine.events import EVENTS_FILE
+from loralab.engine.run_dir import RunDir
 from loralab.errors import LoralabError
 from loralab.reports.formatting import fmt_count, fmt_duration, fmt_num, json_safe, md_table
 from loralab.reports.params import ParamSummary, count_for_config, from_groups
@@ -35,7 +36,7 @@ class CompareEntry:
 
 
 def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and ((path / EVENTS_FILE).exists() or (path / TRAINING_CONFIG_FILE).exists())
+    return RunDir(path).is_run()
 
 
 def load_entry(arg: str) -> CompareEntry:

@@ -1,10 +1,9 @@
 """Everything a report needs from a run directory, read without touching the model.
 
-A run directory (written by ``loralab train``) holds ``events.jsonl`` (the schema is in
-:mod:`loralab.engine.events`), ``training_config.json`` (``config``: the resolved
-ExperimentConfig as a dict), ``checkpoint-epoch-N/`` folders (``.tmp-checkpoint-epoch-N``
-while one is being written), ``final_model/`` and, after evaluation,
-``eval/epoch-N/metrics.json``.
+The run directory's layout is :class:`loralab.engine.run_dir.RunDir`'s: ``events.jsonl`` (the
+schema is in :mod:`loralab.engine.events`), ``training_config.json``, the checkpoints (complete
+or still being written), ``final_model/`` and, after evaluation, ``metrics.json`` per split
+and epoch.
 
 A resumed run appends to the same log: each ``start`` opens a new *segment* (one process's
 life). Steps redone after a resume (those after the last checkpoint) are logged twice; the
@@ -21,15 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from loralab.engine.events import EVENTS_FILE, read_events, to_float
+from loralab.engine.run_dir import RUN_CONFIG_FILE as TRAINING_CONFIG_FILE
+from loralab.engine.run_dir import RunDir
 from loralab.errors import LoralabError
 
-TRAINING_CONFIG_FILE = "training_config.json"
-CHECKPOINT_RE = re.compile(r"^checkpoint-epoch-(\d+)$")
-TMP_CHECKPOINT_RE = re.compile(r"^\.tmp-checkpoint-epoch-(\d+)$")
-EVAL_DIR_RE = re.compile(r"^epoch-(\d+)$")
 # Counts and p-values are context, not results: left out of plots and comparison tables.
 NOT_HEADLINE_RE = re.compile(r"(^|[._])(n|n_\w+|failed|clamped|count|p_value|all_parsed|num_\w+|ref_len)$")
-EVAL_ROOT_RE = re.compile(r"^eval(-(?P<split>.+))?$")
 # Preferred order: the paper's Table 3 columns, then protein headline metrics.
 PREFERRED_METRICS = (
     "acc_pcc", "flu_pcc", "pros_pcc", "total_pcc", "wer", "per", "f1", "precision", "recall",
@@ -209,37 +205,30 @@ def _read_evals(run_dir: Path, records: list[dict], problems: list[str]) -> list
             found[(int(r["epoch"]), split)] = EvalResult(
                 int(r["epoch"]), flatten_metrics(r["metrics"]), "events", split
             )
-    roots = [d for d in run_dir.iterdir() if d.is_dir() and EVAL_ROOT_RE.match(d.name)]
-    for root in sorted(roots):
-        split = EVAL_ROOT_RE.match(root.name).group("split")
-        split = None if split == "test" else split
-        for d in sorted(root.iterdir()):
-            m = EVAL_DIR_RE.match(d.name)
-            if not m or (int(m.group(1)), split) in found or not (d / "metrics.json").is_file():
-                continue
-            try:
-                data = json.loads((d / "metrics.json").read_text())
-            except (OSError, ValueError) as e:
-                problems.append(f"{d / 'metrics.json'}: unreadable ({e})")
-                continue
-            epoch = int(m.group(1))
-            found[(epoch, split)] = EvalResult(epoch, flatten_metrics(data), str(d / "metrics.json"), split)
+    for split_name, epoch, d in RunDir(run_dir).eval_folders():
+        split = None if split_name == "test" else split_name
+        if (epoch, split) in found or not (d / "metrics.json").is_file():
+            continue
+        try:
+            data = json.loads((d / "metrics.json").read_text())
+        except (OSError, ValueError) as e:
+            problems.append(f"{d / 'metrics.json'}: unreadable ({e})")
+            continue
+        found[(epoch, split)] = EvalResult(epoch, flatten_metrics(data), str(d / "metrics.json"), split)
     return [found[k] for k in sorted(found, key=lambda k: (k[1] or "", k[0]))]
 
 
 def _read_checkpoints(run_dir: Path, records: list[dict]) -> list[CheckpointInfo]:
+    run = RunDir(run_dir)
     found: dict[str, CheckpointInfo] = {}
-    for d in run_dir.iterdir():
-        if not d.is_dir():
-            continue
-        if m := CHECKPOINT_RE.match(d.name):
-            found[d.name] = CheckpointInfo(d.name, int(m.group(1)), str(d), folder_size(d), "complete")
-        elif m := TMP_CHECKPOINT_RE.match(d.name):
-            found[d.name] = CheckpointInfo(d.name, int(m.group(1)), str(d), folder_size(d), "incomplete")
+    for epoch, d in run.checkpoints().items():
+        found[d.name] = CheckpointInfo(d.name, epoch, str(d), folder_size(d), "complete")
+    for epoch, d in run.incomplete_checkpoints().items():
+        found[d.name] = CheckpointInfo(d.name, epoch, str(d), folder_size(d), "incomplete")
     for r in records:
         if r.get("event") != "checkpoint" or "epoch" not in r:
             continue
-        name = f"checkpoint-epoch-{int(r['epoch'])}"
+        name = run.checkpoint(int(r["epoch"])).name
         if name not in found:
             size = r.get("size_bytes")
             found[name] = CheckpointInfo(
@@ -259,9 +248,8 @@ def read_run(run_dir: str | Path) -> RunLog:
         raise LoralabError(
             f"run directory '{run_dir}' does not exist (pass the folder 'loralab train' printed)"
         )
-    events_path = run_dir / EVENTS_FILE
-    cfg_path = run_dir / TRAINING_CONFIG_FILE
-    if not events_path.exists() and not cfg_path.exists():
+    cfg_path = RunDir(run_dir).config_file
+    if not RunDir(run_dir).is_run():
         raise LoralabError(
             f"'{run_dir}' is not a run directory: it has no {EVENTS_FILE} and no {TRAINING_CONFIG_FILE}. "
             "Pass the folder a 'loralab train' run writes (default output/<name>)."
@@ -274,10 +262,10 @@ def read_run(run_dir: str | Path) -> RunLog:
             training_config = json.loads(cfg_path.read_text())
         except (OSError, ValueError) as e:  # ValueError: bad JSON, or bytes that are not UTF-8
             problems.append(f"{cfg_path}: unreadable ({e})")
-    final = None
-    if (run_dir / "final_model").is_dir():
-        d = run_dir / "final_model"
-        final = CheckpointInfo("final_model", -1, str(d), folder_size(d), "complete")
+    final, run = None, RunDir(run_dir)
+    if run.has_final_model():
+        d = run.final_model
+        final = CheckpointInfo(d.name, -1, str(d), folder_size(d), "complete")
     return RunLog(
         run_dir=run_dir,
         records=records,

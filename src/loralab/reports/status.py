@@ -40,6 +40,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from loralab.engine.run_dir import FINAL_MODEL_DIR
 from loralab.engine.run_lock import pid_alive
 from loralab.reports.analysis import Finding, analyse, window_size
 from loralab.reports.run_log import RunLog, StepPoint, finite, read_run
@@ -147,7 +148,7 @@ def _stall_threshold(segment_records: list[dict]) -> float:
     return max(STALL_FLOOR_S, STALL_GAP_FACTOR * statistics.median(gaps))
 
 
-FINAL_MODEL = "final_model"
+FINAL_MODEL = FINAL_MODEL_DIR
 
 
 def _final_model_written(log: RunLog, start: dict) -> bool:

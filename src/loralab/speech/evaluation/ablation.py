@@ -15,6 +15,7 @@ import json
 import math
 from pathlib import Path
 
+from loralab.engine.run_dir import RunDir
 from loralab.errors import LoralabError
 
 ASPECTS = (("acc", "accuracy"), ("flu", "fluency"), ("pros", "prosodic"), ("total", "total"))
@@ -23,10 +24,11 @@ ABLATION_CSV = "ablation.csv"
 
 
 def _last_metrics(run_dir: Path) -> dict:
-    found = sorted(
-        (int(p.parent.name.split("-")[1]), p) for p in (run_dir / "eval").glob("epoch-*/metrics.json")
-    )
-    found = [(epoch, p) for epoch, p in found if epoch > 0]  # epoch 0 is the untrained model
+    found = [
+        (epoch, folder / "metrics.json")
+        for split, epoch, folder in RunDir(run_dir).eval_folders()
+        if split == "test" and epoch > 0 and (folder / "metrics.json").is_file()  # epoch 0: untrained
+    ]
     if not found:
         raise LoralabError(
             f"{run_dir} has no evaluated checkpoint (eval/epoch-N/metrics.json, N > 0): "
@@ -37,7 +39,7 @@ def _last_metrics(run_dir: Path) -> dict:
 
 
 def _levers(run_dir: Path) -> dict:
-    cfg = json.loads((run_dir / "training_config.json").read_text())["config"]
+    cfg = RunDir(run_dir).raw_config()
     speech = cfg.get("speech", {})
     return {
         "run": run_dir.name,

@@ -1,16 +1,9 @@
 """``loralab evaluate RUN_DIR`` for speech runs: every chosen epoch into ``eval/epoch-N/``.
 
-Checkpoint selection (``checkpoints``):
-
-* ``all``: epoch 0 (the base model without adapter, the paper's "no training" row) and
-  every ``checkpoint-epoch-N/``;
-* ``last``: the newest ``checkpoint-epoch-N/`` (or ``final_model/`` when no checkpoint is
-  kept);
-* ``N`` or ``N,M,...``: those epochs (0 = the base model).
-
-``final_model/`` stands for the last epoch (``training.epochs``) when that epoch's checkpoint
-folder is gone. Output goes to ``<run>/eval/`` for the test split, ``<run>/eval-<split>/`` for
-any other. Per epoch: ``predictions.jsonl`` (appended as answers are produced, so a killed
+Checkpoint selection (``checkpoints``) and the output folders are the run directory's
+(:class:`loralab.engine.run_dir.RunDir`: ``all``, ``last``, ``N`` or ``N,M,...``, 0 = the base
+model without adapter, the paper's "no training" row; ``<run>/eval/`` for the test split,
+``<run>/eval-<split>/`` for any other). Per epoch: ``predictions.jsonl`` (appended as answers are produced, so a killed
 evaluation resumes where it stopped), ``settings.json`` (what the predictions were made with;
 a rerun with different settings is refused rather than mixed, ``restart`` clears it),
 ``metrics.json`` and the Figure-5 plot. Then ``table3.md``/``.csv`` and ``table4.csv``.
@@ -20,100 +13,14 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from loralab.engine.run_dir import RunDir, Selected
 from loralab.errors import DataError, LoralabError
 
-CHECKPOINT_RE = re.compile(r"^checkpoint-epoch-(\d+)$")
 HEARTBEAT_SECONDS = 60.0
-
-
-@dataclass
-class EvalTarget:
-    """One model to evaluate: ``path`` None means the base model (epoch 0)."""
-
-    epoch: int
-    path: Path | None
-    step: int = 0
-
-    @property
-    def label(self) -> str:
-        return "base model (no training)" if self.path is None else self.path.name
-
-
-def load_run_config(run_dir: Path):
-    """The typed ExperimentConfig a run was trained with (``training_config.json``)."""
-    from loralab.config.loader import build_dataclass
-    from loralab.config.schema import ExperimentConfig
-
-    if not run_dir.is_dir():
-        raise LoralabError(f"run directory {run_dir} does not exist")
-    file = run_dir / "training_config.json"
-    if not file.is_file():
-        raise LoralabError(
-            f"{run_dir} has no training_config.json: not a loralab run directory (point at the folder "
-            "'loralab train' printed, e.g. output/paper_r64)"
-        )
-    try:
-        data = json.loads(file.read_text())["config"]
-    except (ValueError, KeyError) as e:  # ValueError: bad JSON, or bytes that are not UTF-8
-        raise LoralabError(
-            f"{file}: unreadable ({e}); it should hold the resolved config under 'config'"
-        ) from e
-    return build_dataclass(ExperimentConfig, data, str(file))
-
-
-def _step_of(checkpoint: Path) -> int:
-    try:
-        return int(json.loads((checkpoint / "trainer_state.json").read_text()).get("global_step", 0))
-    except (OSError, ValueError):
-        return 0
-
-
-def find_checkpoints(run_dir: Path, final_epoch: int) -> dict[int, Path]:
-    """epoch -> folder of every trained model in the run (final_model/ fills a missing last epoch)."""
-    found = {}
-    for p in run_dir.iterdir():
-        m = CHECKPOINT_RE.match(p.name)
-        if m and p.is_dir():
-            found[int(m.group(1))] = p
-    final = run_dir / "final_model"
-    if final.is_dir() and final_epoch not in found:
-        found[final_epoch] = final
-    return dict(sorted(found.items()))
-
-
-def select_targets(run_dir: Path, checkpoints: str, final_epoch: int) -> list[EvalTarget]:
-    available = find_checkpoints(run_dir, final_epoch)
-    spec = str(checkpoints).strip().lower()
-    if spec in ("all", "last") and not available:
-        raise LoralabError(
-            f"{run_dir} has no checkpoint-epoch-N/ folders and no final_model/: nothing trained to evaluate "
-            "(is training still in its first epoch?). '--checkpoints 0' evaluates the base model alone."
-        )
-    if spec == "all":
-        epochs = [0, *available]
-    elif spec == "last":
-        epochs = [max(available)]
-    else:
-        try:
-            epochs = sorted({int(x) for x in spec.split(",") if x.strip()})
-        except ValueError:
-            raise LoralabError(
-                f"--checkpoints '{checkpoints}': use all, last, an epoch number or a list like 0,2,3"
-            ) from None
-        missing = [e for e in epochs if e != 0 and e not in available]
-        if missing or not epochs:
-            have = ", ".join(str(e) for e in available) or "none"
-            raise LoralabError(
-                f"{run_dir}: no checkpoint for epoch(s) {missing or checkpoints} (available: {have}; 0 = base model)"
-            )
-    return [
-        EvalTarget(e, None) if e == 0 else EvalTarget(e, available[e], _step_of(available[e])) for e in epochs
-    ]
 
 
 def resolve_manifest_dir(manifest_dir: str | Path, run_dir: Path) -> Path:
@@ -126,10 +33,6 @@ def resolve_manifest_dir(manifest_dir: str | Path, run_dir: Path) -> Path:
         if (base / path).is_dir():
             return base / path
     return path
-
-
-def eval_root(run_dir: Path, split: str) -> Path:
-    return run_dir / ("eval" if split == "test" else f"eval-{split}")
 
 
 def _check_settings(epoch_dir: Path, settings: dict, restart: bool) -> None:
@@ -151,6 +54,45 @@ def _check_settings(epoch_dir: Path, settings: dict, restart: bool) -> None:
     file.write_text(json.dumps(settings, indent=2) + "\n")
 
 
+@dataclass
+class _Plan:
+    """What one ``evaluate_run`` call evaluates, resolved from the run and the arguments."""
+
+    run: RunDir
+    cfg: object
+    split: str
+    records: list
+    tasks: list[str]
+    manifest_dir: Path
+    targets: list[Selected]
+    batch_size: int
+
+
+def _plan(run_dir, checkpoints, split, limit, batch_size, manifest_dir) -> _Plan:
+    """The run's config, the chosen (verified) checkpoints and the utterances to evaluate."""
+    from loralab.engine.checkpoint import verify_checkpoint
+    from loralab.speech.data.records import read_manifest
+
+    run = RunDir(Path(run_dir).expanduser().resolve())
+    cfg = run.config()
+    split = split or cfg.evaluation.split
+    limit = limit if limit is not None else cfg.evaluation.limit
+    if limit is not None and limit < 1:  # records[:-1] would quietly drop the last utterance
+        raise LoralabError(f"--limit (evaluation.limit) must be >= 1, got {limit}")
+    targets = run.select(checkpoints, cfg.training.epochs)
+    for target in targets:  # a damaged checkpoint fails now, not after the models before it
+        if target.path is not None:
+            verify_checkpoint(target.path)
+    mdir = resolve_manifest_dir(manifest_dir or cfg.speech.manifest_dir, run.path)
+    records = read_manifest(mdir, split)
+    if limit is not None:
+        records = records[:limit]
+    if not records:
+        raise DataError(f"the '{split}' split of {mdir} holds no utterances to evaluate")
+    batch_size = batch_size or cfg.evaluation.batch_size
+    return _Plan(run, cfg, split, records, list(cfg.speech.tasks), mdir, targets, batch_size)
+
+
 def evaluate_run(
     run_dir: str | Path,
     checkpoints: str = "all",
@@ -167,74 +109,66 @@ def evaluate_run(
     log=print,
 ) -> Path:
     """Evaluate the chosen checkpoints of a speech run; returns the eval folder (tables inside)."""
-    from loralab.engine.checkpoint import verify_checkpoint
     from loralab.engine.events import EventLog
-    from loralab.speech.data.records import read_manifest
     from loralab.speech.evaluation.tables import read_epoch_summaries, write_tables
 
-    run_dir = Path(run_dir).expanduser().resolve()
-    cfg = load_run_config(run_dir)
-    split = split or cfg.evaluation.split
-    limit = limit if limit is not None else cfg.evaluation.limit
-    if limit is not None and limit < 1:  # records[:-1] would quietly drop the last utterance
-        raise LoralabError(f"--limit (evaluation.limit) must be >= 1, got {limit}")
-    batch_size = batch_size or cfg.evaluation.batch_size
-    targets = select_targets(run_dir, checkpoints, cfg.training.epochs)
-    for target in targets:  # a damaged checkpoint fails now, not after the models before it
-        if target.path is not None:
-            verify_checkpoint(target.path)
-    mdir = resolve_manifest_dir(manifest_dir or cfg.speech.manifest_dir, run_dir)
-    records = read_manifest(mdir, split)
-    if limit is not None:
-        records = records[:limit]
-    if not records:
-        raise DataError(f"the '{split}' split of {mdir} holds no utterances to evaluate")
-    tasks = list(cfg.speech.tasks)
-    out_root = eval_root(run_dir, split)
-    events = EventLog(run_dir)
+    plan = _plan(run_dir, checkpoints, split, limit, batch_size, manifest_dir)
+    cfg, run, tasks = plan.cfg, plan.run, plan.tasks
+    events = EventLog(run.path)
     budgets: dict[str, int] | None = None
     log(
-        f"evaluating {len(targets)} model(s) of {run_dir.name} on {len(records)} '{split}' utterances, tasks {tasks}"
+        f"evaluating {len(plan.targets)} model(s) of {run.path.name} on {len(plan.records)} "
+        f"'{plan.split}' utterances, tasks {tasks}"
     )
-    for target in targets:
-        epoch_dir = out_root / f"epoch-{target.epoch}"
+    for target in plan.targets:
+        epoch_dir = run.eval_epoch_dir(plan.split, target.epoch)
         earlier = _earlier_budgets(epoch_dir) if not restart and not max_new_tokens else None
         # Reuse what an earlier (partial) evaluation of this epoch used: no model load just to size it.
         budgets = (
-            earlier or budgets or _budgets(cfg, mdir, tasks, max_new_tokens, target, base_model, device, log)
+            earlier
+            or budgets
+            or _budgets(cfg, plan.manifest_dir, tasks, max_new_tokens, target, base_model, device, log)
         )
-        settings = {
-            "model": str(target.path) if target.path else f"base:{base_model or cfg.model.name_or_path}",
-            "split": split,
-            "manifest_dir": str(mdir),
-            "prompt_style": cfg.speech.prompt_style,
-            "prompt_reference": cfg.speech.prompt_reference,
-            "tasks": tasks,
-            "max_new_tokens": budgets,
-        }
-        _check_settings(epoch_dir, settings, restart)
+        _check_settings(epoch_dir, _settings(plan, target, base_model, budgets), restart)
         metrics = evaluate_target(
-            target, records, tasks, epoch_dir, cfg=cfg, budgets=budgets, batch_size=batch_size,
+            target, plan.records, tasks, epoch_dir, cfg=cfg, budgets=budgets, batch_size=plan.batch_size,
             base_model=base_model, device=device, events=events, progress=progress, log=log,
         )  # fmt: skip
-        events.write("eval", target.step, epoch=target.epoch, split=split, metrics=metrics["summary"])
-        s = metrics["summary"]
-        log(
-            f"epoch {target.epoch}: acc PCC {s['acc_pcc']:.3f}, WER {s['wer']:.3f}, PER {s['per']:.3f}, "
-            f"F1 {s['f1']:.3f} ({cfg.evaluation.mdd_convention} MDD scoring; "
-            f"APA parsed {s['apa_parse_rate']:.1%}, MDD parsed {s['mdd_parse_rate']:.1%})"
-        )
-    title = f"{cfg.name}: SpeechOcean762-style evaluation, split '{split}' (the paper's Table 3 layout)"
+        events.write("eval", target.step, epoch=target.epoch, split=plan.split, metrics=metrics["summary"])
+        _log_summary(log, target.epoch, metrics["summary"], cfg.evaluation.mdd_convention)
+    out_root = run.eval_dir(plan.split)
+    title = f"{cfg.name}: SpeechOcean762-style evaluation, split '{plan.split}' (the paper's Table 3 layout)"
     paths = write_tables(out_root, read_epoch_summaries(out_root), strategy=cfg.strategy, title=title)
     log(f"tables: {paths['table3_md']}")
     _loaded.clear()
     return out_root
 
 
+def _settings(plan: _Plan, target: Selected, base_model, budgets) -> dict:
+    """What one epoch's predictions are made with (a rerun with others is refused)."""
+    return {
+        "model": str(target.path) if target.path else f"base:{base_model or plan.cfg.model.name_or_path}",
+        "split": plan.split,
+        "manifest_dir": str(plan.manifest_dir),
+        "prompt_style": plan.cfg.speech.prompt_style,
+        "prompt_reference": plan.cfg.speech.prompt_reference,
+        "tasks": plan.tasks,
+        "max_new_tokens": budgets,
+    }
+
+
+def _log_summary(log, epoch: int, s: dict, convention: str) -> None:
+    log(
+        f"epoch {epoch}: acc PCC {s['acc_pcc']:.3f}, WER {s['wer']:.3f}, PER {s['per']:.3f}, "
+        f"F1 {s['f1']:.3f} ({convention} MDD scoring; "
+        f"APA parsed {s['apa_parse_rate']:.1%}, MDD parsed {s['mdd_parse_rate']:.1%})"
+    )
+
+
 _loaded: dict = {}
 
 
-def _load(target: EvalTarget, cfg, base_model, device):
+def _load(target: Selected, cfg, base_model, device):
     """The inference model of a target (one at a time: the previous one is released first)."""
     from loralab.speech.model.load import load_for_inference
 

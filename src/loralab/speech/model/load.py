@@ -10,7 +10,6 @@ it when ``image_pixel_values`` are given, which loralab never does.
 from __future__ import annotations
 
 import importlib.util
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,16 +158,23 @@ class InferenceModel:
             self.backbone = backbone_named(family_of_config(self.model.config.to_dict()) or "phi4mm")
 
 
-def _base_from_training_config(run_dir: Path) -> tuple[str, str | None] | None:
-    file = run_dir / "training_config.json"
-    if not file.is_file():
+def _base_from_run(checkpoint: Path) -> tuple[str, str | None] | None:
+    """The base model a checkpoint names: its own ``run.json``, else its run's config."""
+    from loralab.engine.run_dir import RunDir, read_checkpoint_card
+
+    card = read_checkpoint_card(checkpoint)
+    config, where = (card.get("config"), checkpoint / "run.json") if card else (None, None)
+    run = RunDir(checkpoint.parent)
+    if not isinstance(config, dict) and run.config_file.is_file():
+        config, where = run.raw_config(), run.config_file  # an unreadable file names itself
+    if not isinstance(config, dict):
         return None
     try:
-        model = json.loads(file.read_text())["config"]["model"]
+        model = config["model"]
         return model["name_or_path"], model.get("revision")
-    except (ValueError, KeyError, TypeError) as e:  # ValueError: bad JSON or non-UTF-8 bytes
+    except (KeyError, TypeError) as e:
         raise LoralabError(
-            f"{file}: cannot read the base model from it ({type(e).__name__}: {e}); pass base_model explicitly"
+            f"{where}: cannot read the base model from it ({type(e).__name__}: {e}); pass base_model explicitly"
         ) from None
 
 
@@ -182,7 +188,7 @@ def _find_base(path: Path, base_model: str | None) -> tuple[str, str | None]:
         if not isinstance(data, dict) or "base_model" not in data:
             raise LoralabError(f"{card}: no 'base_model' in this model card; pass --base-model explicitly")
         return data["base_model"], data.get("revision")
-    found = _base_from_training_config(path.parent)
+    found = _base_from_run(path)
     if found:
         return found
     if (path.parent / "config.json").is_file():  # e.g. <model>/speech-lora
