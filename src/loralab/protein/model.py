@@ -33,13 +33,10 @@ Design (each choice fixes a flaw of the user's first version, see the protein re
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
-from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from loralab.errors import ModelLayoutError
 from loralab.protein.context import PairTrunk, attention_mask_for
@@ -379,129 +376,15 @@ def build_protein_model(cfg, runtime, *, backbone=None, tokenizer=None) -> Prote
     return model.to(runtime.device)
 
 
-def separation_prior(examples) -> torch.Tensor:
-    """Mean log(1 + d) of observed training pairs per separation bucket ([NUM_SEPARATION_BUCKETS]);
-    buckets without pairs take the nearest filled bucket below (or the global initial value)."""
-    sums = torch.zeros(NUM_SEPARATION_BUCKETS, dtype=torch.float64)
-    counts = torch.zeros(NUM_SEPARATION_BUCKETS, dtype=torch.float64)
-    for e in examples:
-        coords = torch.from_numpy(e.coords).double()
-        mask = torch.from_numpy(e.mask)
-        pair = (mask[:, None] & mask[None, :]).flatten()
-        d = torch.cdist(torch.nan_to_num(coords), torch.nan_to_num(coords)).flatten()
-        buckets = separation_buckets(len(coords)).flatten()
-        sums.index_add_(0, buckets[pair], distance_to_target(d[pair]))
-        counts.index_add_(0, buckets[pair], torch.ones(int(pair.sum()), dtype=torch.float64))
-    prior = torch.full((NUM_SEPARATION_BUCKETS,), INITIAL_LOG_DISTANCE, dtype=torch.float64)
-    prior[0] = 0.0
-    for b in range(1, NUM_SEPARATION_BUCKETS):
-        prior[b] = sums[b] / counts[b] if counts[b] > 0 else prior[b - 1] if b > 1 else INITIAL_LOG_DISTANCE
-    return prior.float()
+# Re-exported: where they lived before (callers import them from here).
+from loralab.protein.checkpoint_io import load_protein_trainable, save_protein_trainable, unwrap  # noqa: E402
+from loralab.protein.training_targets import distogram_prior, protein_loss, separation_prior  # noqa: E402
 
-
-def distogram_prior(examples, bins: int) -> torch.Tensor:
-    """[NUM_SEPARATION_BUCKETS, bins] log frequency of each distogram bin per separation bucket
-    over observed training pairs (add-one smoothed); empty buckets copy the bucket below."""
-    counts = torch.zeros(NUM_SEPARATION_BUCKETS, bins, dtype=torch.float64)
-    edges = distogram_edges(bins).double()
-    for e in examples:
-        coords = torch.nan_to_num(torch.from_numpy(e.coords).double())
-        mask = torch.from_numpy(e.mask)
-        pair = (mask[:, None] & mask[None, :]).flatten()
-        labels = torch.bucketize(torch.cdist(coords, coords).flatten()[pair], edges, right=True)
-        buckets = separation_buckets(len(coords)).flatten()[pair]
-        counts.index_put_((buckets, labels), torch.ones(len(labels), dtype=torch.float64), accumulate=True)
-    for b in range(1, NUM_SEPARATION_BUCKETS):
-        if counts[b].sum() == 0:
-            counts[b] = counts[b - 1]
-    return torch.log((counts + 1) / (counts + 1).sum(-1, keepdim=True)).float()
-
-
-def protein_loss(outputs: dict, batch: dict, head_cfg) -> torch.Tensor:
-    """Mean loss over the valid pairs i < j of the batch (observed residues, no padding).
-
-    Computed on the head's pair list, so nothing is gathered from or scattered to full
-    [L, L] matrices; (i, j) and (j, i) are the same prediction, so this is also the mean
-    over ordered pairs i != j.
-    """
-    i, j = outputs["pair_index"]
-    mask = batch["pair_mask"][:, i, j]
-    distances = batch["distances"][:, i, j].float()
-    pred = outputs["pair_log_distance"].float()
-    target = distance_to_target(distances)
-    if head_cfg.loss == "huber":
-        per_pair = F.huber_loss(pred, target, reduction="none", delta=HUBER_DELTA)
-    else:
-        per_pair = (pred - target) ** 2
-    count = mask.sum().clamp_min(1)
-    loss = torch.where(mask, per_pair, torch.zeros_like(per_pair)).sum() / count
-    logits = outputs.get("pair_distogram_logits")
-    if logits is not None and head_cfg.distogram_weight > 0 and mask.any():
-        edges = distogram_edges(logits.shape[-1]).to(logits.device)
-        labels = torch.bucketize(distances[mask], edges, right=True)
-        loss = loss + head_cfg.distogram_weight * F.cross_entropy(logits[mask].float(), labels)
-    return loss
-
-
-def unwrap(model):
-    """The ProteinDistanceModel inside a DDP/accelerate wrapper."""
-    while not isinstance(model, ProteinDistanceModel) and hasattr(model, "module"):
-        model = model.module
-    return model
-
-
-def save_protein_trainable(model, out_dir: str | Path) -> None:
-    """LoRA adapter (PEFT, safetensors) + residue embedding and head (safetensors) + metadata."""
-    from safetensors.torch import save_file
-
-    model = unwrap(model)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.backbone.save_pretrained(out_dir, safe_serialization=True)
-    state = {k: v.detach().float().cpu().contiguous() for k, v in model.trainable_state().items()}
-    save_file(state, str(out_dir / HEAD_FILE))
-    meta = {
-        "residue_alphabet": RESIDUE_ALPHABET,
-        "residue_token_ids": model.residue_token_ids.tolist(),
-        "target": "log(1 + d / Angstrom)",
-        "distogram_bins": model.head.distogram_bins,
-        "distogram_edges": distogram_edges(model.head.distogram_bins).tolist()
-        if model.head.distogram_bins
-        else [],
-    }
-    (out_dir / HEAD_META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-
-
-def load_protein_trainable(model, in_dir: str | Path) -> None:
-    """Load what :func:`save_protein_trainable` wrote; mismatches are errors, not warnings."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    model = unwrap(model)
-    in_dir = Path(in_dir)
-    for name in (ADAPTER_FILE, HEAD_FILE):
-        if not (in_dir / name).is_file():
-            raise ModelLayoutError(
-                f"{in_dir}: missing {name}; a protein checkpoint holds {ADAPTER_FILE} (LoRA) and {HEAD_FILE} "
-                "(head), written by 'loralab train' with system: protein"
-            )
-    device = model.residue_token_ids.device
-    result = set_peft_model_state_dict(
-        model.backbone, load_file(str(in_dir / ADAPTER_FILE), device=str(device))
-    )
-    unexpected = getattr(result, "unexpected_keys", [])
-    if unexpected:
-        raise ModelLayoutError(
-            f"{in_dir / ADAPTER_FILE}: adapter weights do not fit this model: {unexpected[:5]}"
-        )
-    state = load_file(str(in_dir / HEAD_FILE), device=str(device))
-    for prefix, module in (("residue_embedding.", model.residue_embedding), ("head.", model.head)):
-        part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        if prefix == "head." and "distogram_prior.weight" not in part:  # saved before it existed
-            part["distogram_prior.weight"] = torch.zeros_like(module.distogram_prior.weight)
-        try:
-            module.load_state_dict(part, strict=True)
-        except RuntimeError as e:
-            raise ModelLayoutError(
-                f"{in_dir / HEAD_FILE}: the saved head does not match the config (protein_head.*): {e}"
-            ) from None
+__all__ = [
+    "distogram_prior",
+    "load_protein_trainable",
+    "protein_loss",
+    "save_protein_trainable",
+    "separation_prior",
+    "unwrap",
+]
