@@ -41,6 +41,15 @@ sysdeps:
 	  else \
 	    echo "note: pocketsphinx-testdata is missing (Debian/Ubuntu: sudo apt-get install pocketsphinx-testdata); the Whisper speech test will skip"; \
 	  fi; }
+	@/usr/bin/python3 -c "import promod3.loop" >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing python3-promod3 (the ProMod3 StructureDB: 21,119 real protein chains for the protein demo; ~2 min, once)"; \
+	    (apt-get install -y -q python3-promod3 >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && apt-get install -y -q python3-promod3 >/dev/null 2>&1)) || \
+	     echo "note: python3-promod3 could not be installed; the protein demo uses the mdanalysistests chains only"; \
+	  else \
+	    echo "note: python3-promod3 is missing (Debian/Ubuntu: sudo apt-get install python3-promod3); the protein demo uses the mdanalysistests chains only"; \
+	  fi; }
 	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing chromium + chromium-driver (the headless-browser test of loralab serve's page)"; \
