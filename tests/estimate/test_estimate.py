@@ -32,7 +32,9 @@ def _fake_step(cfg, batch_size: int):
     with wide_constants():
         model, backbone = speech.build_fake_model(cfg, mode, torch.bfloat16)
         audio_id = backbone.audio_token_id(model.causal_lm.config)
-        batch = speech.fake_batch(EXAMPLE, batch_size, mode, audio_id, text_token=_text_token(model))
+        batch = speech.fake_batch(
+            EXAMPLE, batch_size, mode, backbone, audio_id, text_token=_text_token(model)
+        )
         with mode:
             costs, opt = measure_training(
                 model, answer_only_loss, [batch], cfg.training, torch.bfloat16, AllocationTracker()
@@ -49,7 +51,7 @@ def _real_step(cfg, model_dir, batch_size: int):
     fresh = dataclasses.replace(cfg, lora=dataclasses.replace(cfg.lora, init="fresh"))
     model = training.prepare_training_model(fresh, base, backbone)
     audio_id = backbone.audio_token_id(model.causal_lm.config)
-    batch = speech.fake_batch(EXAMPLE, batch_size, None, audio_id, text_token=_text_token(model))
+    batch = speech.fake_batch(EXAMPLE, batch_size, None, backbone, audio_id, text_token=_text_token(model))
     costs, opt = measure_training(
         model, answer_only_loss, [batch], cfg.training, torch.bfloat16, AllocationTracker()
     )
@@ -89,13 +91,15 @@ def test_generation_estimate_matches_a_real_generation(tiny_cfg, tiny_model_dir)
         model, backbone = speech.build_fake_model(tiny_cfg, mode, torch.bfloat16)
         audio_id = backbone.audio_token_id(model.causal_lm.config)
         batch = speech.fake_batch(
-            EXAMPLE, 3, mode, audio_id, with_answer=False, text_token=_text_token(model)
+            EXAMPLE, 3, mode, backbone, audio_id, with_answer=False, text_token=_text_token(model)
         )
         with mode:
             fake = measure_generation(model.causal_lm, batch, 2, torch.bfloat16, AllocationTracker())
     backbone = resolve_backbone(tiny_model_dir, "phi4mm")
     base = backbone.load(tiny_model_dir, device="cpu", dtype=torch.bfloat16, attn_implementation="sdpa")
-    batch = speech.fake_batch(EXAMPLE, 3, None, audio_id, with_answer=False, text_token=_text_token(model))
+    batch = speech.fake_batch(
+        EXAMPLE, 3, None, backbone, audio_id, with_answer=False, text_token=_text_token(model)
+    )
     real = measure_generation(base, batch, 2, torch.bfloat16, AllocationTracker())
     assert fake.prefill_flops > 0 and fake.decode_flops > 0
     # The fake model carries a LoRA (r=8) the plain base lacks: a few percent of the weights.
@@ -109,7 +113,13 @@ def test_kv_cache_growth_is_the_layers_keys_and_values(tiny_cfg, tiny_model_dir)
         model, backbone = speech.build_fake_model(tiny_cfg, mode, torch.bfloat16)
         cfg = model.causal_lm.config
         batch = speech.fake_batch(
-            EXAMPLE, 2, mode, backbone.audio_token_id(cfg), with_answer=False, text_token=_text_token(model)
+            EXAMPLE,
+            2,
+            mode,
+            backbone,
+            backbone.audio_token_id(cfg),
+            with_answer=False,
+            text_token=_text_token(model),
         )
         with mode:
             cost = measure_generation(model.causal_lm, batch, 2, torch.bfloat16, AllocationTracker())
@@ -148,9 +158,11 @@ def test_bad_input_is_a_clear_error(tiny_cfg):
         core.check_batch_size(0, 8)
     with pytest.raises(LoralabError, match="--mfu"):
         core.estimate(tiny_cfg, batch_size=1, mfu=0)
-    protein = load_config("qwen2.5-0.5b", [])
-    with pytest.raises(LoralabError, match="speech presets"):
-        core.estimate(protein, batch_size=1)
+    broken = dataclasses.replace(
+        tiny_cfg, lora=dataclasses.replace(tiny_cfg.lora, target_modules="no_such_layer")
+    )
+    with pytest.raises(LoralabError, match="matches no Linear layer"):
+        core.estimate(broken, batch_size=1)
 
 
 @pytest.mark.parametrize(

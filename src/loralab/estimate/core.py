@@ -30,6 +30,13 @@ def precision(cfg):
     return weights, autocast
 
 
+def precision_names(weight_dtype, autocast_dtype) -> dict:
+    return {
+        "weights": str(weight_dtype).removeprefix("torch."),
+        "autocast": str(autocast_dtype).removeprefix("torch.") if autocast_dtype else "none",
+    }
+
+
 def _interpolate(points: list[tuple[int, float]], length: int) -> float:
     (l0, f0), (l1, f1) = sorted(points)
     if l1 == l0:
@@ -62,11 +69,13 @@ def estimate(cfg, batch_size: int | None = None, mfu: float = hardware.DEFAULT_M
     batch_size = check_batch_size(batch_size, cfg.training.batch_size)
     if not 0 < mfu <= 1:
         raise LoralabError(f"--mfu must be in (0, 1] (got {mfu})")
-    if cfg.system != "speech":
-        raise LoralabError(
-            f"{cfg.name}: the estimator supports speech presets so far, not system '{cfg.system}'"
-        )
     with wide_constants():
+        if cfg.system == "protein":
+            from loralab.estimate.protein import estimate_protein
+
+            return estimate_protein(cfg, batch_size, mfu, *precision(cfg))
+        if cfg.system != "speech":
+            raise LoralabError(f"{cfg.name}: the estimator does not support system '{cfg.system}'")
         return _estimate_speech(cfg, batch_size, mfu)
 
 
@@ -79,11 +88,11 @@ def _estimate_speech(cfg, batch_size: int, mfu: float) -> dict:
     model, backbone = speech.build_fake_model(cfg, mode, weight_dtype)
     audio_id = backbone.audio_token_id(model.causal_lm.config)
     tasks = list(cfg.speech.tasks)
-    examples = inputs.speech_examples(tasks, cfg.speech.prompt_style, speech.audio_tokens_of)
+    examples = inputs.speech_examples(tasks, cfg.speech.prompt_style, speech.audio_tokens_counter(backbone))
     chosen = [inputs.longest(examples, t) for t in tasks] + [
         inputs.median_example(examples, t) for t in tasks
     ]
-    batches = [speech.fake_batch(e, batch_size, mode, audio_id) for e in chosen]
+    batches = [speech.fake_batch(e, batch_size, mode, backbone, audio_id) for e in chosen]
     with mode:
         costs, optimizer_bytes = measure_training(
             model, answer_only_loss, batches, cfg.training, autocast_dtype, AllocationTracker(), len(tasks)
@@ -96,10 +105,7 @@ def _estimate_speech(cfg, batch_size: int, mfu: float) -> dict:
         "model": cfg.model.name_or_path,
         "batch_size": batch_size,
         "gradient_accumulation": cfg.training.gradient_accumulation,
-        "precision": {
-            "weights": str(weight_dtype).removeprefix("torch."),
-            "autocast": str(autocast_dtype).removeprefix("torch.") if autocast_dtype else "none",
-        },  # fmt: skip
+        "precision": precision_names(weight_dtype, autocast_dtype),
         "activation_checkpointing": bool(cfg.model.gradient_checkpointing),
         **memory_breakdown(model, optimizer_bytes, max(c.peak_bytes for c in costs)),
         "peak_batch": {
@@ -125,13 +131,13 @@ def memory_breakdown(model, optimizer_bytes: int, peak_bytes: int) -> dict:
             "trainable": sum(p.numel() for p in trainable),
         },
         "memory_gb": {
-            "weights": _gb(weights),
-            "gradients": _gb(grads),
-            "optimizer": _gb(optimizer_bytes),
-            "activations": _gb(activations),
-            "peak": _gb(peak_bytes),
+            "weights": gb(weights),
+            "gradients": gb(grads),
+            "optimizer": gb(optimizer_bytes),
+            "activations": gb(activations),
+            "peak": gb(peak_bytes),
         },  # fmt: skip
-        "peak_gb": _gb(peak_bytes),
+        "peak_gb": gb(peak_bytes),
     }
 
 
@@ -146,7 +152,7 @@ def timing(flops: float, micro_batches: int, mfu: float) -> dict:
     }
 
 
-def _gb(n: float) -> float:
+def gb(n: float) -> float:
     return round(n / GB, 2)
 
 
@@ -171,7 +177,9 @@ def _evaluation(cfg, model, backbone, mode, audio_id: int, autocast_dtype, mfu: 
 
     size = cfg.evaluation.batch_size
     tasks = list(cfg.speech.tasks)
-    test = inputs.speech_examples(tasks, cfg.speech.prompt_style, speech.audio_tokens_of, seed=1)
+    test = inputs.speech_examples(
+        tasks, cfg.speech.prompt_style, speech.audio_tokens_counter(backbone), seed=1
+    )
     decoder_bytes = sum(
         p.untyped_storage().nbytes()
         for name, p in model.named_parameters()
@@ -181,7 +189,7 @@ def _evaluation(cfg, model, backbone, mode, audio_id: int, autocast_dtype, mfu: 
     for task in tasks:
         longest = inputs.longest(test, task)
         prompt_len = longest.prompt_tokens + longest.audio_tokens
-        batch = speech.fake_batch(longest, size, mode, audio_id, with_answer=False)
+        batch = speech.fake_batch(longest, size, mode, backbone, audio_id, with_answer=False)
         with mode:
             cost = measure_generation(
                 model.causal_lm, batch, longest.answer_tokens, autocast_dtype, AllocationTracker()
@@ -202,7 +210,7 @@ def _evaluation(cfg, model, backbone, mode, audio_id: int, autocast_dtype, mfu: 
                 )
     return {
         "batch_size": size,
-        "peak_gb": _gb(peak),
+        "peak_gb": gb(peak),
         "tflops_per_epoch": round(flops / 1e12, 1),
         "epoch_seconds": {k: round(v, 1) for k, v in seconds.items()},
         "utterances": EPOCH_UTTERANCES,

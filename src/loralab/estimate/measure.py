@@ -115,3 +115,17 @@ def measure_generation(lm, batch: dict, new_tokens: int, autocast_dtype, tracker
         peak = tracker.peak + max(0, new_tokens - 2) * kv_per_token
     lm.train()
     return GenerationCost(peak, prefill.get_total_flops(), decode.get_total_flops(), kv_per_token)
+
+
+def measure_forward(model, forward, batch: dict, autocast_dtype, tracker: AllocationTracker) -> StepCost:
+    """Peak and FLOPs of ``forward(model, batch)`` without gradients (an evaluation pass)."""
+    model.eval()
+    tracker.add(batch.values())
+    tracker.reset_peak()
+    with tracker, torch.no_grad(), _autocast(autocast_dtype):
+        forward(model, batch)
+        peak = tracker.peak
+        with FlopCounterMode(display=False) as counter:
+            forward(model, batch)
+    model.train()
+    return StepCost(peak, counter.get_total_flops())

@@ -10,7 +10,7 @@ import torch
 
 from loralab.errors import LoralabError
 from loralab.estimate.fake import OracleFakeMode, fakeify
-from loralab.estimate.inputs import IGNORE_INDEX, Example
+from loralab.estimate.inputs import IGNORE_INDEX, SAMPLE_RATE, Example
 
 TEXT_TOKEN = 1000  # any ordinary token id: values do not change the cost
 
@@ -29,14 +29,13 @@ def build_fake_model(cfg, mode: OracleFakeMode, weight_dtype):
         raise
     except Exception as e:  # noqa: BLE001 - a config transformers cannot build: say which
         raise LoralabError(f"{cfg.name}: cannot build {cfg.model.name_or_path} from its config: {e}") from e
-    if backbone.family != "phi4mm":
-        raise LoralabError(
-            f"{cfg.name}: the estimator supports Phi-4-multimodal speech presets so far, not {backbone.title}"
-        )
-    for sub in (base.config, base.config.audio_config):
-        sub._attn_implementation = "sdpa"
+    base.config._attn_implementation = "sdpa"
+    for name in ("audio_config", "text_config"):
+        if getattr(base.config, name, None) is not None:
+            getattr(base.config, name)._attn_implementation = "sdpa"
     base.to(weight_dtype)
-    drop_vision_encoder(base)
+    if backbone.family == "phi4mm":
+        drop_vision_encoder(base)
     base.requires_grad_(False)
     # lora.init=pretrained loads Microsoft's adapter: the same shapes as a fresh one of its rank.
     fresh = dataclasses.replace(cfg, lora=dataclasses.replace(cfg.lora, init="fresh"))
@@ -49,48 +48,67 @@ def audio_frames(samples: int, feature_extractor) -> int:
     return max(0, (samples - feature_extractor.win_length) // feature_extractor.hop_length + 1)
 
 
-def fake_batch(example: Example, batch_size: int, mode: OracleFakeMode | None, audio_token_id: int, *,
+def fake_batch(example: Example, batch_size: int, mode: OracleFakeMode | None, backbone, audio_token_id: int, *,
                with_answer: bool = True, text_token: int = TEXT_TOKEN) -> dict:  # fmt: skip
-    """``batch_size`` copies of ``example`` as the collator lays it out (Phi-4-multimodal inputs).
+    """``batch_size`` copies of ``example`` as the collator lays it out for ``backbone``'s family.
 
     With a ``mode``, token ids, masks and sizes are fake tensors carrying their real values and
     the log-mel features are fake; without one (the validation's real step), all are real."""
-    fe = feature_extractor()
     prefix = 3  # <|user|><|APA|> before the audio placeholders
     answer = example.answer_tokens if with_answer else 0
     length = example.prompt_tokens + example.audio_tokens + answer
     ids = torch.full((batch_size, length), text_token, dtype=torch.long)
     ids[:, prefix : prefix + example.audio_tokens] = audio_token_id
-    frames = audio_frames(int(example.seconds * 16000), fe)
-    batch = {
-        "input_ids": ids,
-        "attention_mask": torch.ones(batch_size, length, dtype=torch.long),
-        "audio_embed_sizes": torch.full((batch_size,), example.audio_tokens, dtype=torch.long),
-    }
-    if batch_size > 1:
-        batch["audio_attention_mask"] = torch.ones(batch_size, frames, dtype=torch.bool)
+    batch = {"input_ids": ids, "attention_mask": torch.ones(batch_size, length, dtype=torch.long)}
     if with_answer:
         labels = torch.full((batch_size, length), IGNORE_INDEX, dtype=torch.long)
         labels[:, length - answer :] = text_token
         batch["labels"] = labels
+    audio, shape = _audio_inputs(backbone.family, example, batch_size)
+    batch.update(audio)
     if mode is None:
-        batch["audio_input_features"] = torch.randn(batch_size, frames, fe.feature_size)
+        batch["input_features" if backbone.family == "qwen2audio" else "audio_input_features"] = torch.randn(
+            shape
+        )
         return batch
     batch = {k: mode.constant(v) for k, v in batch.items()}
     with mode:
-        batch["audio_input_features"] = torch.empty(batch_size, frames, fe.feature_size)
+        batch["input_features" if backbone.family == "qwen2audio" else "audio_input_features"] = torch.empty(
+            shape
+        )
     return batch
 
 
-@functools.lru_cache(maxsize=1)
-def feature_extractor():
-    """Phi-4-multimodal's feature extractor with its defaults (80 mel bins, 10 ms hop, 80 ms per token)."""
+def _audio_inputs(family: str, example: Example, batch_size: int) -> tuple[dict, tuple]:
+    """(audio tensors with values, shape of the features) for ``batch_size`` clips of ``example``."""
+    fe = feature_extractor(family)
+    samples = int(example.seconds * SAMPLE_RATE)
+    if family == "qwen2audio":  # Whisper: a fixed 30 s window, the clip's frames marked
+        window = fe.nb_max_frames
+        mask = torch.zeros(batch_size, window, dtype=torch.long)
+        mask[:, : min(-(-samples // fe.hop_length), window)] = 1
+        return {"feature_attention_mask": mask}, (batch_size, fe.feature_size, window)
+    frames = audio_frames(samples, fe)
+    audio = {"audio_embed_sizes": torch.full((batch_size,), example.audio_tokens, dtype=torch.long)}
+    if batch_size > 1:
+        audio["audio_attention_mask"] = torch.ones(batch_size, frames, dtype=torch.bool)
+    return audio, (batch_size, frames, fe.feature_size)
+
+
+@functools.lru_cache(maxsize=2)
+def feature_extractor(family: str = "phi4mm"):
+    """The family's feature extractor with the published model's settings (no files needed):
+    Phi-4-multimodal's (80 mel bins, 10 ms hop, 80 ms per token), Qwen2-Audio's Whisper (128 bins)."""
+    if family == "qwen2audio":
+        from transformers import WhisperFeatureExtractor
+
+        return WhisperFeatureExtractor(feature_size=128)
     from transformers import Phi4MultimodalFeatureExtractor
 
     return Phi4MultimodalFeatureExtractor()
 
 
-def audio_tokens_of(samples: int) -> int:
-    from loralab.speech.backbones.phi4mm import audio_embed_count
-
-    return audio_embed_count(samples, feature_extractor())
+def audio_tokens_counter(backbone):
+    """samples -> audio embeddings (= audio placeholder tokens), as the backbone counts them."""
+    fe = feature_extractor(backbone.family)
+    return lambda samples: backbone.num_audio_tokens(samples, fe)
