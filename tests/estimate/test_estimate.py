@@ -179,3 +179,33 @@ def test_cli_errors_are_one_line_with_exit_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_protein_estimate_matches_a_real_step(tmp_path):
+    from loralab.engine.runtime import Runtime
+    from loralab.estimate import protein
+    from loralab.protein.model import build_protein_model
+    from loralab.protein.tiny import build_tiny_backbone
+
+    model_dir = build_tiny_backbone(tmp_path / "backbone", hidden_size=32, num_layers=2)
+    cfg = load_config("qwen2.5-0.5b", [f"model.name_or_path={model_dir}"])
+    loss_fn = protein.make_loss_fn(cfg.protein_head)
+    mode = OracleFakeMode()
+    with wide_constants():
+        fake_model = protein.build_fake_model(cfg, mode, torch.bfloat16)
+        batch = protein.fake_batch(24, 3, mode)
+        with mode:
+            (fake,), fake_opt = measure_training(
+                fake_model, loss_fn, [batch], cfg.training, torch.bfloat16, AllocationTracker()
+            )
+    torch.manual_seed(0)
+    runtime = Runtime(device=torch.device("cpu"), weight_dtype=torch.bfloat16, autocast_dtype=torch.bfloat16)
+    real_model = build_protein_model(cfg, runtime)
+    real_batch = {k: v.constant.clone() for k, v in batch.items() if k != "distances"}
+    real_batch["distances"] = torch.rand(3, 24, 24) * 20
+    (real,), real_opt = measure_training(
+        real_model, loss_fn, [real_batch], cfg.training, torch.bfloat16, AllocationTracker()
+    )
+    assert fake_opt == real_opt > 0
+    assert fake.flops == real.flops > 0
+    assert abs(fake.peak_bytes - real.peak_bytes) / real.peak_bytes < 0.10
