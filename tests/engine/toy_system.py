@@ -7,7 +7,9 @@ the adapter input makes results depend on the restored RNG. Everything is tiny a
 deterministic: the data come from their own generator, not the global RNG.
 
 Used in-process (``make_parts``) and by subprocesses through ``build_parts(cfg, runtime)``
-(``run_toy_cli.py`` registers this module as the 'speech' system). Environment knobs for
+(``run_toy_cli.py`` registers this module as the 'speech' system). It implements the whole
+system contract of :mod:`loralab.engine.system`, so the engine, config and report layers are
+shown to need nothing a system does not answer. Environment knobs for
 subprocesses: TOY_SLEEP (seconds per loss call, so a test can kill mid-epoch), TOY_DROPOUT.
 """
 
@@ -22,7 +24,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from loralab.engine.system import ParamCount, SystemParts
+from loralab.engine.run_dir import RunDir
+from loralab.engine.system import EvalOutcome, EvalRequest, ParamCount, SystemDescription, SystemParts
 
 DIM, HIDDEN, RANK = 4, 16, 2
 ADAPTER_FILE = "adapter.safetensors"
@@ -140,3 +143,39 @@ def build_parts(cfg, runtime) -> SystemParts:
         dropout=float(os.environ.get("TOY_DROPOUT", "0.1")),
         model_seed=cfg.training.seed,
     )
+
+
+# --- the rest of the system contract -------------------------------------------------------
+
+HEADLINE_METRICS = ("mse",)
+EVALUATION_OPTIONS = frozenset({"checkpoints", "split", "limit"})
+
+
+def count_parameters(cfg) -> dict[str, ParamCount]:
+    return param_groups(ToyModel())
+
+
+def validate_config(cfg) -> list[str]:
+    """The toy's own rule: a seed for its frozen weights."""
+    return [] if cfg.training.seed >= 0 else [f"toy: training.seed must be >= 0 (got {cfg.training.seed})"]
+
+
+def describe(cfg) -> SystemDescription:
+    return SystemDescription(data="toy regression sequences", start_point="fresh adapter (B = 0)")
+
+
+def evaluate_run(run_dir, request: EvalRequest) -> EvalOutcome:
+    """MSE of each selected model on the toy evaluation set, into the run's eval folders."""
+    run = RunDir(run_dir).require()
+    data = make_dataset(8, seed=7, prefix="eval")
+    for chosen in run.select(request.checkpoints, run.config().training.epochs):
+        torch.manual_seed(run.config().training.seed)  # the frozen weights of build_parts
+        model = ToyModel(dropout=0.0)
+        if chosen.path is not None:
+            load_trainable(model, chosen.path)
+        with torch.no_grad():
+            mse = float(loss_fn(model, collate(data[: request.limit])))
+        out = run.eval_epoch_dir(request.split or "test", chosen.epoch)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps({"mse": mse}))
+    return EvalOutcome(run.eval_dir(request.split or "test"), [f"toy evaluation written to {run.eval_dir()}"])

@@ -6,7 +6,8 @@ Table 3 layout, the paper's values and our differences beside) and table4.csv. E
 the base model without adapter (the paper's "no training" row); '--checkpoints all'
 includes it. An interrupted evaluation resumes where it stopped: rerun the same command.
 
-Protein runs are evaluated by the protein system's evaluator.
+Each system evaluates its own runs (the system contract's evaluate_run); options a system
+does not use are named and ignored.
 
 Examples:
   loralab evaluate output/paper_r64                      # epoch 0 and every checkpoint
@@ -65,42 +66,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _system_of(run_dir) -> str:
-    from loralab.engine.run_dir import RunDir
-
-    return RunDir(run_dir).require().system
-
-
 def run(args: argparse.Namespace) -> int:
-    system = _system_of(args.run_dir)
-    if system == "protein":
-        import sys
+    import sys
 
-        from loralab.protein.evaluate import evaluate_run as evaluate_protein_run
+    from loralab.engine.run_dir import RunDir
+    from loralab.engine.system import EvalRequest, system_module
 
-        speech_only = (
-            "batch_size",
-            "base_model",
-            "manifest_dir",
-            "max_new_tokens",
-            "device",
-            "restart",
-            "ablation",
-        )
-        ignored = [f"--{n.replace('_', '-')}" for n in speech_only if getattr(args, n) not in (None, False)]
-        if ignored:
-            print(f"loralab: note: {', '.join(ignored)} apply to speech runs only; ignored", file=sys.stderr)
-        split = {"split": args.split} if args.split else {}
-        out = evaluate_protein_run(args.run_dir, args.checkpoints, limit=args.limit, **split)
-        print(f"evaluation written to {out}")
-        return 0
-    from loralab.speech.evaluation.runner import evaluate_run
-
-    out = evaluate_run(
-        args.run_dir,
-        args.checkpoints,
-        args.split,
-        args.limit,
+    system_name = RunDir(args.run_dir).require().system
+    system = system_module(system_name)
+    request = EvalRequest(
+        checkpoints=args.checkpoints,
+        split=args.split,
+        limit=args.limit,
         batch_size=args.batch_size,
         base_model=args.base_model,
         manifest_dir=args.manifest_dir,
@@ -108,12 +85,13 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         restart=args.restart,
         progress=not args.no_progress,
+        ablation=args.ablation,
     )
-    print(f"evaluation written to {out} (table3.md, table3.csv, table4.csv, epoch-N/metrics.json)")
-    if args.ablation is not None:
-        from loralab.speech.evaluation.ablation import write_ablation
-
-        table = write_ablation([args.run_dir, *args.ablation], out)
-        print(table.read_text())
-        print(f"ablation written to {table} (and {table.with_suffix('.csv').name})")
+    ignored = [n for n in request.given() if n not in system.EVALUATION_OPTIONS]
+    if ignored:
+        names = ", ".join(f"--{n.replace('_', '-')}" for n in ignored)
+        print(f"loralab: note: {names}: not used for {system_name} runs; ignored", file=sys.stderr)
+    outcome = system.evaluate_run(args.run_dir, request)
+    for line in outcome.lines:
+        print(line)
     return 0

@@ -254,6 +254,13 @@ def load_config(
     return cfg
 
 
+def _system_problems(cfg: ExperimentConfig) -> list[str]:
+    """What the config's system finds wrong with it (its own sections, groups and tasks)."""
+    from loralab.engine.system import system_module
+
+    return list(system_module(cfg.system).validate_config(cfg))
+
+
 def validate(cfg: ExperimentConfig, source: str = "config") -> None:
     """Every semantic problem at once, as one ConfigError."""
     problems = []
@@ -277,29 +284,7 @@ def validate(cfg: ExperimentConfig, source: str = "config") -> None:
         problems.append("strategy 'unfreeze' needs model.unfreeze (e.g. [audio_encoder, audio_projector])")
     if cfg.strategy == "lora" and cfg.model.unfreeze:
         problems.append(f"strategy 'lora' trains LoRA only, but model.unfreeze = {cfg.model.unfreeze}")
-    if cfg.system == "speech":
-        known = {"audio_encoder", "audio_projector"}
-        for m in cfg.model.unfreeze:
-            if m not in known:
-                problems.append(f"model.unfreeze: unknown group '{m}' for speech (known: {sorted(known)})")
-        # apa (all aspects in one answer), mdd, or APA one aspect at a time (arXiv 2509.15701).
-        speech_tasks = ("apa", "mdd", "apa_accuracy", "apa_fluency", "apa_prosodic", "apa_total")
-        for task in cfg.speech.tasks:
-            if task not in speech_tasks:
-                problems.append(f"speech.tasks: unknown task '{task}' (known: {', '.join(speech_tasks)})")
-        if not cfg.speech.tasks:
-            problems.append("speech.tasks must name at least one task (apa, mdd)")
-    if cfg.system == "protein":
-        if cfg.protein.max_length < 8:
-            problems.append(f"protein.max_length must be >= 8 (got {cfg.protein.max_length})")
-        if cfg.protein_head.distogram_bins < 0:
-            problems.append("protein_head.distogram_bins must be >= 0")
-        if cfg.protein_head.distance_from == "distogram" and cfg.protein_head.distogram_bins < 2:
-            problems.append("protein_head.distance_from: distogram needs protein_head.distogram_bins >= 2")
-        if cfg.protein_head.trunk_blocks < 0 or cfg.protein_head.trunk_channels < 1:
-            problems.append("protein_head.trunk_blocks must be >= 0 and trunk_channels >= 1")
-        if cfg.protein_head.backbone_layers is not None and cfg.protein_head.backbone_layers < 1:
-            problems.append("protein_head.backbone_layers must be >= 1 (or null: all layers)")
+    problems += _system_problems(cfg)
     if problems:
         raise ConfigError(f"{source}: {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
 

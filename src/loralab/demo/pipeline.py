@@ -127,11 +127,11 @@ def run_demo(out_dir: str | Path = "demo_output", quick: bool = False, *, plan: 
             models["speech"] = ensure_demo_qwen2audio()
     except Exception as e:  # without the models neither system can run
         errors["setup"] = failure_text(e)
-    for system, run in (("speech", run_speech), ("protein", run_protein)):
+    for system, run, model_key in (("speech", run_speech, "speech"), ("protein", run_protein, "llama")):
         if "setup" in errors:
             clock.skip(system, "all", "the demo models could not be built")
             continue
-        model = models["speech"] if system == "speech" else models["llama"]
+        model = models[model_key]
         results[system] = {}  # filled stage by stage: a failure keeps what was done before it
         try:
             run(out_dir, plan, model, clock, results[system])

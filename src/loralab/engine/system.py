@@ -10,17 +10,37 @@ The engine knows nothing of audio or proteins. A system module (``loralab.speech
 * ``count_parameters(cfg) -> dict[str, ParamCount]``: the same groups ``build_parts``
   reports, computed without loading weights (the model built on the meta device from its
   config), so ``loralab compare`` can show presets before any run exists.
+* ``validate_config(cfg) -> list[str]``: the system's problems with a config (its own
+  sections, its groups and tasks), one line each; ``loralab.config`` adds them to its own.
+* ``describe(cfg) -> SystemDescription``: what ``loralab compare`` and the reports show
+  about a config of this system (data, start point, unfrozen groups, published results).
+* ``HEADLINE_METRICS``: metric names (leaves), in the order tables and plots show them.
+* ``evaluate_run(run_dir, request: EvalRequest) -> EvalOutcome``: ``loralab evaluate``;
+  ``EVALUATION_OPTIONS`` names the :class:`EvalRequest` fields it honours (the CLI notes
+  any other given option as ignored).
+
+Nothing outside a system package asks which system a config is: it asks the system.
+``tests/engine/toy_system.py`` implements the whole contract with no model at all.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-SYSTEM_MODULES = {"speech": "loralab.speech.system", "protein": "loralab.protein.system"}
+SYSTEM_MODULES = {"speech": "loralab.speech.system", "protein": "loralab.protein.contract"}
+CONTRACT = (
+    "build_parts",
+    "count_parameters",
+    "validate_config",
+    "describe",
+    "HEADLINE_METRICS",
+    "evaluate_run",
+    "EVALUATION_OPTIONS",
+)
 
 
 @dataclass
@@ -73,8 +93,83 @@ class SystemParts:
     extra: dict[str, Any] | None = None
 
 
+@dataclass
+class ReferenceResults:
+    """Published results shown beside a run's, epoch by epoch (e.g. a paper's table).
+
+    label: the column header (e.g. 'paper (lora)'). values(epoch): metric leaf -> value, or
+    None when the reference has no row for that epoch. note: one line naming the source.
+    """
+
+    label: str
+    values: Callable[[int], dict[str, float] | None]
+    note: str = ""
+
+
+@dataclass
+class SystemDescription:
+    """What a system says about one config (``describe(cfg)``), for ``compare`` and reports.
+
+    data: one line, the data the config trains on. start_point: where training starts.
+    unfrozen_prefixes: unfrozen group -> module-name prefixes in the plain model (for the
+    analytical parameter count when the system's own count cannot run). other_trainable:
+    trainable modules besides LoRA and the unfrozen groups (a head) that such a count misses,
+    None when there are none. reference: published results to compare with, if any.
+    """
+
+    data: str
+    start_point: str
+    unfrozen_prefixes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    other_trainable: str | None = None
+    reference: ReferenceResults | None = None
+
+
+@dataclass
+class EvalRequest:
+    """What ``loralab evaluate`` was asked (``None``/``False``: not given, the run's setting)."""
+
+    checkpoints: str = "all"
+    split: str | None = None
+    limit: int | None = None
+    batch_size: int | None = None
+    base_model: str | None = None
+    manifest_dir: str | None = None
+    max_new_tokens: int | None = None
+    device: str | None = None
+    restart: bool = False
+    progress: bool = True
+    ablation: list[str] | None = None
+
+    def given(self) -> list[str]:
+        """Names of the options set away from their defaults."""
+        return [f.name for f in fields(self) if getattr(self, f.name) != f.default]
+
+
+@dataclass
+class EvalOutcome:
+    """Where an evaluation was written, and what to tell the user about it."""
+
+    path: Path
+    lines: list[str] = field(default_factory=list)
+
+
 def system_module(name: str):
-    """The module implementing system ``name`` (its ``build_parts``)."""
+    """The module implementing system ``name`` (the functions of :data:`CONTRACT`)."""
     if name not in SYSTEM_MODULES:
         raise ValueError(f"unknown system '{name}' (known: {', '.join(SYSTEM_MODULES)})")
-    return importlib.import_module(SYSTEM_MODULES[name])
+    module = importlib.import_module(SYSTEM_MODULES[name])
+    missing = [n for n in CONTRACT if not hasattr(module, n)]
+    if missing:
+        raise TypeError(
+            f"system '{name}' ({module.__name__}) lacks {', '.join(missing)} of the system contract"
+        )
+    return module
+
+
+def headline_metric_order() -> tuple[str, ...]:
+    """Every registered system's headline metrics, in their order (for tables and plots that
+    show runs of any system)."""
+    order: list[str] = []
+    for name in SYSTEM_MODULES:
+        order += [m for m in system_module(name).HEADLINE_METRICS if m not in order]
+    return tuple(order)

@@ -4,8 +4,9 @@ Each argument is a run directory (it has ``events.jsonl`` or ``training_config.j
 config file, or a preset name. Presets work before any run exists: trainable parameters
 come from :func:`loralab.reports.params.count_for_config`. For runs they come from the
 ``start`` record (the model that was actually built). Results by epoch are shown for runs,
-with the paper's Table 3 targets beside speech runs (from
-:mod:`loralab.speech.evaluation.paper`).
+with the published results each run's system names beside them (``describe(cfg).reference``:
+for speech, the paper's Table 3 rows of the run's strategy). No system is named here: each
+answers for itself through :mod:`loralab.engine.system`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from loralab.config.loader import load_config
 from loralab.config.schema import ExperimentConfig
 from loralab.engine.events import EVENTS_FILE
 from loralab.engine.run_dir import RunDir
+from loralab.engine.system import ReferenceResults, system_module
 from loralab.errors import LoralabError
 from loralab.reports.formatting import fmt_count, fmt_duration, fmt_num, json_safe, md_table
 from loralab.reports.params import ParamSummary, count_for_config, from_groups
@@ -128,20 +130,11 @@ def config_rows(entries: list[CompareEntry]) -> list[tuple[str, list]]:
 
 
 def _start_point(c: ExperimentConfig) -> str:
-    if c.lora.init == "pretrained":
-        where = c.lora.adapter_path or (
-            f"{c.model.name_or_path}/speech-lora" if c.system == "speech" else "?"
-        )
-        return f"pretrained adapter, trained further ({where})"
-    return "fresh LoRA (B = 0)"
+    return system_module(c.system).describe(c).start_point
 
 
 def _data_summary(c: ExperimentConfig) -> str:
-    if c.system == "speech":
-        s = c.speech
-        return f"{s.manifest_dir} · tasks {'+'.join(s.tasks)} · prompts {s.prompt_style}"
-    p = c.protein
-    return f"{p.dataset_dir} · max length {p.max_length} ({p.crop} crop)"
+    return system_module(c.system).describe(c).data
 
 
 def _run_rows(entries: list[CompareEntry]) -> list[tuple[str, list]]:
@@ -161,34 +154,32 @@ def _run_rows(entries: list[CompareEntry]) -> list[tuple[str, list]]:
     ]
 
 
-def _paper_targets():
-    """(columns, paper_row) from the speech evaluation package, or None when not installed."""
-    try:
-        from loralab.speech.evaluation.paper import TABLE3_COLUMNS, paper_row
-    except ImportError:
-        return None
-    return TABLE3_COLUMNS, paper_row
-
-
 def _default_split_evals(e: CompareEntry) -> list[dict]:
     """A run's evaluations of its default split (test); other splits stay in its status report."""
     return [ev for ev in (e.status.evals if e.status else []) if ev.get("split") is None]
 
 
+def _references(runs: list[CompareEntry]) -> list[ReferenceResults]:
+    """The published results the runs' systems name (e.g. the paper's rows for a strategy),
+    each once."""
+    found: dict[str, ReferenceResults] = {}
+    for e in runs:
+        if e.cfg is not None:
+            reference = system_module(e.cfg.system).describe(e.cfg).reference
+            if reference is not None:
+                found.setdefault(reference.label, reference)
+    return list(found.values())
+
+
 def results_rows(entries: list[CompareEntry]) -> tuple[list[str], list[list]]:
-    """Headers and rows (epoch, metric, one value per run, paper targets per strategy)."""
+    """Headers and rows (epoch, metric, one value per run, then each reference's values)."""
     runs = [e for e in entries if _default_split_evals(e)]
     if not runs:
         return [], []
-    paper = _paper_targets()
-    strategies: list[str] = []
-    if paper is not None:
-        for e in runs:
-            if e.cfg is not None and e.cfg.system == "speech" and e.cfg.strategy not in strategies:
-                strategies.append(e.cfg.strategy)
+    references = _references(runs)
     metrics = headline_metrics([ev for e in runs for ev in _default_split_evals(e)])
     epochs = sorted({ev["epoch"] for e in runs for ev in _default_split_evals(e)})
-    headers = ["epoch", "metric", *(e.label for e in runs), *(f"paper ({s})" for s in strategies)]
+    headers = ["epoch", "metric", *(e.label for e in runs), *(r.label for r in references)]
     rows = []
     for epoch in epochs:
         for m in metrics:
@@ -196,12 +187,8 @@ def results_rows(entries: list[CompareEntry]) -> tuple[list[str], list[list]]:
             for e in runs:
                 ev = next((x for x in _default_split_evals(e) if x["epoch"] == epoch), None)
                 values.append(ev["metrics"].get(m) if ev else None)
-            targets = []
-            for s in strategies:
-                columns, paper_row = paper
-                leaf = m.rsplit(".", 1)[-1]
-                row = paper_row(s, epoch)
-                targets.append(row[leaf] if row and leaf in columns else None)
+            leaf = m.rsplit(".", 1)[-1]
+            targets = [(r.values(epoch) or {}).get(leaf) for r in references]
             if any(v is not None for v in values):
                 rows.append([epoch, m, *values, *targets])
     return headers, rows
@@ -236,8 +223,10 @@ def render_markdown(entries: list[CompareEntry]) -> str:
     r_headers, r_rows = results_rows(entries)
     if r_rows:
         out += ["## Results by epoch", "", md_table(r_headers, r_rows), ""]
-        if any(h.startswith("paper (") for h in r_headers):
-            out += ["Paper: Ahn & Nam 2025, Table 3 (SpeechOcean762 test set); epoch 0 = no training.", ""]
+        runs = [e for e in entries if _default_split_evals(e)]
+        sources = list(dict.fromkeys(r.note for r in _references(runs) if r.note))
+        if sources:
+            out += [*sources, ""]
     notes = [f"- **{e.label}** ({e.kind}): {e.params.note}" for e in entries if e.params.note]
     if notes:
         out += ["## Notes on parameter counts", "", *notes, ""]

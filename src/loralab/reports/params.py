@@ -23,16 +23,7 @@ from pathlib import Path
 
 from loralab.config.schema import ExperimentConfig
 from loralab.engine.known_models import local_model_dir, published_config
-
-# Module-name prefixes of the speech groups that strategy 'unfreeze' trains in full (the
-# native Phi4MultimodalForCausalLM layout), for the offline count only.
-SPEECH_UNFREEZE_PREFIXES = {
-    "audio_encoder": ("model.embed_tokens_extend.audio_embed.encoder.",),
-    "audio_projector": (
-        "model.embed_tokens_extend.audio_embed.up_proj_for_speech.",
-        "model.embed_tokens_extend.audio_embed.down_proj_for_speech.",
-    ),
-}
+from loralab.engine.system import system_module
 
 
 @dataclass
@@ -129,9 +120,10 @@ def lora_shapes(model, target_regex: str) -> list[tuple[str, int, int]]:
 
 
 def analytical_count(cfg: ExperimentConfig) -> ParamSummary:
-    """LoRA parameters from layer shapes on the meta device (plus, for speech, the unfrozen
-    audio groups by module name); 'n/a' with the reason if the model config cannot be had
-    offline. ``partial`` is set where trainable modules are left out (a protein head)."""
+    """LoRA parameters from layer shapes on the meta device, plus the unfrozen groups by the
+    module-name prefixes the system gives (``describe``); 'n/a' with the reason if the model
+    config cannot be had offline. ``partial`` is set where the system names trainable modules
+    this count leaves out (a protein head)."""
     try:
         model, where = _meta_model(str(Path(cfg.model.name_or_path).expanduser()), cfg.model.revision)
     except Exception as e:  # noqa: BLE001 - a cell says n/a, the table goes on
@@ -142,18 +134,20 @@ def analytical_count(cfg: ExperimentConfig) -> ParamSummary:
     per_rank = sum(i + o for _, i, o in shapes)
     groups: dict[str, tuple[int, int]] = {"lora": (lora, lora)}
     params = dict(model.named_parameters())
+    described = system_module(cfg.system).describe(cfg)  # the unfrozen groups, as the backbone names them
     unfrozen = 0
-    for group in cfg.model.unfreeze if cfg.system == "speech" else []:
-        prefixes = SPEECH_UNFREEZE_PREFIXES.get(group, ())
+    for group, prefixes in described.unfrozen_prefixes.items():
         n = sum(p.numel() for name, p in params.items() if name.startswith(prefixes))
         groups[group] = (n, n)
         unfrozen += n
     base = sum(p.numel() for p in params.values())
     groups["frozen"] = (0, base - unfrozen)
     note = f"{len(shapes)} LoRA target modules, {per_rank:,} parameters per unit of rank, {rank_note}; config: {where}"
-    partial = cfg.system != "speech"
+    partial = described.other_trainable is not None
     if partial:
-        note += "; LoRA only: the system's own trainable modules (e.g. the protein head) are not counted"
+        note += (
+            f"; LoRA only: the system's own trainable modules ({described.other_trainable}) are not counted"
+        )
     return ParamSummary(
         groups, lora + unfrozen, lora + base, source="analytical (layer shapes)", note=note, partial=partial
     )
@@ -163,8 +157,6 @@ def count_for_config(cfg: ExperimentConfig) -> ParamSummary:
     """The system's count on a local copy of the model, else the analytical LoRA count (with
     the reason the system's count could not be used)."""
     from dataclasses import replace
-
-    from loralab.engine.system import system_module
 
     local = local_model_dir(cfg.model.name_or_path, cfg.model.revision)
     if local is None and published_config(cfg.model.name_or_path) is None:

@@ -22,15 +22,11 @@ from typing import Any
 from loralab.engine.events import EVENTS_FILE, read_events, to_float
 from loralab.engine.run_dir import RUN_CONFIG_FILE as TRAINING_CONFIG_FILE
 from loralab.engine.run_dir import RunDir
+from loralab.engine.system import headline_metric_order
 from loralab.errors import LoralabError
 
 # Counts and p-values are context, not results: left out of plots and comparison tables.
 NOT_HEADLINE_RE = re.compile(r"(^|[._])(n|n_\w+|failed|clamped|count|p_value|all_parsed|num_\w+|ref_len)$")
-# Preferred order: the paper's Table 3 columns, then protein headline metrics.
-PREFERRED_METRICS = (
-    "acc_pcc", "flu_pcc", "pros_pcc", "total_pcc", "wer", "per", "f1", "precision", "recall",
-    "distance_mae", "distance_rmse", "distance_pearson", "tm_score", "lddt", "gdt_ts", "rmsd",
-)  # fmt: skip
 
 
 STEP_FIELDS = (
@@ -297,9 +293,11 @@ def headline_metrics(evals: list[dict], finite_only: bool = False) -> list[str]:
                 continue
             names.append(k)
 
+    preferred = headline_metric_order()  # each system's headline metrics, in its order
+
     def rank(name: str) -> tuple[int, int]:
         leaf = name.rsplit(".", 1)[-1]
-        pref = PREFERRED_METRICS.index(leaf) if leaf in PREFERRED_METRICS else len(PREFERRED_METRICS)
+        pref = preferred.index(leaf) if leaf in preferred else len(preferred)
         return pref, names.index(name)
 
     return sorted(names, key=rank)

@@ -5,6 +5,8 @@
 manifest's utterances as ``(record, task)`` examples (one per task in ``speech.tasks``), the
 chat-template collator, lengths for length-grouped batches, and the answer-only loss.
 ``count_parameters(cfg)``: the same parameter groups from config.json alone (meta device).
+The rest of the contract (config problems, description, headline metrics, ``loralab
+evaluate``) is :mod:`loralab.speech.contract`'s, exported here.
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from loralab.engine.system import ParamCount, SystemParts
+from loralab.speech.contract import (  # noqa: F401  (the system contract, exported)
+    EVALUATION_OPTIONS,
+    HEADLINE_METRICS,
+    describe,
+    evaluate_run,
+    validate_config,
+)
 
 
 def _read_split(cfg, split: str) -> tuple[list, dict[str, int]]:
@@ -138,9 +147,9 @@ def _epoch_evaluator(runtime):
     """
 
     def evaluate(model, run_dir: Path, epoch: int) -> dict[str, float]:
-        from loralab.speech.evaluation.runner import evaluate_run
+        from loralab.speech.evaluation.runner import evaluate_run as run_evaluation
 
-        root = evaluate_run(run_dir, checkpoints=str(epoch), device=str(runtime.device), progress=False)
+        root = run_evaluation(run_dir, checkpoints=str(epoch), device=str(runtime.device), progress=False)
         summary = json.loads((root / f"epoch-{epoch}" / "metrics.json").read_text())["summary"]
         # metrics.json writes an undefined metric (e.g. PCC of constant answers) as null: NaN here.
         return {k: math.nan if v is None else float(v) for k, v in summary.items()}

@@ -236,7 +236,7 @@ def test_protein_runs_go_to_the_protein_evaluator(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(protein_evaluate, "evaluate_run", fake)
     assert cli_main(["evaluate", str(run), "--checkpoints", "last", "--limit", "3", "--batch-size", "4"]) == 0
     assert seen == {"run_dir": str(run), "checkpoints": "last", "split": "test", "limit": 3}
-    assert "--batch-size apply to speech runs only" in capsys.readouterr().err
+    assert "--batch-size: not used for protein runs; ignored" in capsys.readouterr().err
 
 
 def test_one_aspect_at_a_time_is_generated_per_aspect_and_scored_as_one_answer(

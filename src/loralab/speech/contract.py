@@ -1,0 +1,92 @@
+"""The speech system's answers to the system contract beyond training (see
+:mod:`loralab.engine.system`): config problems, a description for ``compare`` and reports,
+the headline metrics, and ``loralab evaluate``. :mod:`loralab.speech.system` exports them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loralab.engine.system import EvalOutcome, EvalRequest, ReferenceResults, SystemDescription
+
+# The paper's Table 3 columns, in its order.
+HEADLINE_METRICS = ("acc_pcc", "flu_pcc", "pros_pcc", "total_pcc", "wer", "per", "f1", "precision", "recall")
+UNFREEZE_GROUPS = ("audio_encoder", "audio_projector")
+# apa (all aspects in one answer), mdd, or APA one aspect at a time (arXiv 2509.15701).
+TASKS = ("apa", "mdd", "apa_accuracy", "apa_fluency", "apa_prosodic", "apa_total")
+EVALUATION_OPTIONS = frozenset(f for f in EvalRequest.__dataclass_fields__)  # every option
+PAPER_NOTE = "Paper: Ahn & Nam 2025, Table 3 (SpeechOcean762 test set); epoch 0 = no training."
+
+
+def validate_config(cfg) -> list[str]:
+    """Unknown unfreeze groups and tasks, or no task at all."""
+    problems = [
+        f"model.unfreeze: unknown group '{m}' for speech (known: {sorted(UNFREEZE_GROUPS)})"
+        for m in cfg.model.unfreeze
+        if m not in UNFREEZE_GROUPS
+    ]
+    problems += [
+        f"speech.tasks: unknown task '{task}' (known: {', '.join(TASKS)})"
+        for task in cfg.speech.tasks
+        if task not in TASKS
+    ]
+    if not cfg.speech.tasks:
+        problems.append("speech.tasks must name at least one task (apa, mdd)")
+    return problems
+
+
+def _paper_reference(strategy: str) -> ReferenceResults:
+    from loralab.speech.evaluation.paper import TABLE3_COLUMNS, paper_row
+
+    def values(epoch: int) -> dict[str, float] | None:
+        row = paper_row(strategy, epoch)
+        return {k: v for k, v in row.items() if k in TABLE3_COLUMNS} if row else None
+
+    return ReferenceResults(f"paper ({strategy})", values, PAPER_NOTE)
+
+
+def describe(cfg) -> SystemDescription:
+    """The manifest, tasks and prompt; the adapter training starts from; the unfrozen groups'
+    module prefixes as the backbone names them; the paper's Table 3 for the strategy."""
+    from loralab.speech.backbones import backbone_named
+    from loralab.speech.model.layout import SPEECH_ADAPTER_DIR
+
+    s = cfg.speech
+    start = "fresh LoRA (B = 0)"
+    if cfg.lora.init == "pretrained":
+        where = cfg.lora.adapter_path or f"{cfg.model.name_or_path}/{SPEECH_ADAPTER_DIR}"
+        start = f"pretrained adapter, trained further ({where})"
+    backbone = backbone_named(cfg.model.family)
+    groups = [g for g in cfg.model.unfreeze if g in UNFREEZE_GROUPS]
+    return SystemDescription(
+        data=f"{s.manifest_dir} · tasks {'+'.join(s.tasks)} · prompts {s.prompt_style}",
+        start_point=start,
+        unfrozen_prefixes={g: backbone.unfreeze_prefixes([g]) for g in groups},
+        reference=_paper_reference(cfg.strategy),
+    )
+
+
+def evaluate_run(run_dir: str | Path, request: EvalRequest) -> EvalOutcome:
+    """``loralab evaluate`` on a speech run (:mod:`loralab.speech.evaluation.runner`), then the
+    ablation table when asked."""
+    from loralab.speech.evaluation.runner import evaluate_run as run_evaluation
+
+    out = run_evaluation(
+        run_dir,
+        request.checkpoints,
+        request.split,
+        request.limit,
+        batch_size=request.batch_size,
+        base_model=request.base_model,
+        manifest_dir=request.manifest_dir,
+        max_new_tokens=request.max_new_tokens,
+        device=request.device,
+        restart=request.restart,
+        progress=request.progress,
+    )
+    lines = [f"evaluation written to {out} (table3.md, table3.csv, table4.csv, epoch-N/metrics.json)"]
+    if request.ablation is not None:
+        from loralab.speech.evaluation.ablation import write_ablation
+
+        table = write_ablation([run_dir, *request.ablation], out)
+        lines += [table.read_text(), f"ablation written to {table} (and {table.with_suffix('.csv').name})"]
+    return EvalOutcome(out, lines)
