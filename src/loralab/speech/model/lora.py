@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from loralab.engine.checkpointing import quiet_deprecated_checkpointing_queries
+from loralab.engine.activation_checkpointing import quiet_deprecated_checkpointing_queries
 from loralab.engine.system import ParamCount
 from loralab.errors import LoralabError
 from loralab.safe_files import load_safetensors, read_json

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from loralab.engine.checkpointing import enable_activation_checkpointing
+from loralab.engine.activation_checkpointing import enable_activation_checkpointing
 from loralab.errors import LoralabError
 from loralab.speech.chat_format import IGNORE_INDEX
 from loralab.speech.model import lora as lora_setup
