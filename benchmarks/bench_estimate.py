@@ -32,6 +32,8 @@ def estimate_preset(name: str, batch_size: int | None) -> dict:
         result = estimate(load_config(name, []), batch_size=batch_size)
     except (ConfigError, LoralabError) as e:
         return {"preset": name, "skipped": str(e)}
+    except Exception as e:  # noqa: BLE001 - one preset's failure must not hide the others'
+        return {"preset": name, "skipped": f"estimator failed: {type(e).__name__}: {e}"}
     result["estimator_wall_s"] = round(time.perf_counter() - start, 1)
     result["estimator_cpu_s"] = round(time.process_time() - cpu, 1)
     return result

@@ -30,6 +30,11 @@ def precision(cfg):
     return weights, autocast
 
 
+def _mel_bins(model) -> int | None:
+    audio = getattr(model.causal_lm.config, "audio_config", None)
+    return getattr(audio, "num_mel_bins", None)
+
+
 def precision_names(weight_dtype, autocast_dtype) -> dict:
     return {
         "weights": str(weight_dtype).removeprefix("torch."),
@@ -92,7 +97,9 @@ def _estimate_speech(cfg, batch_size: int, mfu: float) -> dict:
     chosen = [inputs.longest(examples, t) for t in tasks] + [
         inputs.median_example(examples, t) for t in tasks
     ]
-    batches = [speech.fake_batch(e, batch_size, mode, backbone, audio_id) for e in chosen]
+    batches = [
+        speech.fake_batch(e, batch_size, mode, backbone, audio_id, mel_bins=_mel_bins(model)) for e in chosen
+    ]
     with mode:
         costs, optimizer_bytes = measure_training(
             model, answer_only_loss, batches, cfg.training, autocast_dtype, AllocationTracker(), len(tasks)
@@ -169,6 +176,7 @@ def assumptions(mfu: float) -> dict:
         "peak": "step 2 (AdamW state allocated) on a batch of the longest example of each task",
         "kernels": "fake tensors on the CPU dispatch path: SDPA attention, CPU autocast op lists",
         "lora_init": "a pretrained adapter costs what a fresh one of the same rank does",
+        "audio_encoder_cache": "off (model.cache_audio_encoder saves encoder time after epoch 1, not counted)",
     }
 
 
@@ -189,7 +197,9 @@ def _evaluation(cfg, model, backbone, mode, audio_id: int, autocast_dtype, mfu: 
     for task in tasks:
         longest = inputs.longest(test, task)
         prompt_len = longest.prompt_tokens + longest.audio_tokens
-        batch = speech.fake_batch(longest, size, mode, backbone, audio_id, with_answer=False)
+        batch = speech.fake_batch(
+            longest, size, mode, backbone, audio_id, with_answer=False, mel_bins=_mel_bins(model)
+        )
         with mode:
             cost = measure_generation(
                 model.causal_lm, batch, longest.answer_tokens, autocast_dtype, AllocationTracker()

@@ -38,7 +38,13 @@ def build_fake_model(cfg, mode: OracleFakeMode, weight_dtype):
         drop_vision_encoder(base)
     base.requires_grad_(False)
     # lora.init=pretrained loads Microsoft's adapter: the same shapes as a fresh one of its rank.
-    fresh = dataclasses.replace(cfg, lora=dataclasses.replace(cfg.lora, init="fresh"))
+    # The audio-encoder cache hashes the features (data fake tensors lack); an epoch-1 step runs
+    # the encoder on every clip anyway.
+    fresh = dataclasses.replace(
+        cfg,
+        lora=dataclasses.replace(cfg.lora, init="fresh"),
+        model=dataclasses.replace(cfg.model, cache_audio_encoder=False),
+    )
     model = training.prepare_training_model(fresh, base, backbone)
     fakeify(model, mode)
     return model, backbone
@@ -49,7 +55,7 @@ def audio_frames(samples: int, feature_extractor) -> int:
 
 
 def fake_batch(example: Example, batch_size: int, mode: OracleFakeMode | None, backbone, audio_token_id: int, *,
-               with_answer: bool = True, text_token: int = TEXT_TOKEN) -> dict:  # fmt: skip
+               with_answer: bool = True, text_token: int = TEXT_TOKEN, mel_bins: int | None = None) -> dict:  # fmt: skip
     """``batch_size`` copies of ``example`` as the collator lays it out for ``backbone``'s family.
 
     With a ``mode``, token ids, masks and sizes are fake tensors carrying their real values and
@@ -64,7 +70,7 @@ def fake_batch(example: Example, batch_size: int, mode: OracleFakeMode | None, b
         labels = torch.full((batch_size, length), IGNORE_INDEX, dtype=torch.long)
         labels[:, length - answer :] = text_token
         batch["labels"] = labels
-    audio, shape = _audio_inputs(backbone.family, example, batch_size)
+    audio, shape = _audio_inputs(backbone.family, example, batch_size, mel_bins)
     batch.update(audio)
     if mode is None:
         batch["input_features" if backbone.family == "qwen2audio" else "audio_input_features"] = torch.randn(
@@ -79,15 +85,16 @@ def fake_batch(example: Example, batch_size: int, mode: OracleFakeMode | None, b
     return batch
 
 
-def _audio_inputs(family: str, example: Example, batch_size: int) -> tuple[dict, tuple]:
-    """(audio tensors with values, shape of the features) for ``batch_size`` clips of ``example``."""
+def _audio_inputs(family: str, example: Example, batch_size: int, mel_bins: int | None) -> tuple[dict, tuple]:
+    """(audio tensors with values, shape of the features) for ``batch_size`` clips of ``example``;
+    ``mel_bins``: the audio encoder's (Whisper: 128 for Qwen2-Audio, 80 for tiny.en)."""
     fe = feature_extractor(family)
     samples = int(example.seconds * SAMPLE_RATE)
     if family == "qwen2audio":  # Whisper: a fixed 30 s window, the clip's frames marked
         window = fe.nb_max_frames
         mask = torch.zeros(batch_size, window, dtype=torch.long)
         mask[:, : min(-(-samples // fe.hop_length), window)] = 1
-        return {"feature_attention_mask": mask}, (batch_size, fe.feature_size, window)
+        return {"feature_attention_mask": mask}, (batch_size, mel_bins or fe.feature_size, window)
     frames = audio_frames(samples, fe)
     audio = {"audio_embed_sizes": torch.full((batch_size,), example.audio_tokens, dtype=torch.long)}
     if batch_size > 1:
