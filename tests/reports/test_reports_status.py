@@ -200,8 +200,9 @@ def test_nan_run(tmp_path):
     nan_findings = [f for f in s.findings if f.topic == "nan"]
     assert len(nan_findings) == 1 and nan_findings[0].level == "bad"
     assert "60, 65" in nan_findings[0].message
-    data = json.loads(render_json(s))  # NaN survives as a string, the JSON stays valid
-    assert data["loss_table"][-1]["loss"] == "nan"
+    text = render_json(s)
+    data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}"))
+    assert data["loss_table"][-1]["loss"] is None  # NaN is written null: the JSON stays strict
 
 
 def test_resumed_run_later_records_win_and_segments_add_up(tmp_path):

@@ -19,6 +19,9 @@ error          kind ('nan' | 'oom' | 'exception' | 'interrupted'), message, ids 
 end            status 'finished', final_model (path)
 =============  ====================================================================
 
+A NaN or infinite number (a NaN loss, an undefined metric) is written ``null``
+(:mod:`loralab.json_numbers`); :func:`to_float` reads it back as NaN.
+
 A run whose last record is ``end`` finished; ``error`` crashed; otherwise it is running
 if ``pid`` on ``host`` is alive, else it crashed without a word (killed).
 """
@@ -26,24 +29,14 @@ if ``pid`` on ``host`` is alive, else it crashed without a word (killed).
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from loralab.json_numbers import jsonable, to_float  # noqa: F401  (to_float: the readers')
+
 EVENTS_FILE = "events.jsonl"
-
-
-def _clean(value: Any) -> Any:
-    # JSON has no NaN/inf: keep them readable as strings so a NaN loss is visible.
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
 
 
 class EventLog:
@@ -68,19 +61,12 @@ class EventLog:
                     f.write("\n")
 
     def write(self, event: str, step: int, **fields: Any) -> dict:
-        record = {"event": event, "time": time.time(), "step": int(step), **_clean(fields)}
+        record = {"event": event, "time": time.time(), "step": int(step), **jsonable(fields)}
         if self.enabled:
             with self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
                 f.flush()
         return record
-
-
-def to_float(value: Any) -> float:
-    """Numbers as written by EventLog back to float ('nan' and 'inf' strings included)."""
-    if isinstance(value, str):
-        return float(value)
-    return float(value) if value is not None else math.nan
 
 
 def read_events(run_dir: str | os.PathLike) -> list[dict]:

@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from loralab.json_numbers import jsonable
+
 
 def is_finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -78,11 +80,5 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def json_safe(value: Any) -> Any:
-    """JSON has no NaN/inf: write them as strings ('nan', 'inf'), like the event log does."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
+    """JSON has no NaN/inf: null, as in every file loralab writes (:mod:`loralab.json_numbers`)."""
+    return jsonable(value)

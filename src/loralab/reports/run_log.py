@@ -177,7 +177,7 @@ def collect_steps(records: list[dict]) -> list[StepPoint]:
 
 
 def flatten_metrics(data: Any, prefix: str = "") -> dict[str, float]:
-    """Nested metrics -> {'a.b': number}; strings like 'nan' become floats, other text is skipped."""
+    """Nested metrics -> {'a.b': number}; null (and older 'nan' strings) become NaN, other text is skipped."""
     out: dict[str, float] = {}
     if isinstance(data, dict):
         for k, v in data.items():
@@ -186,8 +186,8 @@ def flatten_metrics(data: Any, prefix: str = "") -> dict[str, float]:
         pass
     elif isinstance(data, (int, float)):
         out[prefix[:-1]] = float(data)
-    elif isinstance(data, str) and data.lower() in ("nan", "inf", "-inf"):
-        out[prefix[:-1]] = float(data)
+    elif data is None or (isinstance(data, str) and data.lower() in ("nan", "inf", "-inf")):
+        out[prefix[:-1]] = to_float(data)  # null (or an older 'nan' string): an undefined metric
     return out
 
 

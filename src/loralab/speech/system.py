@@ -12,7 +12,6 @@ evaluate``) is :mod:`loralab.speech.contract`'s, exported here.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,12 +146,13 @@ def _epoch_evaluator(runtime):
     """
 
     def evaluate(model, run_dir: Path, epoch: int) -> dict[str, float]:
+        from loralab.json_numbers import to_float
         from loralab.speech.evaluation.runner import evaluate_run as run_evaluation
 
         root = run_evaluation(run_dir, checkpoints=str(epoch), device=str(runtime.device), progress=False)
         summary = json.loads((root / f"epoch-{epoch}" / "metrics.json").read_text())["summary"]
         # metrics.json writes an undefined metric (e.g. PCC of constant answers) as null: NaN here.
-        return {k: math.nan if v is None else float(v) for k, v in summary.items()}
+        return {k: to_float(v) for k, v in summary.items()}
 
     return evaluate
 

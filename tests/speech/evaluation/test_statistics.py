@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from loralab.json_numbers import jsonable
 from loralab.speech.data.records import SentenceScores
 from loralab.speech.evaluation.mdd import MddCounts, mdd_counts, mdd_metrics
 from loralab.speech.evaluation.metrics import (
@@ -28,7 +29,6 @@ from loralab.speech.evaluation.metrics import (
     per_accuracy_correlation,
 )
 from loralab.speech.evaluation.parse import parse_answer
-from loralab.speech.evaluation.runner import _finite_or_none
 from loralab.speech.evaluation.scoring import compute_metrics, summary_row
 from loralab.speech.evaluation.tables import read_epoch_summaries, write_tables
 
@@ -272,7 +272,7 @@ def test_constant_aspect_in_metrics_json_and_table(tmp_path):
     records, store = fake_evaluation(60, seed=6, constant_fluency=True)
     metrics = compute_metrics(records, store, ["apa", "mdd"], None)
     assert metrics["apa"]["fluency"]["pcc_ci"] is None
-    written = json.loads(json.dumps(_finite_or_none(metrics), allow_nan=False))  # strict JSON
+    written = json.loads(json.dumps(jsonable(metrics), allow_nan=False))  # strict JSON
     assert written["summary"]["flu_pcc"] is None and written["summary"]["flu_pcc_ci_low"] is None
     assert written["summary"]["flu_scc"] is None
     epoch_dir = tmp_path / "epoch-1"

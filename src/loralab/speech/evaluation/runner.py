@@ -12,13 +12,13 @@ a rerun with different settings is refused rather than mixed, ``restart`` clears
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from loralab.engine.run_dir import RunDir, Selected
 from loralab.errors import DataError, LoralabError
+from loralab.json_numbers import jsonable
 
 HEARTBEAT_SECONDS = 60.0
 
@@ -266,16 +266,5 @@ def evaluate_target(target, records, tasks, epoch_dir: Path, *, cfg, budgets, ba
     )
     metrics["epoch"] = target.epoch
     metrics["model"] = target.label
-    (epoch_dir / "metrics.json").write_text(json.dumps(_finite_or_none(metrics), indent=2) + "\n")
+    (epoch_dir / "metrics.json").write_text(json.dumps(jsonable(metrics), indent=2) + "\n")
     return metrics
-
-
-def _finite_or_none(value):
-    """Strict JSON has no NaN: an undefined metric (e.g. PCC of constant answers) is written null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_none(v) for v in value]
-    return value

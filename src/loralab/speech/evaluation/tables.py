@@ -19,6 +19,7 @@ import json
 import math
 from pathlib import Path
 
+from loralab.json_numbers import to_float
 from loralab.speech.evaluation.paper import (
     PAPER_FIGURE5,
     PAPER_TABLE4,
@@ -91,8 +92,8 @@ def read_epoch_summaries(eval_dir: Path) -> dict[int, dict]:
         except ValueError:
             continue
         metrics = json.loads(path.read_text())
-        # metrics.json writes an undefined value as null; tables compute with NaN.
-        metrics["summary"] = {k: math.nan if v is None else v for k, v in metrics["summary"].items()}
+        # metrics.json writes an undefined value as null (loralab.json_numbers); tables compute with NaN.
+        metrics["summary"] = {k: to_float(v) if v is None else v for k, v in metrics["summary"].items()}
         for side in ("human", "predicted"):
             fig5 = metrics.get("per_vs_accuracy", {}).get(side)
             if fig5 is not None and fig5.get("pcc") is None:
