@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from loralab.errors import DataError
@@ -111,8 +112,6 @@ def prepare_speechocean762(
     ``allow_missing_mispronunciations``: accept an old copy without ``mispronunciations``
     (the phoneme targets then equal the canonical phones, which is wrong for MDD training).
     """
-    from tqdm.auto import tqdm
-
     src = open_source(source)
     out_dir = Path(out_dir)
     audio_dir = (out_dir / AUDIO_FOLDER).resolve()
@@ -120,59 +119,96 @@ def prepare_speechocean762(
     for stale in [*(out_dir / f"{s}.jsonl" for s in SPLITS), out_dir / "summary.json"]:
         stale.unlink(missing_ok=True)  # a failed run must not leave an older manifest looking current
 
-    bad: list[Problem] = list(src.problems)
-    warnings: list[dict] = []
-    records: dict[str, list[UtteranceRecord]] = {split: [] for split in SPLITS}
-    seen: set[str] = set()
-    saw_annotation_field = False
-    low_phone_count = 0
-    workers = workers or default_workers()
-    pending: deque[tuple[RawUtterance, ParsedEntry, Path, Future]] = deque()
+    found = _Collected(bad=list(src.problems))
+    _collect(src, found, audio_dir, distortion, workers or default_workers(), progress)
+    _refuse_what_is_wrong(src, found, skip_bad, allow_missing_mispronunciations)
+    for split in SPLITS:
+        found.records[split].sort(key=lambda r: r.id)
+        write_manifest(found.records[split], out_dir, split)
+    options = {
+        "skip_bad": skip_bad,
+        "distortion": distortion,
+        "allow_missing_mispronunciations": allow_missing_mispronunciations,
+    }
+    summary = build_summary(found.records, found.bad, found.warnings, src.description, src.layout, options)
+    write_summary(summary, out_dir)
+    return Manifest(manifest_dir=out_dir, splits=found.records, summary=summary)
 
-    def finish(raw: RawUtterance, parsed: ParsedEntry, path: Path, future: Future) -> None:
+
+@dataclass
+class _Collected:
+    """What reading the source found: records per split, bad items, warnings, annotation facts."""
+
+    bad: list[Problem]
+    warnings: list[dict] = field(default_factory=list)
+    records: dict[str, list[UtteranceRecord]] = field(default_factory=lambda: {split: [] for split in SPLITS})
+    saw_annotation_field: bool = False
+    low_phone_count: int = 0
+
+    def finish(self, raw: RawUtterance, parsed: ParsedEntry, path: Path, future: Future) -> None:
+        """One converted recording in: its record, or why it is bad."""
         try:
             duration, warning = future.result()
         except DataError as e:
-            bad.append(Problem(raw.id, raw.split, str(e)))
+            self.bad.append(Problem(raw.id, raw.split, str(e)))
             return
         if warning is not None:
-            warnings.append({"id": raw.id, **warning})
-        records[raw.split].append(_record(raw, parsed, path, duration))
+            self.warnings.append({"id": raw.id, **warning})
+        self.records[raw.split].append(_record(raw, parsed, path, duration))
 
+
+def _parse(raw: RawUtterance, found: _Collected, distortion: str) -> ParsedEntry | None:
+    """The parsed annotation of ``raw``, or None (with the reason in ``found.bad``)."""
+    try:
+        parsed = parse_entry(raw.id, raw.entry, distortion)
+    except DataError as e:
+        found.bad.append(Problem(raw.id, raw.split, str(e)))
+        return None
+    found.saw_annotation_field |= parsed.has_mispronunciation_field
+    found.low_phone_count += len(parsed.unannotated_low_phones)
+    found.warnings.extend(_warnings(raw, parsed))
+    if raw.audio is None:
+        found.bad.append(
+            Problem(raw.id, raw.split, f"utterance {raw.id}: entry without audio ({raw.origin})")
+        )
+        return None
+    return parsed
+
+
+def _collect(src, found: _Collected, audio_dir: Path, distortion: str, workers: int, progress: bool) -> None:
+    """Parse every utterance and convert its audio on ``workers`` threads (a bounded queue)."""
+    from tqdm.auto import tqdm
+
+    seen: set[str] = set()
+    pending: deque[tuple[RawUtterance, ParsedEntry, Path, Future]] = deque()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for raw in tqdm(src.utterances, desc="prepare", unit="utt", total=src.count, disable=not progress):
             if raw.id in seen:
-                bad.append(Problem(raw.id, raw.split, "duplicate utterance id"))
+                found.bad.append(Problem(raw.id, raw.split, "duplicate utterance id"))
                 continue
             seen.add(raw.id)
-            try:
-                parsed = parse_entry(raw.id, raw.entry, distortion)
-            except DataError as e:
-                bad.append(Problem(raw.id, raw.split, str(e)))
-                continue
-            saw_annotation_field |= parsed.has_mispronunciation_field
-            low_phone_count += len(parsed.unannotated_low_phones)
-            warnings.extend(_warnings(raw, parsed))
-            if raw.audio is None:
-                bad.append(
-                    Problem(raw.id, raw.split, f"utterance {raw.id}: entry without audio ({raw.origin})")
-                )
+            parsed = _parse(raw, found, distortion)
+            if parsed is None:
                 continue
             path = audio_dir / f"{raw.id}.wav"
             name = f"utterance {raw.id} ({raw.origin})"
             pending.append((raw, parsed, path, pool.submit(convert_audio, raw.audio, path, name)))
             while len(pending) > 4 * workers:
-                finish(*pending.popleft())
+                found.finish(*pending.popleft())
         while pending:
-            finish(*pending.popleft())
+            found.finish(*pending.popleft())
 
-    if not saw_annotation_field and low_phone_count and not allow_missing_mispronunciations:
+
+def _refuse_what_is_wrong(src, found: _Collected, skip_bad: bool, allow_missing: bool) -> None:
+    """An old copy without mispronunciation annotations, or bad items without --skip-bad: an error."""
+    if not found.saw_annotation_field and found.low_phone_count and not allow_missing:
         raise DataError(
             f"{src.description} has no 'mispronunciations' annotations (an older copy), so the phoneme "
-            f"targets cannot say what was pronounced ({low_phone_count} phones scored < 0.5 would keep "
+            f"targets cannot say what was pronounced ({found.low_phone_count} phones scored < 0.5 would keep "
             "their dictionary phone). Use a current copy (github.com/jimbozhang/speechocean762 or "
             "mispeech/speechocean762), or pass --allow-missing-mispronunciations to accept that"
         )
+    bad = found.bad
     if bad and not skip_bad:
         listed = "\n".join(f"  - {p.id} [{p.split or '-'}]: {p.message}" for p in bad[:MAX_LISTED_PROBLEMS])
         more = f"\n  ... and {len(bad) - MAX_LISTED_PROBLEMS} more" if len(bad) > MAX_LISTED_PROBLEMS else ""
@@ -180,18 +216,6 @@ def prepare_speechocean762(
             f"{len(bad)} bad item(s) in {src.description}:\n{listed}{more}\n"
             "Fix them, or pass --skip-bad to leave them out (they are then listed in summary.json)"
         )
-
-    for split in SPLITS:
-        records[split].sort(key=lambda r: r.id)
-        write_manifest(records[split], out_dir, split)
-    options = {
-        "skip_bad": skip_bad,
-        "distortion": distortion,
-        "allow_missing_mispronunciations": allow_missing_mispronunciations,
-    }
-    summary = build_summary(records, bad, warnings, src.description, src.layout, options)
-    write_summary(summary, out_dir)
-    return Manifest(manifest_dir=out_dir, splits=records, summary=summary)
 
 
 def _warnings(raw: RawUtterance, parsed: ParsedEntry) -> list[dict]:

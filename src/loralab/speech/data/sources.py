@@ -121,7 +121,8 @@ def _repeated_ids(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
     return {k: v for k, v in values.items() if len(set(v)) > 1}
 
 
-def _read_original(root: Path) -> Source:
+def _read_scores(root: Path) -> tuple[Path, dict]:
+    """``resource/scores.json``: utterance id -> its sentence/word/phone scores."""
     scores_path = next(
         (p for p in (root / "resource/scores.json", root / "scores.json") if p.is_file()), None
     )
@@ -133,82 +134,95 @@ def _read_original(root: Path) -> Source:
         raise DataError(f"{scores_path}: not valid JSON ({e})") from e
     if not isinstance(scores, dict):
         raise DataError(f"{scores_path}: expected an object mapping utterance id -> scores")
+    return scores_path, scores
 
-    problems: list[Problem] = []
-    items: list[RawUtterance] = []
-    listed_audio: set[Path] = set()
-    listed_ids: set[str] = set()
-    for split in SPLITS:
-        folder = root / split
-        wav_pairs = _kaldi_pairs(folder / "wav.scp")
-        wav_scp = dict(wav_pairs)
-        for utt_id, paths in _repeated_ids(wav_pairs).items():
-            listed_audio.update((root / p).resolve() for p in paths)
-            listed_ids.add(utt_id)
-            wav_scp.pop(utt_id, None)
-            problems.append(
-                Problem(
-                    utt_id,
-                    split,
-                    f"listed {len(paths)} times in {split}/wav.scp with different audio ({', '.join(paths)}): "
-                    "keep one line",
-                )
+
+@dataclass
+class _Listing:
+    """What the Kaldi tables of the original release list, and what is wrong with them."""
+
+    scores_path: Path
+    scores: dict
+    problems: list[Problem] = field(default_factory=list)
+    items: list[RawUtterance] = field(default_factory=list)
+    listed_audio: set[Path] = field(default_factory=set)
+    listed_ids: set[str] = field(default_factory=set)
+
+
+def _read_split_tables(root: Path, split: str, found: _Listing) -> None:
+    """One split's ``wav.scp`` (repeated ids are problems), speakers, ages and genders."""
+    folder = root / split
+    wav_pairs = _kaldi_pairs(folder / "wav.scp")
+    wav_scp = dict(wav_pairs)
+    for utt_id, paths in _repeated_ids(wav_pairs).items():
+        found.listed_audio.update((root / p).resolve() for p in paths)
+        found.listed_ids.add(utt_id)
+        wav_scp.pop(utt_id, None)
+        message = f"listed {len(paths)} times in {split}/wav.scp with different audio ({', '.join(paths)}): keep one line"
+        found.problems.append(Problem(utt_id, split, message))
+    utt2spk = _kaldi_table(folder / "utt2spk")
+    spk2age = _kaldi_table(folder / "spk2age")
+    spk2gender = _kaldi_table(folder / "spk2gender")
+    for utt_id, relative in sorted(wav_scp.items()):
+        audio = (root / relative).resolve()
+        found.listed_audio.add(audio)
+        if utt_id in found.listed_ids:
+            found.problems.append(Problem(utt_id, split, "listed in both train/ and test/ wav.scp"))
+            continue
+        found.listed_ids.add(utt_id)
+        if utt_id not in found.scores:
+            message = f"audio without an entry: in {split}/wav.scp, not in {found.scores_path.name}"
+            found.problems.append(Problem(utt_id, split, message))
+            continue
+        speaker = utt2spk.get(utt_id, utt_id[1:5] if len(utt_id) == 9 else "")
+        age = spk2age.get(speaker)
+        found.items.append(
+            RawUtterance(
+                id=utt_id,
+                split=split,
+                speaker=speaker,
+                gender=spk2gender.get(speaker),
+                age=int(age) if age and age.isdigit() else None,
+                entry=found.scores[utt_id],
+                audio=audio,
+                origin=f"{split}/wav.scp",
             )
-        utt2spk = _kaldi_table(folder / "utt2spk")
-        spk2age = _kaldi_table(folder / "spk2age")
-        spk2gender = _kaldi_table(folder / "spk2gender")
-        for utt_id, relative in sorted(wav_scp.items()):
-            audio = (root / relative).resolve()
-            listed_audio.add(audio)
-            if utt_id in listed_ids:
-                problems.append(Problem(utt_id, split, "listed in both train/ and test/ wav.scp"))
-                continue
-            listed_ids.add(utt_id)
-            if utt_id not in scores:
-                problems.append(
-                    Problem(
-                        utt_id,
-                        split,
-                        f"audio without an entry: in {split}/wav.scp, not in {scores_path.name}",
-                    )
-                )
-                continue
-            speaker = utt2spk.get(utt_id, utt_id[1:5] if len(utt_id) == 9 else "")
-            age = spk2age.get(speaker)
-            items.append(
-                RawUtterance(
-                    id=utt_id,
-                    split=split,
-                    speaker=speaker,
-                    gender=spk2gender.get(speaker),
-                    age=int(age) if age and age.isdigit() else None,
-                    entry=scores[utt_id],
-                    audio=audio,
-                    origin=f"{split}/wav.scp",
-                )
-            )
+        )
+
+
+def _unlisted_problems(root: Path, found: _Listing) -> None:
+    """Entries in no wav.scp, and WAVE/ files no table lists."""
     wave = root / "WAVE"
     unlisted = {}
     if wave.is_dir():
         unlisted = {
             wav.stem: wav
             for wav in sorted(wave.glob("*/*"))
-            if wav.suffix.lower() == ".wav" and wav.resolve() not in listed_audio
+            if wav.suffix.lower() == ".wav" and wav.resolve() not in found.listed_audio
         }
-    for utt_id in sorted(set(scores) - listed_ids):
+    name = found.scores_path.name
+    for utt_id in sorted(set(found.scores) - found.listed_ids):
         if utt_id in unlisted:
             message = (
                 f"has audio ({unlisted.pop(utt_id)}) but is in no wav.scp, so its split is unknown: "
                 "add it to train/wav.scp or test/wav.scp"
             )
         else:
-            message = f"entry in {scores_path.name} without audio (in no wav.scp, no WAVE/ file)"
-        problems.append(Problem(utt_id, None, message))
+            message = f"entry in {name} without audio (in no wav.scp, no WAVE/ file)"
+        found.problems.append(Problem(utt_id, None, message))
     for stem, wav in unlisted.items():
-        problems.append(
-            Problem(stem, None, f"audio without an entry: {wav} is in no wav.scp or {scores_path.name}")
+        found.problems.append(
+            Problem(stem, None, f"audio without an entry: {wav} is in no wav.scp or {name}")
         )
-    return Source("original", f"original release at {root}", iter(items), problems, len(items))
+
+
+def _read_original(root: Path) -> Source:
+    found = _Listing(*_read_scores(root))
+    for split in SPLITS:
+        _read_split_tables(root, split, found)
+    _unlisted_problems(root, found)
+    items = found.items
+    return Source("original", f"original release at {root}", iter(items), found.problems, len(items))
 
 
 # ---- Hugging Face layouts -------------------------------------------------------------------
