@@ -248,6 +248,49 @@ def _optional_float(values: list[float], pick) -> float | None:
     return pick(values) if values else None
 
 
+def _loss_fields(steps: list[StepPoint], total) -> dict:
+    """The loss at start and now (window means, the drop) and the sampled loss table."""
+    losses = finite([p.loss for p in steps])
+    w = window_size(len(losses))
+    start_mean = sum(losses[:w]) / w if losses else None
+    recent_mean = sum(losses[-w:]) / w if losses else None
+    interval = loss_table_interval(int(total or (steps[-1].step if steps else 0))) if steps else None
+    return {
+        "loss_first": losses[0] if losses else None,
+        "loss_last": losses[-1] if losses else None,
+        "loss_window": w,
+        "loss_start_mean": start_mean,
+        "loss_recent_mean": recent_mean,
+        "loss_drop_pct": 100.0 * (start_mean - recent_mean) / start_mean if losses and start_mean else None,
+        "loss_table_every": interval,
+        "loss_table": [
+            {"step": p.step, "epoch": p.epoch, "loss": p.loss, "grad_norm": p.grad_norm, "lr": p.lr}
+            for p in (loss_table_points(steps, interval) if interval else [])
+        ],
+    }
+
+
+def _speed_fields(log: RunLog, start: dict, step: int, live: bool) -> dict:
+    """Seconds per step, samples/s (from the effective batch and as logged), tokens/s, ETA."""
+    total = start.get("total_steps")
+    s_per_step = _speed(log) if log.segments else None
+    effective = None
+    if all(isinstance(start.get(k), int) for k in ("batch_size", "gradient_accumulation")):
+        effective = start["batch_size"] * start["gradient_accumulation"] * int(start.get("world_size") or 1)
+    segment_start = float((log.segments[-1].start or {}).get("time", 0)) if log.segments else None
+    last_seg_steps = [p for p in log.steps if segment_start is not None and p.time >= segment_start]
+    logged_sps = last_seg_steps[-1].samples_per_s if last_seg_steps else None
+    tokens = last_seg_steps[-1].tokens_per_s if last_seg_steps else None
+    return {
+        "effective_batch": effective,
+        "s_per_step": s_per_step,
+        "samples_per_s": effective / s_per_step if effective and s_per_step else None,
+        "logged_samples_per_s": logged_sps if logged_sps is not None and math.isfinite(logged_sps) else None,
+        "tokens_per_s": tokens if tokens is not None and math.isfinite(tokens) else None,
+        "eta_s": max(0, total - step) * s_per_step if live and total and s_per_step is not None else None,
+    }
+
+
 def build_status(
     run_dir: str | Path, now: float | None = None, stall_after_s: float | None = None
 ) -> RunStatus:
@@ -260,35 +303,12 @@ def build_status(
     step = max([int(r.get("step", 0)) for r in log.records], default=0)
     total = start.get("total_steps")
     live = state in ("running", "stalled")
-    s_per_step = _speed(log) if log.segments else None
-    effective = None
-    if all(isinstance(start.get(k), int) for k in ("batch_size", "gradient_accumulation")):
-        effective = start["batch_size"] * start["gradient_accumulation"] * int(start.get("world_size") or 1)
     last_time = max((float(r["time"]) for r in log.records if "time" in r), default=None)
-
-    losses = finite([p.loss for p in steps])
-    w = window_size(len(losses))
-    start_mean = sum(losses[:w]) / w if losses else None
-    recent_mean = sum(losses[-w:]) / w if losses else None
-    drop = 100.0 * (start_mean - recent_mean) / start_mean if losses and start_mean else None
-    interval = loss_table_interval(int(total or (steps[-1].step if steps else 0))) if steps else None
-    table = [
-        {"step": p.step, "epoch": p.epoch, "loss": p.loss, "grad_norm": p.grad_norm, "lr": p.lr}
-        for p in (loss_table_points(steps, interval) if interval else [])
-    ]
-
-    config = log.config
     typed = log.typed_config()
     max_grad_norm = typed.training.max_grad_norm if typed else None
-    last_seg_steps = [
-        p for p in steps if log.segments and p.time >= float((log.segments[-1].start or {}).get("time", 0))
-    ]
-    logged_sps = last_seg_steps[-1].samples_per_s if last_seg_steps else None
-    tokens = last_seg_steps[-1].tokens_per_s if last_seg_steps else None
-    name = start.get("name") or (typed.name if typed else Path(run_dir).name)
     return RunStatus(
         run_dir=str(run_dir),
-        name=str(name),
+        name=str(start.get("name") or (typed.name if typed else Path(run_dir).name)),
         system=start.get("system") or (typed.system if typed else None),
         state=state,
         state_reason=reason,
@@ -306,32 +326,20 @@ def build_status(
         epoch=steps[-1].epoch if steps else None,
         epochs=start.get("epochs"),
         steps_per_epoch=start.get("steps_per_epoch"),
-        effective_batch=effective,
         started_at=float(log.first_start["time"]) if log.first_start else None,
         last_event_at=last_time,
         seconds_since_last_event=now - last_time if last_time is not None else None,
         stall_threshold_s=threshold,
         elapsed_s=_elapsed(log, live, now),
-        s_per_step=s_per_step,
-        samples_per_s=effective / s_per_step if effective and s_per_step else None,
-        logged_samples_per_s=logged_sps if logged_sps is not None and math.isfinite(logged_sps) else None,
-        tokens_per_s=tokens if tokens is not None and math.isfinite(tokens) else None,
-        eta_s=max(0, total - step) * s_per_step if live and total and s_per_step is not None else None,
-        loss_first=losses[0] if losses else None,
-        loss_last=losses[-1] if losses else None,
-        loss_window=w,
-        loss_start_mean=start_mean,
-        loss_recent_mean=recent_mean,
-        loss_drop_pct=drop,
-        loss_table_every=interval,
-        loss_table=table,
+        **_speed_fields(log, start, step, live),
+        **_loss_fields(steps, total),
         evals=[asdict(e) for e in log.evals],
         checkpoints=[asdict(c) for c in log.checkpoints],
         final_model=asdict(log.final_model) if log.final_model else None,
         memory_gb=_optional_float([p.memory_gb for p in steps[-1:]], max),
         peak_memory_gb=_optional_float([p.peak_memory_gb for p in steps], max),
         params=start.get("params") or (log.training_config or {}).get("params"),
-        config=config,
+        config=log.config,
         max_grad_norm=max_grad_norm,
         findings=analyse(steps, max_grad_norm),
         problems=log.problems,
