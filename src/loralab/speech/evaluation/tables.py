@@ -165,21 +165,50 @@ def write_tables(eval_dir: Path, summaries: dict[int, dict], *, strategy: str, t
     """Write table3.md, table3.csv and table4.csv into ``eval_dir``; returns their paths."""
     eval_dir = Path(eval_dir)
     rows = table3_rows(summaries, strategy)
+    csv3 = _write_table3_csv(eval_dir / "table3.csv", rows)
+    best = best_epoch(summaries)
+    table4 = _table4_rows(summaries, best)
+    csv4 = _write_table4_csv(eval_dir / "table4.csv", table4)
+    lines = [f"# {title}", "", _table3_preamble(summaries), "", *_table3_md(rows)]
+    lines += ["", "## Comparison with other systems (the paper's Table 4)", ""]
+    t4_headers = ["System", "Acc", "Flu", "Pros", "Total", "PER"]
+    lines.append("| " + " | ".join(t4_headers) + " |")
+    lines.append("|" + "---|" * len(t4_headers))
+    for name, values in table4:
+        lines.append("| " + " | ".join([name, *(_fmt(v) for v in values)]) + " |")
+    if best is not None and "per_vs_accuracy" in summaries[best]:
+        lines += _figure5_lines(summaries[best]["per_vs_accuracy"], best)
+    md = eval_dir / "table3.md"
+    md.write_text("\n".join(lines) + "\n")
+    return {"table3_md": md, "table3_csv": csv3, "table4_csv": csv4}
+
+
+def _write_table3_csv(path: Path, rows: list[dict]) -> Path:
     columns = [
         "strategy", "epoch", "source", *TABLE3_COLUMNS, "diagnosis_accuracy", *EXTRA_COLUMNS, "mdd_convention",
         *SCC_COLUMNS, *CI_CSV_COLUMNS,
     ]  # fmt: skip
-    csv3 = eval_dir / "table3.csv"
-    with csv3.open("w", newline="") as f:
+    with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: row.get(k, "") for k in columns})
+    return path
 
-    lines = [f"# {title}", ""]
+
+def _write_table4_csv(path: Path, table4: list[tuple[str, tuple]]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["system", *TABLE4_COLUMNS])
+        for name, values in table4:
+            writer.writerow([name, *("" if v is None or math.isnan(v) else v for v in values)])
+    return path
+
+
+def _table3_preamble(summaries: dict[int, dict]) -> str:
     counts = {e: m.get("n_utterances") for e, m in summaries.items()}
     distinct = sorted({c for c in counts.values() if c is not None})
-    lines.append(
+    return (
         f"Utterances evaluated per epoch: {', '.join(map(str, distinct)) or '?'} "
         "(the paper: the 2,500 SpeechOcean762 test utterances). PCC: Pearson correlation with the human "
         "scores over the answers that parsed; WER/PER corpus-level over parsed transcripts; F1/Prec/Rec: "
@@ -187,7 +216,10 @@ def write_tables(eval_dir: Path, summaries: dict[int, dict], *, strategy: str, t
         + _bootstrap_sentence(summaries)
         + _convention_sentence(mdd_conventions(summaries))
     )
-    lines.append("")
+
+
+def _table3_md(rows: list[dict]) -> list[str]:
+    """The Markdown Table 3: our rows with CIs, the paper's, and the signed differences."""
     headers = [
         "Strategy",
         "Epoch",
@@ -197,8 +229,7 @@ def write_tables(eval_dir: Path, summaries: dict[int, dict], *, strategy: str, t
         "APA parsed",
         "MDD parsed",
     ]
-    lines.append("| " + " | ".join(headers) + " |")
-    lines.append("|" + "---|" * len(headers))
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in rows:
         signed = row["source"] == "ours - paper"
         cells = [row["strategy"], str(row["epoch"]), row["source"]]
@@ -211,36 +242,19 @@ def write_tables(eval_dir: Path, summaries: dict[int, dict], *, strategy: str, t
             cells += [_fmt(row.get(k), signed) for k in SCC_COLUMNS]
             cells += ["", ""]
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
-    best = best_epoch(summaries)
-    table4 = _table4_rows(summaries, best)
-    csv4 = eval_dir / "table4.csv"
-    with csv4.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["system", *TABLE4_COLUMNS])
-        for name, values in table4:
-            writer.writerow([name, *("" if v is None or math.isnan(v) else v for v in values)])
-    lines += ["", "## Comparison with other systems (the paper's Table 4)", ""]
-    t4_headers = ["System", "Acc", "Flu", "Pros", "Total", "PER"]
-    lines.append("| " + " | ".join(t4_headers) + " |")
-    lines.append("|" + "---|" * len(t4_headers))
-    for name, values in table4:
-        lines.append("| " + " | ".join([name, *(_fmt(v) for v in values)]) + " |")
 
-    if best is not None and "per_vs_accuracy" in summaries[best]:
-        fig5 = summaries[best]["per_vs_accuracy"]
-        lines += [
-            "",
-            f"## PER vs accuracy (the paper's Figure 5), epoch {best}",
-            "",
-            f"Pearson r between per-utterance PER and the human accuracy score: {_fmt(fig5['human']['pcc'])} "
-            f"(n = {fig5['human']['n']}; paper {PAPER_FIGURE5['human']:.4f}); with the predicted accuracy: "
-            f"{_fmt(fig5['predicted']['pcc'])} (n = {fig5['predicted']['n']}; paper {PAPER_FIGURE5['predicted']:.4f}). "
-            f"Scatter plot: epoch-{best}/{fig5.get('plot', 'per_vs_accuracy.png')}",
-        ]
-    md = eval_dir / "table3.md"
-    md.write_text("\n".join(lines) + "\n")
-    return {"table3_md": md, "table3_csv": csv3, "table4_csv": csv4}
+def _figure5_lines(fig5: dict, best: int) -> list[str]:
+    return [
+        "",
+        f"## PER vs accuracy (the paper's Figure 5), epoch {best}",
+        "",
+        f"Pearson r between per-utterance PER and the human accuracy score: {_fmt(fig5['human']['pcc'])} "
+        f"(n = {fig5['human']['n']}; paper {PAPER_FIGURE5['human']:.4f}); with the predicted accuracy: "
+        f"{_fmt(fig5['predicted']['pcc'])} (n = {fig5['predicted']['n']}; paper {PAPER_FIGURE5['predicted']:.4f}). "
+        f"Scatter plot: epoch-{best}/{fig5.get('plot', 'per_vs_accuracy.png')}",
+    ]
 
 
 def _table4_rows(summaries: dict[int, dict], best: int | None) -> list[tuple[str, tuple]]:
