@@ -38,6 +38,14 @@ def start_run(loop, resume_from: Path | None) -> None:
         total_steps=loop.total_steps,
         initial_step=loop.step,
     )
+    plan = _record_start(loop, resume_from)
+    _announce(loop, plan, resume_from)
+    if rng_state is not None:
+        ckpt.restore_rng_state(rng_state)  # last, so nothing above consumes the restored stream
+
+
+def _record_start(loop, resume_from: Path | None) -> dict:
+    """``training_config.json`` and the 'start' event; returns the plan (examples, steps, batch)."""
     cfg, t, parts = loop.cfg, loop.cfg.training, loop.parts
     plan = {
         "examples": len(parts.train_dataset),
@@ -46,39 +54,35 @@ def start_run(loop, resume_from: Path | None) -> None:
         "total_steps": loop.total_steps,
         "effective_batch": t.batch_size * t.gradient_accumulation * loop.world,
     }
-    device, dtype = str(loop.runtime.device), str(loop.runtime.weight_dtype).replace("torch.", "")
-    autocast = str(loop.runtime.autocast_dtype).replace("torch.", "") if loop.runtime.autocast_dtype else None
+    device, dtype, autocast = _device_and_dtypes(loop)
+    resumed = str(resume_from) if resume_from else None
     if loop.acc.is_main_process:
         write_training_config(
-            loop.run_dir,
-            cfg,
-            parts.param_groups,
-            world_size=loop.world,
-            device=device,
-            weight_dtype=dtype,
-            autocast_dtype=autocast,
-            plan=plan,
-            resumed_from=str(resume_from) if resume_from else None,
-        )
+            loop.run_dir, cfg, parts.param_groups, world_size=loop.world, device=device, weight_dtype=dtype,
+            autocast_dtype=autocast, plan=plan, resumed_from=resumed,
+        )  # fmt: skip
     loop.reporter.event(
-        "start",
-        loop.step,
-        pid=os.getpid(),
-        host=socket.gethostname(),
-        name=cfg.name,
-        system=cfg.system,
-        epochs=t.epochs,
-        steps_per_epoch=loop.steps_per_epoch,
-        total_steps=loop.total_steps,
-        batch_size=t.batch_size,
-        gradient_accumulation=t.gradient_accumulation,
-        world_size=loop.world,
-        device=device,
-        dtype=dtype,
+        "start", loop.step, pid=os.getpid(), host=socket.gethostname(), name=cfg.name, system=cfg.system,
+        epochs=t.epochs, steps_per_epoch=loop.steps_per_epoch, total_steps=loop.total_steps,
+        batch_size=t.batch_size, gradient_accumulation=t.gradient_accumulation, world_size=loop.world,
+        device=device, dtype=dtype,
         params={k: {"trainable": v.trainable, "total": v.total} for k, v in parts.param_groups.items()},
-        resumed_from=str(resume_from) if resume_from else None,
-    )
-    loop.reporter.print(param_table(parts.param_groups))
+        resumed_from=resumed,
+    )  # fmt: skip
+    return plan
+
+
+def _device_and_dtypes(loop) -> tuple[str, str, str | None]:
+    runtime = loop.runtime
+    autocast = str(runtime.autocast_dtype).replace("torch.", "") if runtime.autocast_dtype else None
+    return str(runtime.device), str(runtime.weight_dtype).replace("torch.", ""), autocast
+
+
+def _announce(loop, plan: dict, resume_from: Path | None) -> None:
+    """The parameter table, the plan, where the run writes and how to watch it."""
+    cfg, t = loop.cfg, loop.cfg.training
+    device, dtype, autocast = _device_and_dtypes(loop)
+    loop.reporter.print(param_table(loop.parts.param_groups))
     loop.reporter.print(
         f"run {cfg.name}: {plan['examples']} examples, {loop.steps_per_epoch} steps/epoch x {t.epochs} epochs "
         f"(effective batch {plan['effective_batch']}), {loop.world} process(es) on {device}, weights {dtype}, "
@@ -90,8 +94,6 @@ def start_run(loop, resume_from: Path | None) -> None:
         f"run dir: {loop.run_dir}\n  watch: loralab status {loop.run_dir}\n"
         f"         tensorboard --logdir {loop.run_dir / 'logs'}"
     )
-    if rng_state is not None:
-        ckpt.restore_rng_state(rng_state)  # last, so nothing above consumes the restored stream
 
 
 def restore_checkpoint(loop, path: Path):
