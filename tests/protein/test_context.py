@@ -178,3 +178,25 @@ def test_distogram_prior_counts_bins_per_separation_like_numpy():
             counts[b] = counts[b - 1]
     expected = np.log((counts + 1) / (counts + 1).sum(-1, keepdims=True))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_distogram_median_is_the_half_mass_point():
+    from loralab.protein.model import distogram_median
+
+    torch.manual_seed(3)
+    bins = 8
+    probs = torch.softmax(torch.randn(50, bins) * 2, -1).double()
+    regression = torch.rand(50).double() * 40
+    got = distogram_median(probs, regression).numpy()
+    edges = distogram_edges(bins).numpy().astype(np.float64)
+    step = edges[1] - edges[0]
+    lower = np.r_[edges[0] - step, edges]
+    for p, r, g in zip(probs.numpy(), regression.numpy(), got):
+        k = int(np.searchsorted(np.cumsum(p), 0.5))  # first bin whose cumulative mass reaches 1/2
+        if k == bins - 1:
+            assert g == pytest.approx(max(r, edges[-1]))
+        else:
+            below = np.cumsum(p)[k - 1] if k else 0.0
+            assert g == pytest.approx(lower[k] + (0.5 - below) / p[k] * step)
+            # Half the mass below: the bins under it plus the linear share of its own bin.
+            assert below + p[k] * (g - lower[k]) / step == pytest.approx(0.5)

@@ -167,10 +167,11 @@ class ProteinHeadConfig:
         "budget knob: compute per residue scales with N.",
         None,
     )
-    distance_from: Literal["regression", "distogram"] = doc(
+    distance_from: Literal["regression", "distogram", "distogram_median"] = doc(
         "Distances used for MDS and metrics. distogram: the distogram's expected distance (the "
-        "overflow bin takes the regression value, at least the last edge), contacts ranked by the "
-        "bins' probability below 8 A; needs distogram_bins > 0.",
+        "overflow bin takes the regression value, at least the last edge); distogram_median: its "
+        "median (minimises the expected absolute error). With a distogram, contacts are ranked by "
+        "the bins' probability below 8 A. distogram*: needs distogram_bins > 0.",
         "regression",
     )
 

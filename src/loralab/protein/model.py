@@ -204,9 +204,28 @@ def pair_distance_and_contact(log_distance, logits, distance_from: str = "regres
     below = ((CONTACT_CUTOFF - lower) / (upper - lower)).clamp(0, 1)
     below = torch.where(torch.isinf(upper), (lower < CONTACT_CUTOFF).float() * 0, below)
     contact = (probs * below).sum(-1)
+    if distance_from == "distogram_median":
+        return distogram_median(probs, regression), contact
     if distance_from != "distogram":
         return regression, contact
     return (probs * distogram_centres(bins, regression)).sum(-1), contact
+
+
+def distogram_median(probs: torch.Tensor, regression: torch.Tensor) -> torch.Tensor:
+    """The median of each pair's distogram (the distance minimising the expected absolute
+    error), linear within its bin; the first bin spans one bin width below the first edge;
+    a median in the overflow bin is the regression value, at least the last edge."""
+    bins = probs.shape[-1]
+    edges = distogram_edges(bins).to(probs.device)
+    step = float(edges[1] - edges[0]) if bins > 2 else 1.0
+    lower = torch.cat([edges[:1] - step, edges])  # [bins]: lower edge of each bin
+    cdf = probs.cumsum(-1)
+    k = (cdf < 0.5).sum(-1, keepdim=True).clamp(max=bins - 1)  # the bin holding the median
+    below = torch.where(k > 0, cdf.gather(-1, (k - 1).clamp_min(0)), torch.zeros_like(k, dtype=cdf.dtype))
+    inside = ((0.5 - below) / probs.gather(-1, k).clamp_min(1e-12)).clamp(0, 1)
+    median = (lower[k] + inside * step).squeeze(-1)
+    overflow = regression.clamp_min(float(edges[-1]))
+    return torch.where(k.squeeze(-1) == bins - 1, overflow, median)
 
 
 class ProteinDistanceModel(nn.Module):
