@@ -86,6 +86,7 @@ def trend(points: list[tuple[int, float]]) -> tuple[str, float, int, int] | None
 
 
 def analyse(steps: list[StepPoint], max_grad_norm: float | None = None) -> list[Finding]:
+    """Findings about a run's logged steps: too early, NaN/inf, the loss, the grad norm."""
     findings: list[Finding] = []
     if len(steps) < 3:
         findings.append(Finding("info", "progress", f"only {len(steps)} logged step(s): too early to judge"))
@@ -93,8 +94,16 @@ def analyse(steps: list[StepPoint], max_grad_norm: float | None = None) -> list[
         nonfinite = [p.step for p in steps if name in p.nonfinite]
         if nonfinite:
             findings.append(Finding("bad", "nan", f"{label} is NaN/inf at step(s) {_steps_text(nonfinite)}"))
+    findings += _loss_findings([(p.step, p.loss) for p in steps if math.isfinite(p.loss)])
+    findings += _grad_findings(
+        [(p.step, p.grad_norm) for p in steps if math.isfinite(p.grad_norm)], max_grad_norm
+    )
+    return findings
 
-    losses = [(p.step, p.loss) for p in steps if math.isfinite(p.loss)]
+
+def _loss_findings(losses: list[tuple[int, float]]) -> list[Finding]:
+    """The loss trend (falling, rising, plateau) and divergence from its lowest window mean."""
+    findings = []
     if (t := trend(losses)) is not None:
         kind, change, a, b = t
         if kind == "falling":
@@ -102,52 +111,40 @@ def analyse(steps: list[StepPoint], max_grad_norm: float | None = None) -> list[
         elif kind == "rising":
             findings.append(Finding("warn", "loss", f"loss rising: {change:+.1%} over steps {a}-{b}"))
         else:
-            findings.append(
-                Finding(
-                    "info",
-                    "loss",
-                    f"loss plateau: {change:+.1%} over steps {a}-{b} (within ±{TREND_THRESHOLD:.0%})",
-                )
-            )
+            text = f"loss plateau: {change:+.1%} over steps {a}-{b} (within ±{TREND_THRESHOLD:.0%})"
+            findings.append(Finding("info", "loss", text))
     if len(losses) >= 2:
         w = window_size(len(losses))
         smooth = moving_average([v for _, v in losses], w)
         best_i = int(np.argmin(smooth[:-1])) if len(smooth) > 1 else 0
         if smooth[-1] > DIVERGENCE_FACTOR * smooth[best_i] > 0:
-            findings.append(
-                Finding(
-                    "bad",
-                    "loss",
-                    f"diverging: recent mean loss {smooth[-1]:.4g} is {smooth[-1] / smooth[best_i]:.1f}x the "
-                    f"lowest {smooth[best_i]:.4g} (at step {losses[best_i][0]}; window {w})",
-                )
+            text = (
+                f"diverging: recent mean loss {smooth[-1]:.4g} is {smooth[-1] / smooth[best_i]:.1f}x the "
+                f"lowest {smooth[best_i]:.4g} (at step {losses[best_i][0]}; window {w})"
             )
+            findings.append(Finding("bad", "loss", text))
+    return findings
 
-    grads = [(p.step, p.grad_norm) for p in steps if math.isfinite(p.grad_norm)]
+
+def _grad_findings(grads: list[tuple[int, float]], max_grad_norm: float | None) -> list[Finding]:
+    """The grad-norm trend, spikes over the median, and how often clipping applies."""
+    findings = []
     if (t := trend(grads)) is not None:
         kind, change, a, b = t
         level = "warn" if change > GRAD_RISE_WARN else "info"
         word = {"falling": "falling", "rising": "rising", "flat": "stable"}[kind]
         findings.append(Finding(level, "grad_norm", f"grad norm {word}: {change:+.1%} over steps {a}-{b}"))
-    if grads:
-        median = float(np.median([g for _, g in grads]))
-        spikes = [s for s, g in grads if median > 0 and g > SPIKE_FACTOR * median]
-        if spikes:
-            findings.append(
-                Finding(
-                    "warn",
-                    "grad_norm",
-                    f"grad-norm spikes (> {SPIKE_FACTOR:g}x the median {median:.3g}) at step(s) "
-                    f"{_steps_text(spikes)}",
-                )
-            )
-        if max_grad_norm and max_grad_norm > 0:
-            share = sum(g > max_grad_norm for _, g in grads) / len(grads)
-            findings.append(
-                Finding(
-                    "info",
-                    "grad_norm",
-                    f"grad norm above the clipping threshold {max_grad_norm:g} in {share:.0%} of logged steps",
-                )
-            )
+    if not grads:
+        return findings
+    median = float(np.median([g for _, g in grads]))
+    spikes = [s for s, g in grads if median > 0 and g > SPIKE_FACTOR * median]
+    if spikes:
+        text = (
+            f"grad-norm spikes (> {SPIKE_FACTOR:g}x the median {median:.3g}) at step(s) {_steps_text(spikes)}"
+        )
+        findings.append(Finding("warn", "grad_norm", text))
+    if max_grad_norm and max_grad_norm > 0:
+        share = sum(g > max_grad_norm for _, g in grads) / len(grads)
+        text = f"grad norm above the clipping threshold {max_grad_norm:g} in {share:.0%} of logged steps"
+        findings.append(Finding("info", "grad_norm", text))
     return findings
