@@ -109,29 +109,9 @@ def compute_metrics(
         metrics["bootstrap"] = {**boot, "method": "percentile", "unit": "utterance"}
     apa_answers = mdd_answers = None
     if _apa_tasks(tasks):
-        human = [r.scores.as_dict() for r in records]
-        apa_answers = _apa_answers(records, store, tasks, expected=score_decoding == "expected")
-        metrics["apa"] = apa_metrics(apa_answers, human, **boot)
-        metrics["apa"]["failures"] = _failures(records, apa_answers)
-        if _has_expected(records, store, tasks):
-            other = "greedy" if score_decoding == "expected" else "expected"
-            metrics[f"apa_{other}"] = apa_metrics(
-                _apa_answers(records, store, tasks, expected=other == "expected"), human, **boot
-            )
+        apa_answers = _score_apa(metrics, records, store, tasks, score_decoding, boot)
     if "mdd" in tasks:
-        mdd_answers = _answers(records, store, "mdd")
-        predicted = [a.values.get("phoneme_transcript") for a in mdd_answers]
-        phones = ([r.canonical_phones for r in records], [r.pronounced_phones for r in records], predicted)
-        metrics["mdd"] = {
-            "parse_rate": sum(a.ok for a in mdd_answers) / len(records) if records else math.nan,
-            "wer": wer_metrics([r.word_transcript for r in records], mdd_answers),
-            "per": per_metrics([r.pronounced_phones for r in records], mdd_answers),
-            "detection": mdd_metrics(*phones, convention=mdd_convention),
-            f"detection_{_other(mdd_convention)}": mdd_metrics(*phones, convention=_other(mdd_convention)),
-            "failures": _failures(records, mdd_answers),
-        }
-        if n_resamples > 0:
-            metrics["mdd"]["detection"]["f1_ci"] = _f1_ci(*phones, mdd_convention, boot)
+        mdd_answers = _score_mdd(metrics, records, store, mdd_convention, boot)
     if apa_answers is not None and mdd_answers is not None:
         per_values = [utterance_per(r.pronounced_phones, a) for r, a in zip(records, mdd_answers)]
         plot = out_dir / FIGURE5_FILE if out_dir is not None else None
@@ -145,6 +125,38 @@ def compute_metrics(
             metrics["per_vs_accuracy"]["plot"] = plot.name
     metrics["summary"] = summary_row(metrics)
     return metrics
+
+
+def _score_apa(metrics: dict, records, store, tasks, score_decoding: str, boot: dict) -> list:
+    """``metrics['apa']`` under ``score_decoding`` (and ``apa_<other>`` when expected scores exist)."""
+    human = [r.scores.as_dict() for r in records]
+    apa_answers = _apa_answers(records, store, tasks, expected=score_decoding == "expected")
+    metrics["apa"] = apa_metrics(apa_answers, human, **boot)
+    metrics["apa"]["failures"] = _failures(records, apa_answers)
+    if _has_expected(records, store, tasks):
+        other = "greedy" if score_decoding == "expected" else "expected"
+        metrics[f"apa_{other}"] = apa_metrics(
+            _apa_answers(records, store, tasks, expected=other == "expected"), human, **boot
+        )
+    return apa_answers
+
+
+def _score_mdd(metrics: dict, records, store, mdd_convention: str, boot: dict) -> list:
+    """``metrics['mdd']``: parse rate, WER, PER, detection under both conventions (F1 CI)."""
+    mdd_answers = _answers(records, store, "mdd")
+    predicted = [a.values.get("phoneme_transcript") for a in mdd_answers]
+    phones = ([r.canonical_phones for r in records], [r.pronounced_phones for r in records], predicted)
+    metrics["mdd"] = {
+        "parse_rate": sum(a.ok for a in mdd_answers) / len(records) if records else math.nan,
+        "wer": wer_metrics([r.word_transcript for r in records], mdd_answers),
+        "per": per_metrics([r.pronounced_phones for r in records], mdd_answers),
+        "detection": mdd_metrics(*phones, convention=mdd_convention),
+        f"detection_{_other(mdd_convention)}": mdd_metrics(*phones, convention=_other(mdd_convention)),
+        "failures": _failures(records, mdd_answers),
+    }
+    if boot["n_resamples"] > 0:
+        metrics["mdd"]["detection"]["f1_ci"] = _f1_ci(*phones, mdd_convention, boot)
+    return mdd_answers
 
 
 def _f1_ci(canonical, human, predicted, convention: str, boot: dict) -> list[float] | None:
