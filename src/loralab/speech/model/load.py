@@ -211,25 +211,12 @@ def load_for_inference(
 
     ``base_model`` overrides where the base model is looked up (e.g. a run trained elsewhere).
     """
-    from loralab.speech.chat_format import answer_end_token_ids
     from loralab.speech.model.lora import load_unfrozen, merge_adapter
 
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
-    local = Path(str(path)).expanduser()
-    adapter_dir: Path | None = None
-    if local.is_dir() and (local / ADAPTER_CONFIG).is_file():
-        adapter_dir = local
-        verify_checkpoint(local)  # a damaged file fails now, not after minutes of base model loading
-        base_name, base_revision = _find_base(local, base_model)
-    elif local.is_dir() and not (local / "config.json").is_file():
-        raise LoralabError(
-            f"{local} holds no adapter ({ADAPTER_CONFIG}) and no model (config.json): a checkpoint folder "
-            "must contain what training saved (adapter_config.json, adapter_model.safetensors)"
-        )
-    else:
-        base_name, base_revision = str(base_model or path), revision
+    adapter_dir, base_name, base_revision = _what_to_load(path, base_model, revision)
     base_dir = resolve_model_dir(base_name, revision or base_revision)
     backbone = resolve_backbone(base_dir)
     model = backbone.load(
@@ -243,6 +230,34 @@ def load_for_inference(
         if unfrozen:
             parts.append(f"{unfrozen} unfrozen tensors")
     model.eval()
+    tokenizer, feature_extractor = _text_and_audio_processors(adapter_dir, base_dir, backbone)
+    return InferenceModel(
+        model=model,
+        tokenizer=tokenizer,
+        feature_extractor=feature_extractor,
+        audio_token_id=backbone.audio_token_id(model.config),
+        end_token_ids=_end_token_ids(tokenizer, model),
+        description=", ".join(parts),
+        backbone=backbone,
+    )
+
+
+def _what_to_load(path, base_model: str | None, revision: str | None) -> tuple[Path | None, str, str | None]:
+    """(adapter folder or None, base model name, its revision) for what ``path`` points at."""
+    local = Path(str(path)).expanduser()
+    if local.is_dir() and (local / ADAPTER_CONFIG).is_file():
+        verify_checkpoint(local)  # a damaged file fails now, not after minutes of base model loading
+        return (local, *_find_base(local, base_model))
+    if local.is_dir() and not (local / "config.json").is_file():
+        raise LoralabError(
+            f"{local} holds no adapter ({ADAPTER_CONFIG}) and no model (config.json): a checkpoint folder "
+            "must contain what training saved (adapter_config.json, adapter_model.safetensors)"
+        )
+    return None, str(base_model or path), revision
+
+
+def _text_and_audio_processors(adapter_dir: Path | None, base_dir: Path, backbone):
+    """Tokenizer and feature extractor: the ones saved with the adapter, else the base model's."""
     files_dir = (
         adapter_dir
         if adapter_dir is not None and (adapter_dir / "tokenizer_config.json").is_file()
@@ -252,19 +267,18 @@ def load_for_inference(
     feature_extractor = backbone.load_feature_extractor(
         files_dir if (files_dir / "preprocessor_config.json").is_file() else base_dir
     )
+    return tokenizer, feature_extractor
+
+
+def _end_token_ids(tokenizer, model) -> list[int]:
+    """The chat format's answer end tokens, then the model's own EOS ids."""
+    from loralab.speech.chat_format import answer_end_token_ids
+
     end_ids = answer_end_token_ids(tokenizer)
     for eos in _as_list(model.generation_config.eos_token_id):
         if eos not in end_ids:
             end_ids.append(eos)
-    return InferenceModel(
-        model=model,
-        tokenizer=tokenizer,
-        feature_extractor=feature_extractor,
-        audio_token_id=backbone.audio_token_id(model.config),
-        end_token_ids=end_ids,
-        description=", ".join(parts),
-        backbone=backbone,
-    )
+    return end_ids
 
 
 def _as_list(value) -> list[int]:
