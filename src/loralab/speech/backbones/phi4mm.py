@@ -88,7 +88,7 @@ class Phi4MultimodalBackbone(Backbone):
         return Phi4MultimodalForCausalLM
 
     def load(self, model_dir: Path, *, device, dtype, attn_implementation: str):
-        from loralab.speech.model.load import load_phi4mm
+        from loralab.speech.model.weights import load_phi4mm
 
         return load_phi4mm(model_dir, device=device, dtype=dtype, attn_implementation=attn_implementation)
 
@@ -106,7 +106,7 @@ class Phi4MultimodalBackbone(Backbone):
         return int(model_config.audio_config.audio_token_id)
 
     def removed_parameters(self, model) -> int:
-        from loralab.speech.model.load import VisionEncoderRemoved
+        from loralab.speech.model.weights import VisionEncoderRemoved
 
         stub = model.model.embed_tokens_extend.image_embed
         return stub.removed_parameters if isinstance(stub, VisionEncoderRemoved) else 0

@@ -122,7 +122,7 @@ class Qwen2AudioBackbone(Backbone):
     def load(self, model_dir: Path, *, device, dtype, attn_implementation: str):
         import torch
 
-        from loralab.speech.model.load import resolve_attn_implementation
+        from loralab.speech.model.weights import resolve_attn_implementation
 
         device = torch.device(device)
         kernels = resolve_attn_implementation(attn_implementation, device)
