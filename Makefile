@@ -62,6 +62,7 @@ sysdeps:
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 
 test: venv sysdeps lint
 	$(VENV)/bin/pytest -n 2 -q tests
