@@ -22,7 +22,9 @@ def validate_config(cfg) -> list[str]:
     if head.distogram_bins < 0:
         problems.append("protein_head.distogram_bins must be >= 0")
     if head.distance_from != "regression" and head.distogram_bins < 2:
-        problems.append(f"protein_head.distance_from: {head.distance_from} needs protein_head.distogram_bins >= 2")
+        problems.append(
+            f"protein_head.distance_from: {head.distance_from} needs protein_head.distogram_bins >= 2"
+        )
     if head.trunk_blocks < 0 or head.trunk_channels < 1:
         problems.append("protein_head.trunk_blocks must be >= 0 and trunk_channels >= 1")
     if head.backbone_layers is not None and head.backbone_layers < 1:
