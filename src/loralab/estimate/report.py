@@ -35,13 +35,17 @@ def format_estimate(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _s(seconds: float) -> str:
+    return f"{seconds:.1f}" if seconds < 10 else f"{seconds:.0f}"
+
+
 def table_row(r: dict) -> str:
-    m, e = r["memory_gb"], r["epoch_seconds"]
+    m, e, ev = r["memory_gb"], r["epoch_seconds"], r["evaluation"]
     return (
         f"| {r['preset']} | {r['batch_size']} | {r['params']['trainable'] / 1e6:.1f} M | {m['weights']} |"
         f" {m['gradients']} | {m['optimizer']} | {m['activations']} | **{m['peak']}** |"
-        f" {r['tflops_per_epoch']:.0f} | {e['h100']:.0f} | {e['a100_80gb']:.0f} | {e['rtx4090']:.0f} |"
-        f" {r['evaluation']['peak_gb']} | {r['evaluation']['epoch_seconds']['h100']:.0f} |"
+        f" {r['tflops_per_epoch']:.0f} | {_s(e['h100'])} | {_s(e['a100_80gb'])} | {_s(e['rtx4090'])} |"
+        f" {ev['peak_gb']} | {_s(ev['epoch_seconds']['h100'])} |"
     )
 
 
