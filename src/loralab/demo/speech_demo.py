@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from loralab.demo.stages import StageClock
-from loralab.engine.run_dir import RunDir
+from loralab.engine.run_dir import RunDir, epoch_folders
 
 UNFREEZE_PRESET = "demo_qwen2audio"
 LORA_ONLY_PRESET = "demo_qwen2audio_lora"
@@ -43,9 +43,10 @@ def training_loss(run_dir: Path) -> dict:
 def _epoch_metrics(eval_dir: Path) -> dict[int, dict]:
     """epoch -> the whole ``eval/epoch-N/metrics.json`` (its ``summary`` is the Table-3 row)."""
     rows = {}
-    for path in sorted(eval_dir.glob("epoch-*/metrics.json")):
-        metrics = json.loads(path.read_text())
-        rows[int(metrics.get("epoch", path.parent.name.split("-")[1]))] = metrics
+    for epoch, folder in epoch_folders(eval_dir).items():
+        if (path := folder / "metrics.json").is_file():
+            metrics = json.loads(path.read_text())
+            rows[int(metrics.get("epoch", epoch))] = metrics
     return rows
 
 

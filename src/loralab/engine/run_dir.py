@@ -207,13 +207,20 @@ class RunDir:
             return []
         found = []
         for root in self.path.iterdir():
-            m = _EVAL_ROOT_RE.match(root.name)
-            if not (m and root.is_dir()):
-                continue
-            for d in root.iterdir():
-                if (e := _EVAL_EPOCH_RE.match(d.name)) and d.is_dir():
-                    found.append((m.group("split") or "test", int(e.group(1)), d))
+            if (m := _EVAL_ROOT_RE.match(root.name)) and root.is_dir():
+                found += [(m.group("split") or "test", e, d) for e, d in epoch_folders(root).items()]
         return sorted(found, key=lambda t: (t[0], t[1]))
+
+
+def epoch_folders(eval_dir: Path) -> dict[int, Path]:
+    """epoch -> ``epoch-N/`` inside one evaluation folder (:meth:`RunDir.eval_dir`), by epoch."""
+    eval_dir = Path(eval_dir)
+    if not eval_dir.is_dir():
+        return {}
+    found = {
+        int(m.group(1)): d for d in eval_dir.iterdir() if (m := _EVAL_EPOCH_RE.match(d.name)) and d.is_dir()
+    }
+    return dict(sorted(found.items()))
 
 
 def _parse_epochs(spec: str | int) -> list[int]:

@@ -146,11 +146,14 @@ def _epoch_evaluator(runtime):
     """
 
     def evaluate(model, run_dir: Path, epoch: int) -> dict[str, float]:
+        from loralab.engine.run_dir import RunDir
         from loralab.json_numbers import to_float
         from loralab.speech.evaluation.runner import evaluate_run as run_evaluation
 
-        root = run_evaluation(run_dir, checkpoints=str(epoch), device=str(runtime.device), progress=False)
-        summary = json.loads((root / f"epoch-{epoch}" / "metrics.json").read_text())["summary"]
+        run_evaluation(run_dir, checkpoints=str(epoch), device=str(runtime.device), progress=False)
+        run = RunDir(run_dir)
+        folder = run.eval_epoch_dir(run.config().evaluation.split, epoch)
+        summary = json.loads((folder / "metrics.json").read_text())["summary"]
         # metrics.json writes an undefined metric (e.g. PCC of constant answers) as null: NaN here.
         return {k: to_float(v) for k, v in summary.items()}
 

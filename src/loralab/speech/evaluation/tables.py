@@ -19,6 +19,7 @@ import json
 import math
 from pathlib import Path
 
+from loralab.engine.run_dir import epoch_folders
 from loralab.json_numbers import to_float
 from loralab.speech.evaluation.paper import (
     PAPER_FIGURE5,
@@ -86,10 +87,9 @@ def _pct(value: float | None) -> str:
 def read_epoch_summaries(eval_dir: Path) -> dict[int, dict]:
     """epoch -> metrics.json contents, for every ``epoch-N/metrics.json`` under ``eval_dir``."""
     out = {}
-    for path in sorted(Path(eval_dir).glob("epoch-*/metrics.json")):
-        try:
-            epoch = int(path.parent.name.split("-", 1)[1])
-        except ValueError:
+    for epoch, folder in epoch_folders(eval_dir).items():
+        path = folder / "metrics.json"
+        if not path.is_file():
             continue
         metrics = json.loads(path.read_text())
         # metrics.json writes an undefined value as null (loralab.json_numbers); tables compute with NaN.
