@@ -209,3 +209,32 @@ def test_protein_estimate_matches_a_real_step(tmp_path):
     assert fake_opt == real_opt > 0
     assert fake.flops == real.flops > 0
     assert abs(fake.peak_bytes - real.peak_bytes) / real.peak_bytes < 0.10
+
+
+def _cli_estimate(capsys, *argv) -> dict:
+    import json
+
+    from loralab.cli.main import main
+
+    assert main(["estimate", *argv]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_cli_json_end_to_end_on_the_tiny_model(tiny_model_dir, capsys):
+    base = ["paper_r64", f"model.name_or_path={tiny_model_dir}", "evaluation.batch_size=2", "--json"]
+    small = _cli_estimate(capsys, *base, "lora.rank=4", "lora.alpha=8", "--batch-size", "2")
+    for key in ("peak_gb", "epoch_seconds_h100", "memory_gb", "evaluation", "assumptions"):
+        assert key in small
+    assert small["micro_batches_per_epoch"] == 2 * inputs.SO762_TRAIN_UTTERANCES // 2
+    assert small["epoch_seconds_h100"] == small["epoch_seconds"]["h100"]
+    assert set(small["evaluation"]["epoch_seconds"]) == {"h100", "a100_80gb", "rtx4090"}
+    assert small["assumptions"]["mfu"] == 0.4
+    # A larger LoRA and a larger micro-batch both cost more memory; the text report runs too.
+    larger_rank = _cli_estimate(capsys, *base, "lora.rank=32", "lora.alpha=64", "--batch-size", "2")
+    larger_batch = _cli_estimate(capsys, *base, "lora.rank=4", "lora.alpha=8", "--batch-size", "4")
+    assert larger_rank["peak_bytes"] > small["peak_bytes"]
+    assert larger_batch["peak_bytes"] > small["peak_bytes"]
+    from loralab.estimate.report import format_estimate
+
+    text = format_estimate(small)
+    assert "peak" in text and "MFU 40%" in text and "assumptions:" in text

@@ -145,6 +145,7 @@ def memory_breakdown(model, optimizer_bytes: int, peak_bytes: int) -> dict:
             "peak": gb(peak_bytes),
         },  # fmt: skip
         "peak_gb": gb(peak_bytes),
+        "peak_bytes": int(peak_bytes),
     }
 
 
@@ -224,5 +225,5 @@ def _evaluation(cfg, model, backbone, mode, audio_id: int, autocast_dtype, mfu: 
         "tflops_per_epoch": round(flops / 1e12, 1),
         "epoch_seconds": {k: round(v, 1) for k, v in seconds.items()},
         "utterances": EPOCH_UTTERANCES,
-        "note": "generation until the longest answer of each batch ends; KV cache grows per token",
+        "note": "generation with the KV cache until the longest answer of each batch ends",
     }

@@ -24,8 +24,8 @@ def format_estimate(r: dict) -> str:
         f"training: {r['tflops_per_step']} TFLOP per micro-batch, {r['tflops_per_epoch']:.0f} TFLOP per epoch"
         f" ({r['micro_batches_per_epoch']} micro-batches)",
         f"epoch time at MFU {r['assumptions']['mfu']:.0%}: {_times(r['epoch_seconds'])}",
-        f"evaluation (batch {ev['batch_size']}, generation with KV cache): peak {ev['peak_gb']} GB,"
-        f" {ev['tflops_per_epoch']:.0f} TFLOP; {_times(ev['epoch_seconds'])}",
+        f"evaluation (batch {ev['batch_size']}): peak {ev['peak_gb']} GB, {ev['tflops_per_epoch']:.0f} TFLOP;"
+        f" {_times(ev['epoch_seconds'])} ({ev['note']})",
         "assumptions:",
     ]
     for key, value in r["assumptions"].items():
