@@ -86,7 +86,7 @@ def measure_training(model, loss_fn, batches, training_cfg, autocast_dtype, trac
 
 @dataclass
 class GenerationCost:
-    peak_bytes: int  # at the end of generation (KV cache for the whole answer)
+    peak_bytes: int  # weights + inputs + activations, with the KV cache grown to the whole answer
     prefill_flops: int
     decode_flops: int  # one decoding step (one new token per sequence)
     kv_bytes_per_token: int  # KV cache bytes per generated position (whole batch)
@@ -96,7 +96,7 @@ def measure_generation(lm, batch: dict, new_tokens: int, autocast_dtype, tracker
     """Prefill + two decoding steps with the KV cache (``logits_to_keep=1``, as ``generate`` does);
     the peak is extrapolated to ``new_tokens`` by the measured growth of the cache."""
     lm.eval()
-    tracker.add(batch.values())
+    tracker.add([*lm.parameters(), *lm.buffers(), *batch.values()])
     tracker.reset_peak()
     with tracker, torch.no_grad(), _autocast(autocast_dtype):
         with FlopCounterMode(display=False) as prefill:
@@ -120,7 +120,7 @@ def measure_generation(lm, batch: dict, new_tokens: int, autocast_dtype, tracker
 def measure_forward(model, forward, batch: dict, autocast_dtype, tracker: AllocationTracker) -> StepCost:
     """Peak and FLOPs of ``forward(model, batch)`` without gradients (an evaluation pass)."""
     model.eval()
-    tracker.add(batch.values())
+    tracker.add([*model.parameters(), *model.buffers(), *batch.values()])
     tracker.reset_peak()
     with tracker, torch.no_grad(), _autocast(autocast_dtype):
         forward(model, batch)
