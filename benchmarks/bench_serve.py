@@ -95,13 +95,15 @@ def figures(latencies: list[float], wall: float, answers: list[dict]) -> dict:
 
 def run_phase(port: int, items: list[tuple[str, bytes]], n: int, clients: int) -> dict:
     jobs = [items[i % len(items)] for i in range(n)]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(clients) as pool:
         results = list(pool.map(lambda job: post(port, *job), jobs))
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     bad = [r for r in results if r[0] != 200]
     assert not bad, f"{len(bad)} requests failed: {bad[0][2]}"
-    return figures([r[1] for r in results], wall, [r[2] for r in results]) | {"clients": clients}
+    # CPU seconds (server and clients, one process) per request: what a busy machine changes least
+    extra = {"clients": clients, "cpu_s_per_request": round(cpu / n, 2)}
+    return figures([r[1] for r in results], wall, [r[2] for r in results]) | extra
 
 
 def serve(app):
@@ -120,11 +122,14 @@ def serve(app):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="run folder or final_model/ (default: the demo's)")
-    parser.add_argument("--requests", type=int, default=16, help="requests per phase (default 16)")
+    parser.add_argument("--requests", type=int, default=12, help="requests per phase (default 12)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: see README)")
     args = parser.parse_args(argv)
 
     import torch
+
+    torch.set_num_threads(args.threads)
 
     from loralab.serve.app import create_app
     from loralab.serve.limits import ServeLimits, find_demo_model
@@ -134,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if model is None:
         print("serve benchmark skipped: no demo model in demo_output/ (run `make demo`) and no --model")
         return 0
+    load_before = round(os.getloadavg()[0], 2)
     load_start = time.perf_counter()
     assessor = Assessor.load(model, device="cpu", batch_size=8)
     load_s = time.perf_counter() - load_start
@@ -154,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "recording_s": SECONDS,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "load_average_1min_before": load_before,
         "load_average_1min": round(os.getloadavg()[0], 2),
         "one_by_one": single,
         "concurrent": concurrent,

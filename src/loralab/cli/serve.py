@@ -46,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-new-tokens", type=int, help="generation budget (default: from the sentence length)"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: torch's, one per core; on a busy shared machine 1 is often "
+        "several times faster, as idle-waiting threads no longer spin against each other)",
+    )
 
 
 def _limits(args: argparse.Namespace):
@@ -59,6 +65,7 @@ def _limits(args: argparse.Namespace):
         "--max-upload-mb": (args.max_upload_mb, args.max_upload_mb > 0),
         "--max-duration": (args.max_duration, args.max_duration > 0),
         "--max-text-chars": (args.max_text_chars, args.max_text_chars >= 1),
+        "--threads": (args.threads, args.threads is None or args.threads >= 1),
     }
     for flag, (value, ok) in checks.items():
         if not ok:
@@ -99,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
     from loralab.serve.app import create_app
     from loralab.speech.assessor import Assessor
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     print(f"loading {model} ...", flush=True)
     assessor = Assessor.load(model, device=args.device, base_model=args.base_model,
                              batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)  # fmt: skip

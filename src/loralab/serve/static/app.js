@@ -151,6 +151,7 @@ function renderWords(data) {
     }
   }
   $("no-errors").hidden = tbody.children.length > 0 || !data.diagnosis_available;
+  $("phone-errors").hidden = tbody.children.length === 0;
 }
 
 function render(data) {
