@@ -25,7 +25,9 @@ CHROMEDRIVER = shutil.which("chromedriver")
 ARTIFACTS = Path(os.environ.get("LORALAB_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts"))
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--window-size=1000,1700")  # fmt: skip
+                  "--disable-dev-shm-usage", "--window-size=1000,1700",
+                  # a fake microphone (a beep) that needs no permission prompt, for the Record button
+                  "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")  # fmt: skip
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER), reason=f"chromium and chromium-driver are missing: {INSTALL}"
@@ -124,3 +126,29 @@ def test_page_uploads_a_recording_and_shows_the_diagnosis(tiny_assessor, scripte
         assert "audio" in browser.find_element(By.ID, "error").text
         assert client.get("/health")[2]["served"]["assessed"] == 1
     assert (ARTIFACTS / "serve_page.png").stat().st_size > 10_000
+
+
+def test_page_records_from_the_microphone(tiny_assessor, scripted_answers, browser):
+    """Record (MediaRecorder, chromium's fake microphone), converted to WAV in the page, assessed."""
+    from selenium.webdriver.common.by import By
+
+    from loralab.serve.app import create_app
+
+    with running_server(create_app(tiny_assessor)) as client:
+        browser.get(f"http://127.0.0.1:{client.port}/")
+        browser.find_element(By.ID, "text").send_keys("We call it bear")
+        browser.find_element(By.ID, "record").click()
+        _wait(browser, lambda d: d.find_element(By.ID, "record").text.endswith("Stop"))
+        browser.execute_script("return new Promise((done) => setTimeout(done, 1500))")
+        browser.find_element(By.ID, "record").click()
+        _wait(browser, lambda d: d.find_element(By.ID, "audio-info").text.startswith("recorded"))
+        browser.find_element(By.ID, "assess").click()
+        _wait(browser, lambda d: d.find_element(By.ID, "result").is_displayed())
+        words = [
+            s.get_attribute("data-word") for s in browser.find_elements(By.CSS_SELECTOR, "#sentence .word")
+        ]
+        assert words == ["WE", "CALL", "IT", "BEAR"]
+        seconds = float(browser.find_element(By.ID, "timing").text.split()[0])  # "1.5 s of audio ..."
+        assert seconds >= 1.0  # the whole take reached the server as audio
+        health = client.get("/health")[2]
+    assert health["served"]["assessed"] == 1
