@@ -86,48 +86,28 @@ def test_memory_parts_agree_with_independent_counts(tiny_cfg):
 def test_generation_estimate_matches_a_real_generation(tiny_cfg, tiny_model_dir):
     from loralab.speech.model.load import resolve_backbone
 
-    mode = OracleFakeMode()
-    with wide_constants():
-        model, backbone = speech.build_fake_model(tiny_cfg, mode, torch.bfloat16)
-        audio_id = backbone.audio_token_id(model.causal_lm.config)
-        batch = speech.fake_batch(
-            EXAMPLE, 3, mode, backbone, audio_id, with_answer=False, text_token=_text_token(model)
-        )
-        with mode:
-            fake = measure_generation(model.causal_lm, batch, 2, torch.bfloat16, AllocationTracker())
     backbone = resolve_backbone(tiny_model_dir, "phi4mm")
     base = backbone.load(tiny_model_dir, device="cpu", dtype=torch.bfloat16, attn_implementation="sdpa")
-    batch = speech.fake_batch(
-        EXAMPLE, 3, None, backbone, audio_id, with_answer=False, text_token=_text_token(model)
-    )
-    real = measure_generation(base, batch, 2, torch.bfloat16, AllocationTracker())
-    assert fake.prefill_flops > 0 and fake.decode_flops > 0
-    # The fake model carries a LoRA (r=8) the plain base lacks: a few percent of the weights.
-    assert abs(fake.peak_bytes - real.peak_bytes) / real.peak_bytes < 0.10
-    assert fake.kv_bytes_per_token == real.kv_bytes_per_token > 0
-
-
-def test_kv_cache_growth_is_the_layers_keys_and_values(tiny_cfg, tiny_model_dir):
+    audio_id, token = backbone.audio_token_id(base.config), min(speech.TEXT_TOKEN, base.config.vocab_size - 1)
     mode = OracleFakeMode()
     with wide_constants():
-        model, backbone = speech.build_fake_model(tiny_cfg, mode, torch.bfloat16)
-        cfg = model.causal_lm.config
-        batch = speech.fake_batch(
-            EXAMPLE,
-            2,
-            mode,
-            backbone,
-            backbone.audio_token_id(cfg),
-            with_answer=False,
-            text_token=_text_token(model),
-        )
+        lm = speech.build_fake_inference_model(tiny_cfg, mode, torch.bfloat16)
+        batch = speech.fake_batch(EXAMPLE, 3, mode, backbone, audio_id, with_answer=False, text_token=token)
         with mode:
-            cost = measure_generation(model.causal_lm, batch, 2, torch.bfloat16, AllocationTracker())
+            fake = measure_generation(lm, batch, 5, None, AllocationTracker())
+    batch = speech.fake_batch(EXAMPLE, 3, None, backbone, audio_id, with_answer=False, text_token=token)
+    real = measure_generation(base, batch, 5, None, AllocationTracker())
+    assert fake.prefill_flops == real.prefill_flops > 0 and fake.decode_flops == real.decode_flops > 0
+    assert abs(fake.peak_bytes - real.peak_bytes) / real.peak_bytes < 0.10
+    assert fake.kv_bytes_per_token == real.kv_bytes_per_token > 0
+    cfg = base.config
     head_dim = cfg.hidden_size // cfg.num_attention_heads
-    # Per new position: K and V of every layer for both sequences in bf16, and the int64
+    # Per new position: K and V of every layer for the three sequences in bf16, and the int64
     # attention mask one column longer.
-    expected = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * 2 * 2 + 2 * 8
-    assert cost.kv_bytes_per_token == expected
+    assert (
+        real.kv_bytes_per_token
+        == 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * 2 * 3 + 3 * 8
+    )
 
 
 def test_epoch_flops_sum_the_trainers_batches():

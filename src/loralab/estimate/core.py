@@ -31,7 +31,8 @@ def precision(cfg):
 
 
 def _mel_bins(model) -> int | None:
-    audio = getattr(model.causal_lm.config, "audio_config", None)
+    config = model.causal_lm.config if hasattr(model, "causal_lm") else model.config
+    audio = getattr(config, "audio_config", None)
     return getattr(audio, "num_mel_bins", None)
 
 
@@ -120,7 +121,7 @@ def _estimate_speech(cfg, batch_size: int, mfu: float) -> dict:
             for i, t in enumerate(tasks)
         },  # fmt: skip
         **timing(flops, micro_batches, mfu),
-        "evaluation": _evaluation(cfg, model, backbone, mode, audio_id, autocast_dtype, mfu),
+        "evaluation": _evaluation(cfg, backbone, mode, audio_id, weight_dtype, mfu),
         "assumptions": assumptions(mfu),
     }
     result["fits_24gb"] = result["peak_gb"] <= 24.0
@@ -181,9 +182,11 @@ def assumptions(mfu: float) -> dict:
     }
 
 
-def _evaluation(cfg, model, backbone, mode, audio_id: int, autocast_dtype, mfu: float) -> dict:
+def _evaluation(cfg, backbone, mode, audio_id: int, weight_dtype, mfu: float) -> dict:
+    """Generation as ``loralab evaluate`` runs it: adapter merged, weights in ``weight_dtype``, no autocast."""
     from loralab.estimate import speech
 
+    lm = speech.build_fake_inference_model(cfg, mode, weight_dtype)
     size = cfg.evaluation.batch_size
     tasks = list(cfg.speech.tasks)
     test = inputs.speech_examples(
@@ -191,20 +194,18 @@ def _evaluation(cfg, model, backbone, mode, audio_id: int, autocast_dtype, mfu: 
     )
     decoder_bytes = sum(
         p.untyped_storage().nbytes()
-        for name, p in model.named_parameters()
-        if not name.split("base_model.model.")[-1].startswith(backbone.audio_path_prefixes())
+        for name, p in lm.named_parameters()
+        if not name.startswith(backbone.audio_path_prefixes())
     )
     peak, flops, seconds = 0, 0.0, {g.key: 0.0 for g in hardware.GPUS}
     for task in tasks:
         longest = inputs.longest(test, task)
         prompt_len = longest.prompt_tokens + longest.audio_tokens
         batch = speech.fake_batch(
-            longest, size, mode, backbone, audio_id, with_answer=False, mel_bins=_mel_bins(model)
+            longest, size, mode, backbone, audio_id, with_answer=False, mel_bins=_mel_bins(lm)
         )
         with mode:
-            cost = measure_generation(
-                model.causal_lm, batch, longest.answer_tokens, autocast_dtype, AllocationTracker()
-            )
+            cost = measure_generation(lm, batch, longest.answer_tokens, None, AllocationTracker())
         peak = max(peak, cost.peak_bytes)
         mine = [e for e in test if e.task == task]
         for start in range(0, len(mine), size):

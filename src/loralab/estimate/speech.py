@@ -15,12 +15,10 @@ from loralab.estimate.inputs import IGNORE_INDEX, SAMPLE_RATE, Example
 TEXT_TOKEN = 1000  # any ordinary token id: values do not change the cost
 
 
-def build_fake_model(cfg, mode: OracleFakeMode, weight_dtype):
-    """(SpeechLoraModel with fake weights, backbone): the preset's architecture from its config alone
-    (a local config.json or the published one), frozen weights in ``weight_dtype``, then the
-    training set-up of :func:`loralab.speech.model.training.prepare_training_model`."""
+def _meta_base(cfg, weight_dtype):
+    """(frozen base model on the meta device in ``weight_dtype``, backbone) as the backbone loads it:
+    from the config alone (a local config.json or the published one), SDPA, vision encoder dropped."""
     from loralab.speech import system
-    from loralab.speech.model import training
     from loralab.speech.model.load import drop_vision_encoder
 
     try:
@@ -37,6 +35,15 @@ def build_fake_model(cfg, mode: OracleFakeMode, weight_dtype):
     if backbone.family == "phi4mm":
         drop_vision_encoder(base)
     base.requires_grad_(False)
+    return base, backbone
+
+
+def build_fake_model(cfg, mode: OracleFakeMode, weight_dtype):
+    """(SpeechLoraModel with fake weights, backbone): the base with the training set-up of
+    :func:`loralab.speech.model.training.prepare_training_model`."""
+    from loralab.speech.model import training
+
+    base, backbone = _meta_base(cfg, weight_dtype)
     # lora.init=pretrained loads Microsoft's adapter: the same shapes as a fresh one of its rank.
     # The audio-encoder cache hashes the features (data fake tensors lack); an epoch-1 step runs
     # the encoder on every clip anyway.
@@ -48,6 +55,15 @@ def build_fake_model(cfg, mode: OracleFakeMode, weight_dtype):
     model = training.prepare_training_model(fresh, base, backbone)
     fakeify(model, mode)
     return model, backbone
+
+
+def build_fake_inference_model(cfg, mode: OracleFakeMode, weight_dtype):
+    """The model ``loralab evaluate`` generates with: the adapter merged into the base weights
+    (the same shapes as the base) and unfrozen modules loaded into them, all in ``weight_dtype``."""
+    base, _ = _meta_base(cfg, weight_dtype)
+    base.eval()
+    fakeify(base, mode)
+    return base
 
 
 def audio_frames(samples: int, feature_extractor) -> int:
