@@ -62,11 +62,12 @@ def _number(value: Any) -> Any:
 def assessment_payload(outcome, recording, model: str, total_ms: float) -> dict[str, Any]:
     """One assessment as the API returns it (see the README for the fields)."""
     a = outcome.result
+    known = a.phoneme_transcript is not None  # unreadable phones: nothing known about the words
     words = []
     for w in a.words:
         errors = [{"type": ERROR_KINDS[e.kind], "expected": e.expected, "heard": e.heard} for e in w.errors]
         words.append({"word": w.word, "expected": w.canonical, "heard": w.heard, "lexicon": w.lexicon,
-                      "ok": w.ok, "errors": errors})  # fmt: skip
+                      "ok": w.ok if known else None, "errors": errors})  # fmt: skip
     return {
         "model": model,
         "text": a.text,
