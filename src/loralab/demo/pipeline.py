@@ -59,8 +59,8 @@ FULL = DemoPlan(
     lora_only=False,
     real_speech=True,
     protein_structures=None,
-    protein_epochs=1,
-    protein_promod3_chains=360,
+    protein_epochs=2,
+    protein_promod3_chains=480,
 )
 QUICK = DemoPlan(
     mode="quick",
