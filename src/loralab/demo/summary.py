@@ -201,7 +201,9 @@ def _speech_lines(speech: dict) -> list[str]:
 
 def _protein_lines(protein: dict) -> list[str]:
     lines = [
-        f"protein: {protein.get('structure_files')} real structures -> chains {protein.get('chains')}; "
+        f"protein: {protein.get('structure_files')} real structure files"
+        + (" + ProMod3 StructureDB chains" if (protein.get("sources") or {}).get("promod3") else "")
+        + f" -> chains {protein.get('chains')}; "
         f"backbone {protein.get('backbone')}",
         f"  {_loss_line(protein.get('training_loss'))}",
     ]
