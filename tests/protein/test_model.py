@@ -11,7 +11,7 @@ import torch
 
 from loralab.config import load_config
 from loralab.engine.runtime import Runtime
-from loralab.errors import ModelLayoutError
+from loralab.errors import LoralabError, ModelLayoutError
 from loralab.protein.dataset import ProteinExample, collate_proteins
 from loralab.protein.model import (
     NUM_SEPARATION_BUCKETS,
@@ -202,6 +202,10 @@ def test_save_and_load_trainable_round_trip(model, backbone_dir, tmp_path):
     torch.testing.assert_close(after, expected)
     with pytest.raises(ModelLayoutError, match="missing"):
         load_protein_trainable(fresh, tmp_path)
+    head = tmp_path / "ckpt" / "protein_head.safetensors"
+    head.write_bytes(head.read_bytes()[:64])  # a checkpoint cut off mid-write
+    with pytest.raises(LoralabError, match="protein_head.safetensors.*damaged"):
+        load_protein_trainable(fresh, tmp_path / "ckpt")
 
 
 def test_count_parameters_matches_the_built_model(backbone_dir):

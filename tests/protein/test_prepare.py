@@ -160,6 +160,18 @@ def test_read_dataset_errors(dataset, tmp_path):
         read_dataset(dataset, "validation")
 
 
+def test_read_dataset_names_a_truncated_coordinates_file(dataset, tmp_path):
+    from loralab.errors import LoralabError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset, copy)
+    first = json.loads((copy / "manifest.jsonl").read_text().splitlines()[0])["id"]
+    coords = copy / "coords" / f"{first}.npy"
+    coords.write_bytes(coords.read_bytes()[:100])
+    with pytest.raises(LoralabError, match=f"{first}.npy.*re-run 'loralab protein prepare'"):
+        read_dataset(copy, None)
+
+
 def test_assign_splits_keeps_clusters_whole_and_close_to_fractions():
     clusters = [0] * 10 + [1] * 4 + list(range(2, 40))  # 52 chains, 40 clusters
     split_of, notes = assign_splits(clusters, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=0)

@@ -50,7 +50,8 @@ def save_protein_trainable(model, out_dir: str | Path) -> None:
 def load_protein_trainable(model, in_dir: str | Path) -> None:
     """Load what :func:`save_protein_trainable` wrote; mismatches are errors, not warnings."""
     from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
+
+    from loralab.safe_files import load_safetensors
 
     model = unwrap(model)
     in_dir = Path(in_dir)
@@ -62,14 +63,23 @@ def load_protein_trainable(model, in_dir: str | Path) -> None:
             )
     device = model.residue_token_ids.device
     result = set_peft_model_state_dict(
-        model.backbone, load_file(str(in_dir / ADAPTER_FILE), device=str(device))
+        model.backbone,
+        load_safetensors(
+            in_dir / ADAPTER_FILE,
+            device=str(device),
+            hint="the checkpoint is damaged: re-run training or pick another checkpoint",
+        ),
     )
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
         raise ModelLayoutError(
             f"{in_dir / ADAPTER_FILE}: adapter weights do not fit this model: {unexpected[:5]}"
         )
-    state = load_file(str(in_dir / HEAD_FILE), device=str(device))
+    state = load_safetensors(
+        in_dir / HEAD_FILE,
+        device=str(device),
+        hint="the checkpoint is damaged: re-run training or pick another checkpoint",
+    )
     for prefix, module in (("residue_embedding.", model.residue_embedding), ("head.", model.head)):
         part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if prefix == "head." and "distogram_prior.weight" not in part:  # saved before it existed

@@ -30,6 +30,7 @@ import numpy as np
 from loralab.errors import DataError
 from loralab.protein.clustering import CLUSTERING_METHOD, assign_splits, identity_clusters
 from loralab.protein.structures import is_structure_file
+from loralab.safe_files import load_npy
 
 log = logging.getLogger("loralab.protein")
 
@@ -312,7 +313,7 @@ def read_dataset(dataset_dir, split: str | None) -> list[ProteinRecord]:
         path = dataset_dir / "coords" / f"{record.id}.npy"
         if not path.is_file():
             raise DataError(f"{path} missing for protein {record.id}; re-run 'loralab protein prepare'")
-        coords = np.load(path, allow_pickle=False)
+        coords = load_npy(path, hint="re-run 'loralab protein prepare'")
         if coords.shape != (len(record.sequence), 3):
             raise DataError(
                 f"{path}: shape {coords.shape} does not match the sequence of {record.id} "
