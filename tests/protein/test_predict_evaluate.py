@@ -43,7 +43,7 @@ def run_dir(dataset_dir, tmp_path_factory):
     backbone = build_tiny_backbone(root / "tiny")
     run = root / "run"
     cfg = load_config("small", [f"model.name_or_path={backbone}", f"protein.dataset_dir={dataset_dir}",
-                                f"output_dir={run}", "protein.max_length=48", "protein_head.pair_dim=16",
+                                f"output_dir={run}", "training.epochs=2", "protein.max_length=48", "protein_head.pair_dim=16",
                                 "protein_head.hidden_dim=32"])  # fmt: skip
     torch.manual_seed(0)
     parts = build_parts(cfg, Runtime.cpu())
@@ -203,9 +203,15 @@ def test_checkpoint_choice_and_other_splits(run_dir):
 
     with pytest.raises(LoralabError, match="no epoch 0"):
         evaluate_run(run_dir, checkpoints=0)
-    with pytest.raises(LoralabError, match="'all', 'last' or an epoch number"):
+    with pytest.raises(LoralabError, match="no epoch 0"):
+        evaluate_run(run_dir, checkpoints="0,2")
+    with pytest.raises(LoralabError, match="a list like 0,2,3"):
         evaluate_run(run_dir, checkpoints="best")
+    with pytest.raises(LoralabError, match=r"epoch\(s\) \[3\]"):
+        evaluate_run(run_dir, checkpoints="1,3")
     out = evaluate_run(run_dir, checkpoints="last", split="val", limit=1)
-    assert out == run_dir / "eval" / "val"
+    assert out == run_dir / "eval-val"  # the run directory's layout, as for speech
     assert [p.name for p in out.iterdir() if p.is_dir()] == ["epoch-2"]
     assert json.loads((out / "epoch-2" / "metrics.json").read_text())["num_proteins"] == 1
+    out = evaluate_run(run_dir, checkpoints="1,2", split="val", limit=1)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["epoch-1", "epoch-2"]

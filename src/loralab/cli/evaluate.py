@@ -5,6 +5,8 @@ metrics.json, the PER-vs-accuracy plot), then RUN/eval/table3.md + table3.csv (t
 Table 3 layout, the paper's values and our differences beside) and table4.csv. Epoch 0 is
 the base model without adapter (the paper's "no training" row); '--checkpoints all'
 includes it. An interrupted evaluation resumes where it stopped: rerun the same command.
+Protein runs: the same folders and --checkpoints grammar, scored beside a separation-mean
+baseline (there is no epoch 0: 'all' skips it).
 
 Each system evaluates its own runs (the system contract's evaluate_run); options a system
 does not use are named and ignored.

@@ -19,12 +19,14 @@ separation (:class:`SeparationMeanBaseline`, fit on the run's training split); i
 scored with the same functions in the same run, so every figure has its reference.
 
 Chains longer than the run's ``protein.max_length`` are scored on their first window of
-that length (``cropped`` in the CSV). ``checkpoints``: "all" (every
-``checkpoint-epoch-N``), "last", or an epoch number; a run without checkpoints uses
-``final_model``. There is no epoch 0: the head is random before training, and the
-baseline row is the "no learning" reference.
+that length (``cropped`` in the CSV). ``checkpoints`` follows
+:meth:`loralab.engine.run_dir.RunDir.select`: "all" (every trained epoch), "last", an epoch
+number or a list like "1,3"; ``final_model/`` stands for the last epoch when its checkpoint
+folder is gone. There is no epoch 0: the head is random before training, and the baseline
+row is the "no learning" reference.
 
-Writes ``eval/epoch-N/`` (``eval/<split>/epoch-N/`` for a split other than test):
+Writes, in the run directory's evaluation folder (:meth:`RunDir.eval_epoch_dir`:
+``eval/epoch-N/`` for the test split, ``eval-<split>/epoch-N/`` for any other):
 ``metrics.json`` (means over chains, model and baseline), ``per_protein.csv``,
 ``predicted_distances.npz``, ``heatmaps/<id>.png`` (true | predicted | baseline, first
 :data:`HEATMAP_LIMIT` chains), ``structures/<id>.pred.pdb`` (superposed on the true
@@ -35,7 +37,6 @@ checkpoints plus the baseline. Each checkpoint's means go into ``events.jsonl`` 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,50 +174,25 @@ def validation_metrics(model, dataset, baseline, batch_size: int, runtime) -> di
     return out
 
 
-def _select_checkpoints(run_dir: Path, checkpoints) -> list[tuple[str, int, Path]]:
-    from loralab.protein.predict import run_checkpoints
-
-    found = run_checkpoints(run_dir)
-    final = run_dir / "final_model"
-    if not found:
-        if final.is_dir():
-            return [("final", -1, final)]
+def _select_checkpoints(run, checkpoints, final_epoch: int) -> list:
+    """The trained models a ``--checkpoints`` value names (:meth:`RunDir.select`'s grammar).
+    A protein run has no epoch 0: ``all`` skips it, and naming it is an error."""
+    chosen = run.select(checkpoints, final_epoch)
+    if str(checkpoints).strip().lower() == "all":
+        chosen = [c for c in chosen if c.path is not None]
+    if any(c.path is None for c in chosen):
+        available = ", ".join(str(e) for e in run.trained_models(final_epoch)) or "none"
         raise LoralabError(
-            f"{run_dir}: no checkpoint-epoch-N/ or final_model/ to evaluate; has training run?"
+            f"{run.path}: a protein run has no epoch 0 (the head is untrained; see the baseline row); "
+            f"available: {available}"
         )
-    if checkpoints == "all":
-        return [(f"epoch-{e}", e, p) for e, p in found.items()]
-    if checkpoints == "last":
-        e = max(found)
-        return [(f"epoch-{e}", e, found[e])]
-    try:
-        epoch = int(checkpoints)
-    except (TypeError, ValueError):
-        raise LoralabError(
-            f"checkpoints must be 'all', 'last' or an epoch number, got {checkpoints!r}"
-        ) from None
-    if epoch not in found:
-        hint = (
-            " (a protein run has no epoch 0: the head is untrained; see the baseline row)"
-            if epoch == 0
-            else ""
-        )
-        raise LoralabError(f"{run_dir}: no checkpoint-epoch-{epoch}/{hint}; available: {sorted(found)}")
-    return [(f"epoch-{epoch}", epoch, found[epoch])]
-
-
-def _checkpoint_step(checkpoint: Path) -> int:
-    state = checkpoint / "trainer_state.json"
-    if state.is_file():
-        data = json.loads(state.read_text())  # the trainer's: epoch, global_step, ...
-        if isinstance(data.get("global_step"), int):
-            return data["global_step"]
-    return 0
+    return chosen
 
 
 def evaluate_run(run_dir, checkpoints="all", split: str = "test", limit: int | None = None) -> Path:
     """Score each chosen checkpoint of a protein run on ``split`` (module doc); returns the eval dir."""
     from loralab.engine.events import EventLog
+    from loralab.engine.run_dir import RunDir
     from loralab.protein.dataset import ProteinDataset
     from loralab.protein.model import load_protein_trainable
     from loralab.protein.predict import (
@@ -228,9 +204,10 @@ def evaluate_run(run_dir, checkpoints="all", split: str = "test", limit: int | N
     from loralab.protein.report import write_checkpoint_outputs, write_summary
     from loralab.protein.system import load_split
 
-    run_dir = Path(run_dir)
-    chosen = _select_checkpoints(run_dir, checkpoints)
+    run = RunDir(run_dir).require()
+    run_dir = run.path
     _, cfg = find_checkpoint(run_dir)
+    chosen = _select_checkpoints(run, checkpoints, cfg.training.epochs)
     examples = load_split(cfg, split)
     if limit is not None:
         examples = examples[:limit]
@@ -238,15 +215,16 @@ def evaluate_run(run_dir, checkpoints="all", split: str = "test", limit: int | N
     windows = ProteinDataset(examples, cfg.protein.max_length, "first", name=split)
     examples = [windows[i] for i in range(len(windows))]
     baseline = SeparationMeanBaseline.fit(load_split(cfg, cfg.protein.train_split))
-    eval_root = run_dir / "eval" if split == "test" else run_dir / "eval" / split
+    eval_root = run.eval_dir(split)
     runtime = inference_runtime()
-    model, cfg, _ = load_trained_model(chosen[0][2], runtime)
+    model, cfg, _ = load_trained_model(chosen[0].path, runtime)
     events = EventLog(run_dir)
     base_D = [baseline.predict(e.length) for e in examples]
     base_rows = None
-    for tag, epoch, checkpoint in chosen:
+    for target in chosen:
+        epoch, checkpoint, step = target.epoch, target.path, target.step
+        tag = f"epoch-{epoch}"
         load_protein_trainable(model, checkpoint)
-        step = _checkpoint_step(checkpoint)
         events.write("heartbeat", step, stage=f"eval {tag}: predicting {len(examples)} chains")
         contacts: list = []
         preds = predict_distance_matrices(
@@ -268,7 +246,7 @@ def evaluate_run(run_dir, checkpoints="all", split: str = "test", limit: int | N
             base_rows = [
                 {**score_distances(D, e), **score_structure(D, e)[0]} for D, e in zip(base_D, examples)
             ]
-        out_dir = eval_root / tag
+        out_dir = run.eval_epoch_dir(split, epoch)
         summary = write_checkpoint_outputs(
             out_dir, rows, base_rows, examples, preds, base_D, coords,
             info={"split": split, "checkpoint": str(checkpoint), "epoch": epoch, "heatmaps": HEATMAP_LIMIT},

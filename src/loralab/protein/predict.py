@@ -30,7 +30,6 @@ import numpy as np
 from loralab.errors import DataError, ModelLayoutError
 from loralab.safe_files import read_json
 
-RUN_CONFIG_FILE = "training_config.json"
 CHECKPOINT_CONFIG_FILE = "experiment_config.json"
 
 
@@ -46,16 +45,36 @@ def inference_runtime(device: str | None = None):
     return Runtime(device=dev, weight_dtype=torch.float32)
 
 
-def _config_from_json(path: Path, nested: bool):
+def _config_from_json(path: Path):
+    """The ExperimentConfig in a final_model's ``experiment_config.json``."""
     from loralab.config.loader import build_dataclass
     from loralab.config.schema import ExperimentConfig
 
     data = read_json(path, "run config", "point --model at a loralab protein run")
-    if nested:
-        if "config" not in data:
-            raise ModelLayoutError(f"{path}: no 'config' entry; is this a loralab run?")
-        data = data["config"]
     return build_dataclass(ExperimentConfig, data, str(path))
+
+
+def _config_from_dict(data: dict, where: Path):
+    from loralab.config.loader import build_dataclass
+    from loralab.config.schema import ExperimentConfig
+
+    return build_dataclass(ExperimentConfig, data, str(where))
+
+
+def _checkpoint_config(checkpoint: Path):
+    """A checkpoint's config: final_model's ``experiment_config.json``, else the checkpoint's own
+    ``run.json``, else its run's config (:class:`~loralab.engine.run_dir.RunDir`); None when none says."""
+    from loralab.engine.run_dir import RunDir, read_checkpoint_card
+
+    if (checkpoint / CHECKPOINT_CONFIG_FILE).is_file():
+        return _config_from_json(checkpoint / CHECKPOINT_CONFIG_FILE)
+    card = read_checkpoint_card(checkpoint)
+    if card is not None and isinstance(card.get("config"), dict):
+        return _config_from_dict(card["config"], checkpoint)
+    run = RunDir(checkpoint.parent)
+    if run.config_file.is_file():
+        return run.config()
+    return None
 
 
 def find_checkpoint(model_ref: str | Path):
@@ -63,44 +82,35 @@ def find_checkpoint(model_ref: str | Path):
 
     A run dir resolves to its ``final_model/``, else its last ``checkpoint-epoch-N/``.
     """
+    from loralab.engine.run_dir import RunDir
     from loralab.protein.model import HEAD_FILE
 
     ref = Path(model_ref)
     if not ref.is_dir():
         raise ModelLayoutError(f"{ref}: not a folder; pass a protein run dir or a checkpoint/final_model dir")
-    if (ref / RUN_CONFIG_FILE).is_file() and not (ref / HEAD_FILE).is_file():
-        cfg = _config_from_json(ref / RUN_CONFIG_FILE, nested=True)
+    run = RunDir(ref)
+    if run.config_file.is_file() and not (ref / HEAD_FILE).is_file():
+        cfg = run.config()
         if cfg.system != "protein":
             raise ModelLayoutError(
                 f"{ref}: a '{cfg.system}' run, not a protein run; pass a run trained with a protein "
                 "config (e.g. 'loralab train small')"
             )
-        candidates = [ref / "final_model"] + sorted(run_checkpoints(ref).values(), reverse=True)
+        candidates = [run.final_model] + sorted(run.checkpoints().values(), reverse=True)
         for c in candidates:
             if (c / HEAD_FILE).is_file():
                 return c, cfg
         raise ModelLayoutError(f"{ref}: run has no final_model/ or checkpoint-epoch-N/ with {HEAD_FILE} yet")
     if (ref / HEAD_FILE).is_file():
-        if (ref / CHECKPOINT_CONFIG_FILE).is_file():
-            return ref, _config_from_json(ref / CHECKPOINT_CONFIG_FILE, nested=False)
-        if (ref.parent / RUN_CONFIG_FILE).is_file():
-            return ref, _config_from_json(ref.parent / RUN_CONFIG_FILE, nested=True)
-        raise ModelLayoutError(
-            f"{ref}: checkpoint without {CHECKPOINT_CONFIG_FILE} or a run's {RUN_CONFIG_FILE}"
-        )
+        cfg = _checkpoint_config(ref)
+        if cfg is None:
+            raise ModelLayoutError(
+                f"{ref}: checkpoint without {CHECKPOINT_CONFIG_FILE}, run.json or a run's {run.config_file.name}"
+            )
+        return ref, cfg
     raise ModelLayoutError(
-        f"{ref}: neither a protein run (with {RUN_CONFIG_FILE}) nor a checkpoint (with {HEAD_FILE})"
+        f"{ref}: neither a protein run (with {run.config_file.name}) nor a checkpoint (with {HEAD_FILE})"
     )
-
-
-def run_checkpoints(run_dir: Path) -> dict[int, Path]:
-    """epoch -> ``checkpoint-epoch-N/`` (complete ones only: temporary dirs are skipped)."""
-    found = {}
-    for p in Path(run_dir).glob("checkpoint-epoch-*"):
-        m = re.fullmatch(r"checkpoint-epoch-(\d+)", p.name)
-        if m and p.is_dir():
-            found[int(m.group(1))] = p
-    return dict(sorted(found.items()))
 
 
 def load_trained_model(model_ref: str | Path, runtime=None):
