@@ -350,7 +350,7 @@ def attach_lora(backbone, cfg):
     """Freeze the backbone, enable checkpointing if asked, wrap with LoRA (PEFT)."""
     from peft import LoraConfig, get_peft_model
 
-    from loralab.engine.checkpointing import (
+    from loralab.engine.activation_checkpointing import (
         enable_activation_checkpointing,
         quiet_deprecated_checkpointing_queries,
     )
