@@ -88,9 +88,6 @@ class SystemParts:
     load_trainable: Callable[[Any, Path], None]
     save_final: Callable[[Any, Path], None]
     evaluate: Callable[[Any, Path, int], dict[str, float]] | None = None
-    # Deprecated, read by nothing: accepted until loralab.protein.system stops passing them.
-    eval_dataset: Sequence | None = None
-    extra: dict[str, Any] | None = None
 
 
 @dataclass

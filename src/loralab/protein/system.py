@@ -120,7 +120,6 @@ def build_parts(cfg, runtime, *, train_examples=None, val_examples=None) -> Syst
     return SystemParts(
         model=model,
         train_dataset=train_set,
-        eval_dataset=val_set,
         collate=collate_proteins,
         lengths=train_set.lengths,
         loss_fn=loss_fn,
@@ -129,7 +128,6 @@ def build_parts(cfg, runtime, *, train_examples=None, val_examples=None) -> Syst
         load_trainable=load_protein_trainable,
         save_final=save_final,
         evaluate=evaluate if val_set is not None else None,
-        extra={"baseline": baseline, "num_train": len(train_set), "num_val": len(val_set or [])},
     )
 
 
