@@ -153,7 +153,8 @@ def test_distogram_expected_distance_and_contact_probability_match_numpy():
 
 
 def test_distogram_prior_counts_bins_per_separation_like_numpy():
-    from loralab.protein.model import NUM_SEPARATION_BUCKETS, distogram_prior, separation_bucket
+    from loralab.protein.model import NUM_SEPARATION_BUCKETS, separation_bucket
+    from loralab.protein.training_targets import distogram_prior
 
     rng = np.random.default_rng(2)
     examples = []

@@ -12,6 +12,7 @@ import torch
 from loralab.config import load_config
 from loralab.engine.runtime import Runtime
 from loralab.errors import LoralabError, ModelLayoutError
+from loralab.protein.checkpoint_io import load_protein_trainable, save_protein_trainable
 from loralab.protein.dataset import ProteinExample, collate_proteins
 from loralab.protein.model import (
     NUM_SEPARATION_BUCKETS,
@@ -19,14 +20,12 @@ from loralab.protein.model import (
     build_protein_model,
     distance_to_target,
     distogram_edges,
-    load_protein_trainable,
-    protein_loss,
     residue_token_ids,
-    save_protein_trainable,
     separation_buckets,
     target_to_distance,
 )
 from loralab.protein.tiny import build_tiny_backbone, char_tokenizer
+from loralab.protein.training_targets import protein_loss
 
 
 @pytest.fixture(scope="module")

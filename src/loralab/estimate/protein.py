@@ -92,7 +92,7 @@ def fake_batch(length: int, batch_size: int, mode: OracleFakeMode) -> dict:
 
 def make_loss_fn(head_cfg):
     """The protein system's loss_fn (see loralab.protein.system.build_parts)."""
-    from loralab.protein.model import protein_loss
+    from loralab.protein.training_targets import protein_loss
 
     def loss_fn(model, batch):
         out = model(residue_index=batch["residue_index"], lengths=batch["lengths"])

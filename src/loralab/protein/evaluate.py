@@ -193,8 +193,8 @@ def evaluate_run(run_dir, checkpoints="all", split: str = "test", limit: int | N
     """Score each chosen checkpoint of a protein run on ``split`` (module doc); returns the eval dir."""
     from loralab.engine.events import EventLog
     from loralab.engine.run_dir import RunDir
+    from loralab.protein.checkpoint_io import load_protein_trainable
     from loralab.protein.dataset import ProteinDataset
-    from loralab.protein.model import load_protein_trainable
     from loralab.protein.predict import (
         find_checkpoint,
         inference_runtime,

@@ -393,17 +393,3 @@ def build_protein_model(cfg, runtime, *, backbone=None, tokenizer=None) -> Prote
     model.residue_embedding.float()
     model.head.float()
     return model.to(runtime.device)
-
-
-# Re-exported: where they lived before (callers import them from here).
-from loralab.protein.checkpoint_io import load_protein_trainable, save_protein_trainable, unwrap  # noqa: E402
-from loralab.protein.training_targets import distogram_prior, protein_loss, separation_prior  # noqa: E402
-
-__all__ = [
-    "distogram_prior",
-    "load_protein_trainable",
-    "protein_loss",
-    "save_protein_trainable",
-    "separation_prior",
-    "unwrap",
-]

@@ -20,82 +20,19 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from loralab.errors import DataError
 from loralab.protein.clustering import CLUSTERING_METHOD, assign_splits, identity_clusters
-from loralab.protein.structures import is_structure_file
-from loralab.safe_files import load_npy
+from loralab.protein.records import ProteinRecord, read_dataset, write_records  # noqa: F401  (read_dataset: its old home)
+from loralab.protein.sources import Collected, read_files, read_promod3
 
 log = logging.getLogger("loralab.protein")
 
 DEFAULT_SPLITS = {"train": 0.8, "val": 0.1, "test": 0.1}
 SEQUENTIAL_CA_DISTANCE = 3.8  # A, for reference in the summary
-
-
-@dataclass
-class ProteinRecord:
-    """One chain of a prepared data set; ``coords`` is loaded by :func:`read_dataset`."""
-
-    id: str
-    source: str
-    chain: str
-    sequence: str
-    length: int
-    split: str
-    cluster: int
-    missing_fraction: float
-    gaps: list[dict] = field(default_factory=list)
-    residue_numbers: list[str] = field(default_factory=list)
-    modified: list[list[str]] = field(default_factory=list)
-    coords: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def mask(self) -> np.ndarray:
-        """True where the C-alpha is known."""
-        if self.coords is None:
-            raise DataError(f"protein {self.id}: coordinates not loaded (use read_dataset)")
-        return np.isfinite(self.coords).all(axis=1)
-
-    def to_json(self) -> str:
-        data = asdict(self)
-        data.pop("coords")
-        return json.dumps(data)
-
-
-def _safe_id(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
-
-
-def _file_stem(path: Path) -> str:
-    name = path.name
-    if name.lower().endswith(".gz"):
-        name = name[:-3]
-    return name.rsplit(".", 1)[0]
-
-
-def find_structure_files(paths: Path | str | Iterable[Path | str]) -> tuple[list[Path], list[Path]]:
-    """(structure files, other files) under the given files or folders (recursively), sorted."""
-    if isinstance(paths, str | Path):
-        paths = [paths]
-    found, other = [], []
-    for root in map(Path, paths):
-        if root.is_file():
-            (found if is_structure_file(root) else other).append(root)
-        elif root.is_dir():
-            for p in sorted(root.rglob("*")):
-                if p.is_file() and not p.name.startswith("."):
-                    (found if is_structure_file(p) else other).append(p)
-        else:
-            raise DataError(
-                f"structures: {root} does not exist; give a folder of PDB/mmCIF files or the files"
-            )
-    return sorted(set(found)), sorted(set(other))
 
 
 def mdanalysis_test_data() -> Path:
@@ -169,29 +106,53 @@ def prepare_structures(
     missing residues inside the chain. Returns ``out_dir``.
     """
     fractions = dict(split_fractions or DEFAULT_SPLITS)
-    if any(f < 0 for f in fractions.values()) or abs(sum(fractions.values()) - 1.0) > 1e-6:
-        raise DataError(f"split fractions must be non-negative and sum to 1, got {fractions}")
-    if min_length < 2 or max_length < min_length:
-        raise DataError(f"length filter: need 2 <= min_length <= max_length, got {min_length}, {max_length}")
-    if structures_dir is None and promod3 is None:
-        raise DataError("give structure files (--structures) or the ProMod3 StructureDB (--promod3), or both")
+    _check_arguments(fractions, min_length, max_length, structures_dir, promod3)
     filters = {
         "min_length": min_length,
         "max_length": max_length,
         "max_missing_fraction": max_missing_fraction,
         "max_unknown_fraction": max_unknown_fraction,
     }
-    from loralab.protein.sources import Collected, read_files, read_promod3
-
     found = Collected(filters)
     if structures_dir is not None:
         read_files(structures_dir, found, progress)
     if promod3 is not None:
         read_promod3(promod3, promod3_limit, found)
-    candidates, skipped, warnings_seen = found.candidates, found.skipped, found.warnings
-    files, other, failed, gap_counts = found.files, found.other, found.failed, found.gap_counts
+    kept = _drop_duplicates(found.candidates, found.skipped)
+    if not kept:
+        raise DataError(
+            f"no chain passed the filters under {structures_dir} ({len(found.files)} structure files, "
+            f"{len(found.skipped)} chains left out); see the reasons by running with looser --min-length/"
+            "--max-length/--max-missing-fraction"
+        )
+    clusters = _cluster_and_split(kept, identity_threshold, fractions, seed, found.warnings, progress)
+    out_dir = Path(out_dir)
+    write_records(out_dir, kept)
+    summary = {
+        "structures": [
+            str(p)
+            for p in ([structures_dir] if isinstance(structures_dir, str | Path) else structures_dir or [])
+        ],
+        "promod3": None if promod3 is None else {"source": str(promod3), "limit": promod3_limit},
+        "filters": filters,
+        **_summary(found, kept, clusters, fractions, seed, identity_threshold),
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=int) + "\n")
+    return out_dir
 
-    # Duplicate sequences: keep the most complete copy (then the first by id).
+
+def _check_arguments(fractions: dict, min_length: int, max_length: int, structures_dir, promod3) -> None:
+    if any(f < 0 for f in fractions.values()) or abs(sum(fractions.values()) - 1.0) > 1e-6:
+        raise DataError(f"split fractions must be non-negative and sum to 1, got {fractions}")
+    if min_length < 2 or max_length < min_length:
+        raise DataError(f"length filter: need 2 <= min_length <= max_length, got {min_length}, {max_length}")
+    if structures_dir is None and promod3 is None:
+        raise DataError("give structure files (--structures) or the ProMod3 StructureDB (--promod3), or both")
+
+
+def _drop_duplicates(candidates: list[ProteinRecord], skipped: list[dict]) -> list[ProteinRecord]:
+    """Duplicate sequences: keep the most complete copy (then the first by id); the others go to
+    ``skipped``. The kept records are sorted by id."""
     kept, by_sequence = [], {}
     for record in sorted(candidates, key=lambda r: (r.missing_fraction, r.id)):
         first = by_sequence.get(record.sequence)
@@ -209,13 +170,12 @@ def prepare_structures(
         by_sequence[record.sequence] = record.id
         kept.append(record)
     kept.sort(key=lambda r: r.id)
-    if not kept:
-        raise DataError(
-            f"no chain passed the filters under {structures_dir} ({len(files)} structure files, "
-            f"{len(skipped)} chains left out); see the reasons by running with looser --min-length/"
-            "--max-length/--max-missing-fraction"
-        )
+    return kept
 
+
+def _cluster_and_split(kept, identity_threshold, fractions, seed, warnings_seen, progress) -> list[int]:
+    """Sequence-identity clusters, whole clusters to splits (``record.cluster``/``.split`` set);
+    returns each record's cluster."""
     clusters = identity_clusters([r.sequence for r in kept], identity_threshold, progress=progress)
     split_of, split_notes = assign_splits(clusters, fractions, seed)
     for record, cluster in zip(kept, clusters):
@@ -224,15 +184,11 @@ def prepare_structures(
     warnings_seen.extend(split_notes)
     for note in split_notes:
         log.warning(note)
+    return clusters
 
-    out_dir = Path(out_dir)
-    (out_dir / "coords").mkdir(parents=True, exist_ok=True)
-    for record in kept:
-        np.save(out_dir / "coords" / f"{record.id}.npy", record.coords.astype(np.float32))
-    with open(out_dir / "manifest.jsonl", "w") as f:
-        for record in kept:
-            f.write(record.to_json() + "\n")
 
+def _summary(found, kept, clusters, fractions, seed, identity_threshold) -> dict:
+    """summary.json past its inputs: files, chains, splits, clustering, gaps, distances, warnings."""
     splits = {}
     for name in fractions:
         members = [r for r in kept if r.split == name]
@@ -242,21 +198,15 @@ def prepare_structures(
             "residues": int(sum(int(r.mask.sum()) for r in members)),
             "distances": distance_statistics([r.coords for r in members])["all_pairs"],
         }
-    summary = {
-        "structures": [
-            str(p)
-            for p in ([structures_dir] if isinstance(structures_dir, str | Path) else structures_dir or [])
-        ],
-        "promod3": None if promod3 is None else {"source": str(promod3), "limit": promod3_limit},
-        "filters": filters,
+    return {
         "files": {
-            "structure_files": len(files),
-            "failed": failed,
-            "other_files_ignored": len(other),
-            "other_files_examples": [str(p) for p in other[:10]],
+            "structure_files": len(found.files),
+            "failed": found.failed,
+            "other_files_ignored": len(found.other),
+            "other_files_examples": [str(p) for p in found.other[:10]],
         },
-        "chains": {"kept": len(kept), "left_out": len(skipped)},
-        "skipped": skipped,
+        "chains": {"kept": len(kept), "left_out": len(found.skipped)},
+        "skipped": found.skipped,
         "splits": splits,
         "split_fractions": fractions,
         "seed": seed,
@@ -270,54 +220,11 @@ def prepare_structures(
             "representation": "missing residues inside a chain are positions with NaN coordinates "
             "(mask False); terminal ones are not added",
             "chains_with_gaps": sum(1 for r in kept if r.gaps),
-            **gap_counts,
+            **found.gap_counts,
         },
         "distances": {
             **distance_statistics([r.coords for r in kept]),
             "expected_sequential_neighbour": SEQUENTIAL_CA_DISTANCE,
         },
-        "warnings": warnings_seen,
+        "warnings": found.warnings,
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=int) + "\n")
-    return out_dir
-
-
-def read_dataset(dataset_dir, split: str | None) -> list[ProteinRecord]:
-    """Records of one split (``None``: all) with ``coords`` loaded, in manifest order."""
-    dataset_dir = Path(dataset_dir)
-    manifest = dataset_dir / "manifest.jsonl"
-    if not manifest.is_file():
-        raise DataError(
-            f"{manifest} not found: prepare the data set first with "
-            f"'loralab protein prepare --structures DIR --out {dataset_dir}'"
-        )
-    records = []
-    for line_no, line in enumerate(manifest.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = ProteinRecord(**json.loads(line))
-        except (json.JSONDecodeError, TypeError) as e:
-            raise DataError(
-                f"{manifest}:{line_no}: not a protein record ({e}); re-run 'loralab protein prepare'"
-            ) from e
-        records.append(record)
-    available = sorted({r.split for r in records})
-    if split is not None:
-        records = [r for r in records if r.split == split]
-        if not records:
-            raise DataError(
-                f"{manifest}: no records in split '{split}' (splits present: {', '.join(available)})"
-            )
-    for record in records:
-        path = dataset_dir / "coords" / f"{record.id}.npy"
-        if not path.is_file():
-            raise DataError(f"{path} missing for protein {record.id}; re-run 'loralab protein prepare'")
-        coords = load_npy(path, hint="re-run 'loralab protein prepare'")
-        if coords.shape != (len(record.sequence), 3):
-            raise DataError(
-                f"{path}: shape {coords.shape} does not match the sequence of {record.id} "
-                f"({len(record.sequence)} residues); re-run 'loralab protein prepare'"
-            )
-        record.coords = coords.astype(np.float32)
-    return records

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from loralab.errors import DataError
-from loralab.protein.prepare import ProteinRecord, _file_stem, _safe_id, find_structure_files
+from loralab.protein.records import ProteinRecord, file_stem, find_structure_files, safe_id
 from loralab.protein.structures import expand_gaps, read_structure
 
 
@@ -29,7 +29,7 @@ class Collected:
     other: list = field(default_factory=list)
 
     def unique_id(self, text: str) -> str:
-        record_id = _safe_id(text)
+        record_id = safe_id(text)
         while record_id in self.used_ids:
             record_id += "_"
         self.used_ids.add(record_id)
@@ -93,7 +93,7 @@ def read_files(structures_dir, found: Collected, progress: bool) -> None:
         for chain in parsed.chains:
             sequence, coords, numbers = expand_gaps(chain)
             record = ProteinRecord(
-                id=found.unique_id(f"{_file_stem(path)}_{chain.id}"),
+                id=found.unique_id(f"{file_stem(path)}_{chain.id}"),
                 source=str(path),
                 chain=chain.id,
                 sequence=sequence,

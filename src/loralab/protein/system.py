@@ -69,16 +69,11 @@ def build_parts(cfg, runtime, *, train_examples=None, val_examples=None) -> Syst
 
     ``train_examples`` / ``val_examples`` (lists of ProteinExample) replace the data set's
     splits when given (benchmarks feed synthetic chains through the same path)."""
+    from loralab.protein.checkpoint_io import load_protein_trainable, save_protein_trainable
     from loralab.protein.dataset import ProteinDataset, collate_proteins
     from loralab.protein.evaluate import SeparationMeanBaseline, validation_metrics
-    from loralab.protein.model import (
-        build_protein_model,
-        distogram_prior,
-        load_protein_trainable,
-        protein_loss,
-        save_protein_trainable,
-        separation_prior,
-    )
+    from loralab.protein.model import build_protein_model
+    from loralab.protein.training_targets import distogram_prior, protein_loss, separation_prior
 
     if train_examples is None:
         train_examples = load_split(cfg, cfg.protein.train_split)
