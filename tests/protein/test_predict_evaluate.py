@@ -105,7 +105,8 @@ def test_predict_writes_distances_heatmap_and_a_pdb_that_reads_back(run_dir, tmp
 
 def test_predict_rejects_bad_input_clearly(run_dir, tmp_path, capsys):
     from loralab.cli.main import main
-    from loralab.protein.predict import find_checkpoint, read_fasta
+    from loralab.protein.inference import find_checkpoint
+    from loralab.protein.predict import read_fasta
 
     assert (
         main(["protein", "predict", "--model", str(run_dir), "--sequence", "MKT1A", "--out", str(tmp_path)])
@@ -124,8 +125,8 @@ def test_predict_rejects_bad_input_clearly(run_dir, tmp_path, capsys):
 
 def test_scoring_true_distances_recovers_the_structure(dataset_dir):
     from loralab.config.schema import ExperimentConfig
-    from loralab.protein.evaluate import score_distances, score_structure, true_distances
-    from loralab.protein.system import load_split
+    from loralab.protein.records import load_split
+    from loralab.protein.scoring import score_distances, score_structure, true_distances
 
     cfg = ExperimentConfig(system="protein")
     cfg.protein.dataset_dir = str(dataset_dir)

@@ -92,7 +92,7 @@ def test_long_chains_are_cropped_to_windows_and_said(train_examples, caplog):
 
 
 def test_separation_mean_baseline_against_brute_force(train_examples):
-    from loralab.protein.evaluate import MIN_PAIRS_PER_SEPARATION, SeparationMeanBaseline
+    from loralab.protein.scoring import MIN_PAIRS_PER_SEPARATION, SeparationMeanBaseline
 
     subset = train_examples[:6]
     baseline = SeparationMeanBaseline.fit(subset)

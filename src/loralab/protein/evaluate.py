@@ -1,5 +1,9 @@
 """Evaluate a protein run against true structures, beside a separation-mean baseline.
 
+Orchestration only: the run directory is :class:`loralab.engine.run_dir.RunDir`'s, the data set
+:mod:`loralab.protein.records`, the model :mod:`loralab.protein.inference`, the scores and the
+baseline :mod:`loralab.protein.scoring`, the files :mod:`loralab.protein.report`.
+
 ``evaluate_run(run_dir, checkpoints, split, limit)`` (what ``loralab evaluate`` calls for a
 protein run) predicts the distance matrix of every chain of the split with each chosen
 checkpoint and scores it against the true C-alpha structure:
@@ -38,15 +42,13 @@ checkpoints plus the baseline. Each checkpoint's means go into ``events.jsonl`` 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from loralab.errors import LoralabError
+from loralab.protein.report import write_checkpoint_outputs
+from loralab.protein.scoring import SeparationMeanBaseline, score_chain, score_distances, score_structure
 
 HEATMAP_LIMIT = 8
-MIN_PAIRS_PER_SEPARATION = 20
 # Columns of the summary table: metric key -> heading.
 SUMMARY_COLUMNS = {
     "distance_mae": "MAE (A)",
@@ -62,116 +64,6 @@ SUMMARY_COLUMNS = {
     "mean_ca_ca": "CA-CA (A)",
     "clashes": "clashes",
 }
-
-
-@dataclass
-class SeparationMeanBaseline:
-    """Predicts the mean training C-alpha distance for each sequence separation |i - j|.
-
-    Separations seen in fewer than :data:`MIN_PAIRS_PER_SEPARATION` training pairs (the
-    far tail) take the mean of the last separation that has enough.
-    """
-
-    means: np.ndarray  # [max_separation + 1], means[0] = 0
-    counts: np.ndarray
-
-    @classmethod
-    def fit(cls, examples) -> SeparationMeanBaseline:
-        from loralab.protein.dataset import pairwise_distances
-
-        longest = max((e.length for e in examples), default=2)
-        sums, counts = np.zeros(longest), np.zeros(longest, dtype=np.int64)
-        for e in examples:
-            D = pairwise_distances(e.coords)
-            i, j = np.triu_indices(e.length, 1)
-            ok = e.mask[i] & e.mask[j]
-            sep = (j - i)[ok]
-            np.add.at(sums, sep, D[i[ok], j[ok]].astype(np.float64))
-            np.add.at(counts, sep, 1)
-        means = np.zeros(longest)
-        last = 3.8  # bonded neighbours, if even separation 1 were unseen
-        for s in range(1, longest):
-            if counts[s] >= MIN_PAIRS_PER_SEPARATION:
-                last = sums[s] / counts[s]
-            means[s] = last
-        return cls(means=means, counts=counts)
-
-    def predict(self, length: int) -> np.ndarray:
-        idx = np.arange(length)
-        sep = np.minimum(np.abs(idx[:, None] - idx[None, :]), len(self.means) - 1)
-        return self.means[sep].astype(np.float32)
-
-
-def true_distances(example) -> np.ndarray:
-    """True C-alpha distances [L, L]; NaN for pairs with a missing residue."""
-    from loralab.protein.geometry import distance_matrix
-
-    coords = np.where(example.mask[:, None], example.coords, np.nan)
-    return distance_matrix(coords)
-
-
-def _prefixed(metrics: dict, prefix: str) -> dict:
-    return {k if k.startswith(prefix) else prefix + k: v for k, v in metrics.items()}
-
-
-def score_distances(pred_D, example, contact_scores=None) -> dict[str, float]:
-    """Distance errors and contact precision (ranked by ``contact_scores`` when given)."""
-    from loralab.protein.metrics import contact_precision, distance_metrics
-
-    true_D = true_distances(example)
-    out = _prefixed(distance_metrics(pred_D, true_D, example.mask), "distance_")
-    contacts = contact_precision(pred_D, true_D, example.mask, scores=contact_scores)
-    out.update(_prefixed(contacts, "contact_"))
-    return out
-
-
-def score_structure(pred_D, example, refine: bool = True) -> tuple[dict, np.ndarray]:
-    """Structure metrics of the MDS reconstruction (min over mirror images) and the chosen
-    coordinates superposed on the true frame."""
-    from loralab.protein.dataset import decode_residues
-    from loralab.protein.geometry import decide_handedness, rmsd_superposed, superpose
-    from loralab.protein.metrics import gdt_ts, lddt_ca, tm_score
-    from loralab.protein.predict import mds_coordinates
-    from loralab.protein.reconstruct import geometry_check
-
-    X, fit_stress = mds_coordinates(pred_D, refine=refine)
-    m = example.mask
-    true_X = np.where(m[:, None], example.coords, np.nan).astype(np.float64)
-    by_reference = decide_handedness(X, reference=true_X, mask=m)
-    by_rule = decide_handedness(X)
-    chosen = superpose(by_reference.apply(X), true_X, m)
-    seq = decode_residues(example.residue_index)
-    metrics = {
-        "rmsd": rmsd_superposed(chosen, true_X, m),
-        "tm_score": float(tm_score(chosen, true_X, seq, m)),
-        "lddt": float(lddt_ca(chosen, true_X, m)),
-        "gdt_ts": float(gdt_ts(chosen, true_X, m)),
-        "mirror_chosen": float(by_reference.mirrored),
-        "handedness_rule_agrees": float(by_rule.mirrored == by_reference.mirrored),
-        "mds_stress": fit_stress,
-    }
-    geometry = geometry_check(chosen)
-    metrics.update({k: float(geometry[k]) for k in ("mean_ca_ca", "clashes", "clash_fraction", "sane")})
-    return metrics, chosen
-
-
-def validation_metrics(model, dataset, baseline, batch_size: int, runtime) -> dict[str, float]:
-    """Distance metrics on the validation set, model and baseline (the trainer's per-epoch hook)."""
-    from loralab.protein.predict import predict_distance_matrices
-    from loralab.protein.report import mean_metrics
-
-    examples = [dataset[i] for i in range(len(dataset))]
-    contacts: list = []
-    preds = predict_distance_matrices(model, examples, batch_size, runtime, contacts=contacts)
-    model_rows = [score_distances(p, e, c) for p, e, c in zip(preds, examples, contacts)]
-    base_rows = [score_distances(baseline.predict(e.length), e) for e in examples]
-    keys = ("distance_mae", "distance_rmse", "distance_pearson", "contact_p_at_L5_sep24")
-    ours, base = mean_metrics(model_rows), mean_metrics(base_rows)
-    out = {k: ours[k] for k in keys}
-    out.update({f"baseline_{k}": base[k] for k in keys})
-    out["mae_ratio_to_baseline"] = ours["distance_mae"] / base["distance_mae"]
-    out["num_proteins"] = float(len(examples))
-    return out
 
 
 def _select_checkpoints(run, checkpoints, final_epoch: int) -> list:
@@ -194,69 +86,83 @@ def evaluate_run(run_dir, checkpoints="all", split: str = "test", limit: int | N
     from loralab.engine.events import EventLog
     from loralab.engine.run_dir import RunDir
     from loralab.protein.checkpoint_io import load_protein_trainable
-    from loralab.protein.dataset import ProteinDataset
-    from loralab.protein.predict import (
-        find_checkpoint,
-        inference_runtime,
-        load_trained_model,
-        predict_distance_matrices,
-    )
-    from loralab.protein.report import write_checkpoint_outputs, write_summary
-    from loralab.protein.system import load_split
+    from loralab.protein.inference import find_checkpoint, inference_runtime, load_trained_model
+    from loralab.protein.records import load_split
+    from loralab.protein.report import write_summary
 
     run = RunDir(run_dir).require()
-    run_dir = run.path
-    _, cfg = find_checkpoint(run_dir)
+    _, cfg = find_checkpoint(run.path)
     chosen = _select_checkpoints(run, checkpoints, cfg.training.epochs)
+    examples, full_lengths = _split_windows(cfg, split, limit)
+    baseline = SeparationMeanBaseline.fit(load_split(cfg, cfg.protein.train_split))
+    runtime = inference_runtime()
+    model, cfg, _ = load_trained_model(chosen[0].path, runtime)
+    events = EventLog(run.path)
+    base_D = [baseline.predict(e.length) for e in examples]
+    base_rows = None
+    for target in chosen:
+        load_protein_trainable(model, target.path)
+        preds, rows, coords = _score_checkpoint(model, examples, full_lengths, target, cfg, runtime, events)
+        if base_rows is None:
+            base_rows = [
+                {**score_distances(D, e), **score_structure(D, e)[0]} for D, e in zip(base_D, examples)
+            ]
+        out_dir = run.eval_epoch_dir(split, target.epoch)
+        info = {
+            "split": split,
+            "checkpoint": str(target.path),
+            "epoch": target.epoch,
+            "heatmaps": HEATMAP_LIMIT,
+        }
+        summary = write_checkpoint_outputs(out_dir, rows, base_rows, examples, preds, base_D, coords, info)
+        flat = {**summary["model"], **{f"baseline_{k}": v for k, v in summary["baseline"].items()}}
+        events.write("eval", target.step, epoch=target.epoch, split=split, metrics=flat)
+        print(_headline(f"epoch-{target.epoch}", flat, out_dir))
+    write_summary(run.eval_dir(split), SUMMARY_COLUMNS)
+    return run.eval_dir(split)
+
+
+def _split_windows(cfg, split: str, limit: int | None) -> tuple[list, list[int]]:
+    """The split's chains (the first ``limit``), each cropped to its first ``protein.max_length``
+    window, and their full lengths."""
+    from loralab.protein.dataset import ProteinDataset
+    from loralab.protein.records import load_split
+
     examples = load_split(cfg, split)
     if limit is not None:
         examples = examples[:limit]
     full_lengths = [e.length for e in examples]
     windows = ProteinDataset(examples, cfg.protein.max_length, "first", name=split)
-    examples = [windows[i] for i in range(len(windows))]
-    baseline = SeparationMeanBaseline.fit(load_split(cfg, cfg.protein.train_split))
-    eval_root = run.eval_dir(split)
-    runtime = inference_runtime()
-    model, cfg, _ = load_trained_model(chosen[0].path, runtime)
-    events = EventLog(run_dir)
-    base_D = [baseline.predict(e.length) for e in examples]
-    base_rows = None
-    for target in chosen:
-        epoch, checkpoint, step = target.epoch, target.path, target.step
-        tag = f"epoch-{epoch}"
-        load_protein_trainable(model, checkpoint)
-        events.write("heartbeat", step, stage=f"eval {tag}: predicting {len(examples)} chains")
-        contacts: list = []
-        preds = predict_distance_matrices(
-            model, examples, cfg.evaluation.batch_size, runtime, progress=True, contacts=contacts
-        )
-        rows, coords, last_beat = [], [], time.time()
-        for e, full, pred, scores in zip(examples, full_lengths, preds, contacts):
-            row = {"id": e.id, "length": full, "evaluated_length": e.length, "cropped": int(e.length < full)}
-            row["observed"] = int(e.mask.sum())
-            row.update(score_distances(pred, e, scores))
-            structure, X = score_structure(pred, e)
-            row.update(structure)
-            rows.append(row)
-            coords.append(X)
-            if time.time() - last_beat > 60:
-                events.write("heartbeat", step, stage=f"eval {tag}: scoring")
-                last_beat = time.time()
-        if base_rows is None:
-            base_rows = [
-                {**score_distances(D, e), **score_structure(D, e)[0]} for D, e in zip(base_D, examples)
-            ]
-        out_dir = run.eval_epoch_dir(split, epoch)
-        summary = write_checkpoint_outputs(
-            out_dir, rows, base_rows, examples, preds, base_D, coords,
-            info={"split": split, "checkpoint": str(checkpoint), "epoch": epoch, "heatmaps": HEATMAP_LIMIT},
-        )  # fmt: skip
-        flat = {**summary["model"], **{f"baseline_{k}": v for k, v in summary["baseline"].items()}}
-        events.write("eval", step, epoch=epoch, split=split, metrics=flat)
-        print(f"{tag}: distance MAE {flat['distance_mae']:.2f} A (baseline {flat['baseline_distance_mae']:.2f} A), "
-              f"TM {flat['tm_score']:.3f} ({flat['baseline_tm_score']:.3f}), long-range P@L/5 "
-              f"{flat['contact_p_at_L5_sep24']:.3f} ({flat['baseline_contact_p_at_L5_sep24']:.3f}), "
-              f"lDDT {flat['lddt']:.3f}; geometry: mean CA-CA {flat['mean_ca_ca']:.2f} A, "
-              f"{flat['clashes']:.1f} clashes per chain -> {out_dir}")  # fmt: skip
-    write_summary(eval_root, SUMMARY_COLUMNS)
-    return eval_root
+    return [windows[i] for i in range(len(windows))], full_lengths
+
+
+def _score_checkpoint(model, examples, full_lengths, target, cfg, runtime, events) -> tuple[list, list, list]:
+    """(predicted distances, per-chain rows, chosen coordinates) of the loaded checkpoint; a heartbeat
+    event at the start and every minute of scoring."""
+    from loralab.protein.inference import predict_distance_matrices
+
+    tag = f"epoch-{target.epoch}"
+    events.write("heartbeat", target.step, stage=f"eval {tag}: predicting {len(examples)} chains")
+    contacts: list = []
+    preds = predict_distance_matrices(
+        model, examples, cfg.evaluation.batch_size, runtime, progress=True, contacts=contacts
+    )
+    rows, coords, last_beat = [], [], time.time()
+    for e, full, pred, scores in zip(examples, full_lengths, preds, contacts):
+        row, X = score_chain(e, full, pred, scores)
+        rows.append(row)
+        coords.append(X)
+        if time.time() - last_beat > 60:
+            events.write("heartbeat", target.step, stage=f"eval {tag}: scoring")
+            last_beat = time.time()
+    return preds, rows, coords
+
+
+def _headline(tag: str, flat: dict, out_dir: Path) -> str:
+    return (
+        f"{tag}: distance MAE {flat['distance_mae']:.2f} A (baseline {flat['baseline_distance_mae']:.2f} A), "
+        f"TM {flat['tm_score']:.3f} ({flat['baseline_tm_score']:.3f}), long-range P@L/5 "
+        f"{flat['contact_p_at_L5_sep24']:.3f} ({flat['baseline_contact_p_at_L5_sep24']:.3f}), "
+        f"lDDT {flat['lddt']:.3f}; geometry: mean CA-CA {flat['mean_ca_ca']:.2f} A, "
+        f"{flat['clashes']:.1f} clashes per chain -> {out_dir}"
+    )

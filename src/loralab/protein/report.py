@@ -1,6 +1,7 @@
 """Files of a protein evaluation: per-chain CSV, metrics JSON, heatmaps, structures, summary.
 
-Written by :func:`loralab.protein.evaluate.evaluate_run`; the layout is described there.
+Written by :func:`loralab.protein.evaluate.evaluate_run`; the layout is described there. Scores come
+from :mod:`loralab.protein.scoring`, heatmaps from :mod:`loralab.protein.plots`.
 """
 
 from __future__ import annotations
@@ -13,19 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROW_INFO = ("id", "length", "evaluated_length", "cropped", "observed")
-
-
-def mean_metrics(rows: list[dict]) -> dict[str, float]:
-    """Mean over chains of each numeric metric (NaN entries, e.g. no long-range pairs, skipped)."""
-    keys = (
-        [k for k, v in rows[0].items() if k not in ROW_INFO and isinstance(v, (int, float))] if rows else []
-    )
-    out = {}
-    for k in keys:
-        values = [float(r[k]) for r in rows if isinstance(r.get(k), (int, float)) and math.isfinite(r[k])]
-        out[k] = float(np.mean(values)) if values else math.nan
-    return out
+from loralab.protein.scoring import ROW_INFO, mean_metrics, true_distances
 
 
 def _json_safe(value):
@@ -47,9 +36,8 @@ def write_checkpoint_outputs(
 ) -> dict:
     """metrics.json, per_protein.csv, predicted_distances.npz, heatmaps/, structures/ of one checkpoint."""
     from loralab.protein.dataset import decode_residues
-    from loralab.protein.evaluate import true_distances
     from loralab.protein.geometry import write_ca_pdb
-    from loralab.protein.predict import save_heatmaps
+    from loralab.protein.plots import save_heatmaps
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

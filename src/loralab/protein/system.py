@@ -24,7 +24,6 @@ import logging
 from pathlib import Path
 
 from loralab.engine.system import ParamCount, SystemParts
-from loralab.errors import DataError
 
 log = logging.getLogger("loralab.protein")
 
@@ -42,28 +41,6 @@ def parameter_groups(model) -> dict[str, ParamCount]:
     return {g: ParamCount(trainable=t, total=n) for g, (t, n) in counts.items()}
 
 
-def load_split(cfg, split: str, required: bool = True):
-    """Examples of one split of the prepared data set (``protein.limit`` applied)."""
-    from loralab.protein.dataset import usable_examples
-    from loralab.protein.prepare import read_dataset
-
-    try:
-        records = read_dataset(cfg.protein.dataset_dir, split)
-    except DataError:
-        if required:
-            raise
-        return []  # an optional split (validation) the data set does not have
-    if cfg.protein.limit is not None:
-        records = records[: cfg.protein.limit]
-    examples = usable_examples(records, split)
-    if required and not examples:
-        raise DataError(
-            f"{cfg.protein.dataset_dir}: split '{split}' has no usable chains; prepare a data set with "
-            "'loralab protein prepare --structures DIR --out DIR' and check its summary.json"
-        )
-    return examples
-
-
 def build_parts(cfg, runtime, *, train_examples=None, val_examples=None) -> SystemParts:
     """Everything the shared trainer needs to train the protein model (see module doc).
 
@@ -71,8 +48,9 @@ def build_parts(cfg, runtime, *, train_examples=None, val_examples=None) -> Syst
     splits when given (benchmarks feed synthetic chains through the same path)."""
     from loralab.protein.checkpoint_io import load_protein_trainable, save_protein_trainable
     from loralab.protein.dataset import ProteinDataset, collate_proteins
-    from loralab.protein.evaluate import SeparationMeanBaseline, validation_metrics
     from loralab.protein.model import build_protein_model
+    from loralab.protein.records import load_split
+    from loralab.protein.scoring import SeparationMeanBaseline, validation_metrics
     from loralab.protein.training_targets import distogram_prior, protein_loss, separation_prior
 
     if train_examples is None:
