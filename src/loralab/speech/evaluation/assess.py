@@ -173,12 +173,19 @@ def check_items(items: Sequence[AssessItem]) -> None:
             )
 
 
+def _ideal_answer(text: str, task: str) -> str:
+    """The answer of a perfect reading of ``text``: the sentence and its canonical phones (MDD),
+    full marks (APA); the token budget's measure and the fast decoder's draft."""
+    if task == "mdd":
+        phones = " ".join(p for _, ps, _ in canonical_words(text) for p in ps)
+        return json.dumps({"word_transcript": text, "phoneme_transcript": phones})
+    aspects = APA_ASPECTS if task == "apa" else (task.removeprefix("apa_"),)
+    return json.dumps(dict.fromkeys(aspects, 10))
+
+
 def _budgets(tokenizer, text: str) -> dict[str, int]:
     """The evaluation rule (answer length + margin) applied to this sentence's ideal answers."""
-
-    phones = " ".join(p for _, ps, _ in canonical_words(text) for p in ps)
-    mdd = json.dumps({"word_transcript": text, "phoneme_transcript": phones})
-    apa = json.dumps(dict.fromkeys(APA_ASPECTS, 10))
+    apa, mdd = _ideal_answer(text, "apa"), _ideal_answer(text, "mdd")
     return {"apa": answer_token_budget(tokenizer, [apa]), "mdd": answer_token_budget(tokenizer, [mdd])}
 
 
@@ -196,28 +203,23 @@ def load_items(items: Sequence[AssessItem]) -> dict[str, object]:
 
 def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None = None, prompt_style: str = "paper",
                  prompt_reference: str = "none", score_decoding: str = "greedy", batch_size: int = 8,
-                 max_new_tokens: int | None = None, apa_tasks: Sequence[str] = ("apa",)) -> list[Assessment]:  # fmt: skip
+                 max_new_tokens: int | None = None, apa_tasks: Sequence[str] = ("apa",),
+                 fast: bool = True) -> list[Assessment]:  # fmt: skip
     """Assess every item; ``audios`` from :func:`load_items` (loaded here when not given).
     ``score_decoding='expected'``: the scores are the expected values read from the model's
     probabilities (one decimal), as the model was evaluated; greedy: the digits it wrote.
     ``apa_tasks``: how the model was trained to score, ``("apa",)`` (all aspects in one answer)
-    or one task per aspect (``apa_fluency``, ...), whose answers are merged."""
+    or one task per aspect (``apa_fluency``, ...), whose answers are merged. ``fast``: one
+    recording at a time on the KV cache (:mod:`~loralab.speech.evaluation.fast_decode`: APA
+    constrained to its template under expected-score decoding, greedy answers verified against
+    the ideal answer), the same answers as batched ``generate`` and its expected-score pass."""
     audios = audios if audios is not None else load_items(items)
     generator = BatchedGenerator(
         inference, prompt_style=prompt_style, prompt_reference=prompt_reference, batch_size=batch_size
     )
-    raw: dict[tuple[str, str], str] = {}
-    expected: dict[str, dict[str, float]] = {}
     order = sorted(items, key=lambda it: -it.duration)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        for task in (*apa_tasks, "mdd"):
-            kind = "mdd" if task == "mdd" else "apa"
-            budgets = [max_new_tokens or _budgets(inference.tokenizer, it.text)[kind] for it in chunk]
-            generator.max_new_tokens[task] = max(budgets)
-            for answer in generator.generate(task, [audios[it.id] for it in chunk], chunk):
-                raw[(answer.id, task)] = answer.raw
-                expected.setdefault(answer.id, {}).update(answer.expected or {})
+    decode = _decode_fast if fast else _decode_batched
+    raw, expected = decode(generator, order, audios, apa_tasks, batch_size, max_new_tokens, score_decoding)
     results = [_assessment(item, _apa_raw(raw, item.id, apa_tasks), raw[(item.id, "mdd")]) for item in items]
     window = inference.backbone.window_seconds
     for item, result in zip(items, results):
@@ -230,6 +232,47 @@ def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None 
                 f"first {window:g} s (split longer recordings into sentences)"
             )
     return results
+
+
+def _decode_fast(generator, order, audios, apa_tasks, batch_size, max_new_tokens, score_decoding):
+    """Every item's answers, one recording at a time (:mod:`~.fast_decode`)."""
+    from loralab.speech.evaluation.fast_decode import FastDecoder
+
+    decoder = FastDecoder(generator)
+    raw: dict[tuple[str, str], str] = {}
+    expected: dict[str, dict[str, float]] = {}
+    for item in order:
+        budgets = _budgets(generator.inference.tokenizer, item.text)
+        for task in (*apa_tasks, "mdd"):
+            answer = decoder.answer(
+                task,
+                audios[item.id],
+                item,
+                draft=_ideal_answer(item.text, task),
+                max_new_tokens=max_new_tokens or budgets["mdd" if task == "mdd" else "apa"],
+                read_expected=score_decoding == "expected",
+            )
+            raw[(item.id, task)] = answer.raw
+            expected.setdefault(item.id, {}).update(answer.expected or {})
+    return raw, expected
+
+
+def _decode_batched(generator, order, audios, apa_tasks, batch_size, max_new_tokens, score_decoding):
+    """Every item's answers, batch by batch through ``generate`` (and the expected-score pass)."""
+    raw: dict[tuple[str, str], str] = {}
+    expected: dict[str, dict[str, float]] = {}
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        for task in (*apa_tasks, "mdd"):
+            kind = "mdd" if task == "mdd" else "apa"
+            budgets = [
+                max_new_tokens or _budgets(generator.inference.tokenizer, it.text)[kind] for it in chunk
+            ]
+            generator.max_new_tokens[task] = max(budgets)
+            for answer in generator.generate(task, [audios[it.id] for it in chunk], chunk):
+                raw[(answer.id, task)] = answer.raw
+                expected.setdefault(answer.id, {}).update(answer.expected or {})
+    return raw, expected
 
 
 def _apa_raw(raw: dict, item_id: str, apa_tasks: Sequence[str]) -> str:
