@@ -166,15 +166,45 @@ def run_protein(
     from loralab.config import load_config
     from loralab.demo.speech_demo import training_loss
     from loralab.engine.trainer import train
-    from loralab.protein.evaluate import evaluate_run
-    from loralab.protein.predict import predict_sequences
+
+    root = out_dir / "protein"
+    dataset_dir = root / "dataset"
+    result = {} if result is None else result
+    result["backbone"] = str(backbone_dir)
+    _prepare_data(root, plan, clock, result)
+    overrides = [
+        f"model.name_or_path={backbone_dir}",
+        f"protein.dataset_dir={dataset_dir}",
+        f"output_dir={root / 'runs' / 'protein_cpu'}",
+        f"training.epochs={plan.protein_epochs}",
+        f"training.seed={plan.seed}",
+    ]
+    cfg = load_config(PROTEIN_PRESET, overrides)
+    with clock.stage(
+        "protein", "train", f"{PROTEIN_PRESET}, {cfg.training.epochs} epoch(s), SmolLM2 backbone"
+    ):
+        run_dir = Path(train(cfg))
+    gc.collect()  # the training model goes before evaluation loads its own
+    result["run_dir"] = str(run_dir)
+    result["training_loss"] = training_loss(run_dir)
+    result["validation_by_epoch"] = validation_by_epoch(run_dir)
+    _evaluate(run_dir, clock, result)
+    _predict_one(run_dir, dataset_dir, root / "predict", clock, result)
+    result["acceptance"] = acceptance(result, plan.mode == "full")
+    for check in result["acceptance"]:
+        clock.log(f"[{'ok' if check['passed'] else 'FAIL'}] {check['check']}: {check['value']}")
+    with clock.stage("protein", "status"):
+        result.update(_status(run_dir))
+    return result
+
+
+def _prepare_data(root: Path, plan, clock: StageClock, result: dict) -> None:
+    """Real structures (and ProMod3 chains when installed) -> ``root/dataset``; notes the sources."""
     from loralab.protein.prepare import prepare_structures
     from loralab.protein.promod3_source import INSTALL_HINT, promod3_missing_reason
 
-    root = out_dir / "protein"
     structures, dataset_dir = root / "structures", root / "dataset"
-    result = {} if result is None else result
-    result.update({"backbone": str(backbone_dir), "structures": str(structures), "dataset": str(dataset_dir)})
+    result.update({"structures": str(structures), "dataset": str(dataset_dir)})
     missing = promod3_missing_reason() if plan.protein_promod3_chains else "not asked for"
     source = "mdanalysistests" + (
         "" if missing else f" + {plan.protein_promod3_chains} ProMod3 StructureDB chains"
@@ -195,22 +225,11 @@ def run_protein(
     result["chains"] = {split: info.get("chains") for split, info in summary.get("splits", {}).items()}
     clock.log(f"{len(files)} structure files -> chains per split: {result['chains']}")
 
-    overrides = [
-        f"model.name_or_path={backbone_dir}",
-        f"protein.dataset_dir={dataset_dir}",
-        f"output_dir={root / 'runs' / 'protein_cpu'}",
-        f"training.epochs={plan.protein_epochs}",
-        f"training.seed={plan.seed}",
-    ]
-    cfg = load_config(PROTEIN_PRESET, overrides)
-    with clock.stage(
-        "protein", "train", f"{PROTEIN_PRESET}, {cfg.training.epochs} epoch(s), SmolLM2 backbone"
-    ):
-        run_dir = Path(train(cfg))
-    gc.collect()  # the training model goes before evaluation loads its own
-    result["run_dir"] = str(run_dir)
-    result["training_loss"] = training_loss(run_dir)
-    result["validation_by_epoch"] = validation_by_epoch(run_dir)
+
+def _evaluate(run_dir: Path, clock: StageClock, result: dict) -> None:
+    """The last checkpoint on the test split (``loralab evaluate``): metrics beside the baseline."""
+    from loralab.protein.evaluate import evaluate_run
+
     with clock.stage(
         "protein", "evaluate", "last checkpoint on the test split, beside the separation-mean baseline"
     ):
@@ -226,21 +245,21 @@ def run_protein(
     result["test_chains"] = evaluation.get("num_proteins")
     result["esm2_35m_long_range_p_at_L_cameo"] = ESM2_35M_LONG_RANGE_P_AT_L
     result["geometry"] = structure_geometry(metrics_files[-1].parent / "per_protein.csv")
+
+
+def _predict_one(run_dir: Path, dataset_dir: Path, out: Path, clock: StageClock, result: dict) -> None:
+    """``loralab protein predict`` on the first test chain: distance map, C-alpha trace, PDB."""
+    from loralab.protein.predict import predict_sequences
+
     name, sequence = _first_test_protein(dataset_dir)
     with clock.stage("protein", "predict", f"distance map, C-alpha trace and PDB for test chain {name}"):
-        predictions = predict_sequences(run_dir, [(name, sequence)], root / "predict")
+        predictions = predict_sequences(run_dir, [(name, sequence)], out)
     predicted = predictions[0]
     result["prediction"] = {
         "chain": name,
         "length": predicted["length"],
         "predicted_residues": predicted["predicted_length"],  # < length: cropped to protein.max_length
         "notes": predicted["notes"],
-        **{kind: str(root / "predict" / file) for kind, file in predicted["files"].items()},
+        **{kind: str(out / file) for kind, file in predicted["files"].items()},
         "geometry": predicted.get("geometry"),
     }
-    result["acceptance"] = acceptance(result, plan.mode == "full")
-    for check in result["acceptance"]:
-        clock.log(f"[{'ok' if check['passed'] else 'FAIL'}] {check['check']}: {check['value']}")
-    with clock.stage("protein", "status"):
-        result.update(_status(run_dir))
-    return result
