@@ -145,41 +145,61 @@ class CachedModel:
         return logits.argmax(-1).tolist()
 
 
-def constrained_apa(
-    lm: CachedModel, inputs: dict, template: ApaTemplate
-) -> tuple[list[int], dict[str, float]]:
-    """The answer's tokens (template + the most likely numbers) and its expected scores."""
+def constrained_apa(lm: CachedModel, inputs: dict, template: ApaTemplate,
+                    guess: int = 10) -> tuple[list[int], dict[str, float]]:  # fmt: skip
+    """The answer's tokens (template + the most likely numbers) and its expected scores.
+
+    Speculative: the prompt, the template and every number guessed (``guess``) go in one pass;
+    a number the model's reading contradicts is put right and the rest of the template fed
+    again from it, every later number guessed equal to it (scores of one recording agree)."""
     import torch
 
-    numbers = template.numbers
+    numbers, segments, aspects = template.numbers, template.segments, template.aspects
     single = {seq[0]: n for n, seq in numbers.items() if len(seq) == 1}
     one, zero = numbers[1][0], numbers[10][-1]
     firsts = sorted(set(single) | ({one} if template.ten_split else set()))
-    segments = template.segments
-    probs = torch.softmax(lm.start(inputs, segments[0], keep=1)[-1], -1)
+
+    def rest(k: int, n: int) -> list[int]:
+        """The tokens from number k on, every number n (number k's first token first)."""
+        out: list[int] = []
+        for j in range(k, len(aspects)):
+            out += numbers[n] + (list(segments[j + 1]) if j + 1 < len(aspects) else [])
+        return out
+
+    fed = list(segments[0]) + rest(0, guess)
+    rows = lm.start(inputs, fed, keep=len(fed) + 1)  # rows[i]: the logits that predict fed[i]
+    base, q = lm.length - len(fed), len(segments[0])  # cache before ``fed``; number k in ``fed``
+    guesses = [guess] * len(aspects)
     chosen: list[int] = []
     expected: dict[str, float] = {}
-    for k, aspect in enumerate(template.aspects):
+    k = 0
+    while k < len(aspects):
+        probs = torch.softmax(rows[q], -1)
         first = firsts[int(torch.argmax(probs[firsts]))]
-        after = list(segments[k + 1]) if k + 1 < len(template.aspects) else []
+        value = None
         if template.ten_split and first == one:
-            logits = lm.feed([one, zero] + after)
-            next_probs = torch.softmax(logits[0], -1)
-            follow = segments[k + 1][0] if segments[k + 1] else zero
-            ten = bool(next_probs[zero] >= next_probs[follow])
-            if not ten:  # a 1: drop the "0" and what followed it
-                lm.crop(lm.length - len(after) - 1)
-                logits = lm.feed(after) if after else None
-            value = expected_score(probs, numbers, next_probs)
-            chosen.append(10 if ten else 1)
+            n = 10  # "1" must be fed with "0" after it to read the split of its mass
+            if fed[q] == one:
+                next_probs = torch.softmax(rows[q + 1], -1)
+                follow = segments[k + 1][0] if segments[k + 1] else zero
+                n = 10 if next_probs[zero] >= next_probs[follow] else 1
+                value = expected_score(probs, numbers, next_probs)
         else:
+            n = single[first]
             value = expected_score(probs, numbers, None)
-            chosen.append(single[first])
-            logits = lm.feed([first] + after) if after else None
-        if value is not None:
-            expected[aspect] = value
-        if logits is not None:
-            probs = torch.softmax(logits[-1], -1)
+        if n == guesses[k]:  # (then a first "1" was fed with what follows it: value is read)
+            chosen.append(n)
+            if value is not None:
+                expected[aspects[k]] = value
+            q += len(numbers[n]) + (len(segments[k + 1]) if k + 1 < len(aspects) else 0)
+            k += 1
+            continue
+        # A wrong guess: keep the cache up to number k, feed the rest again guessing n.
+        lm.crop(base + q)
+        guesses[k:] = [n] * (len(aspects) - k)
+        fed = rest(k, n)
+        rows = torch.cat([rows[q : q + 1], lm.feed(fed)])
+        base, q = base + q, 0
     return template.tokens(chosen), expected
 
 

@@ -1,0 +1,236 @@
+"""Fast decoding (one recording on the KV cache) against the plain route on a tiny random Qwen2-Audio.
+
+* Constrained APA: its expected scores equal those of the evaluation's teacher-forced pass
+  (:func:`~loralab.speech.evaluation.expected.expected_scores`, no cache) over the same answer,
+  and each number it wrote is the most likely number there by that pass; with a tokenizer
+  that writes "10" as "1" + "0", the ten-or-one decision included (logit biases steer it).
+* Greedy with a draft: the tokens of ``model.generate`` (greedy), whatever the draft.
+* ``assess_items(fast=True)`` answers as ``fast=False`` under greedy score decoding.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from loralab.speech.evaluation.expected import expected_scores, number_token_ids, score_positions
+from loralab.speech.evaluation.fast_decode import (
+    CachedModel,
+    FastDecoder,
+    apa_template,
+    constrained_apa,
+    greedy_with_draft,
+)
+from loralab.speech.evaluation.parse import APA_ASPECTS
+
+TEXT = "Picture that family weather cat"
+
+
+@pytest.fixture(scope="module")
+def inference(tiny_qwen2audio_dir):
+    from loralab.speech.model.load import load_for_inference
+
+    return load_for_inference(tiny_qwen2audio_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def decoder(inference):
+    from loralab.speech.evaluation.generate import BatchedGenerator
+
+    return FastDecoder(BatchedGenerator(inference, prompt_style="short", prompt_reference="phones"))
+
+
+def recording(seed: int, seconds: float = 1.5) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    return (0.3 * np.sin(2 * np.pi * rng.uniform(100, 300) * t) + 0.05 * rng.standard_normal(t.size)).astype(
+        np.float32
+    )
+
+
+def item(seed: int):
+    from loralab.speech.evaluation.assess import AssessItem
+
+    return AssessItem(str(seed), f"take{seed}.wav", TEXT, 1.5)
+
+
+class DigitSplitting:
+    """The tiny tokenizer, but numbers written digit by digit ("10" = "1" + "0", as SmolLM2's)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __call__(self, text, add_special_tokens=False):
+        ids = []
+        for piece in re.split(r"(\d)", text):
+            if piece:
+                ids += self.tokenizer(piece, add_special_tokens=False)["input_ids"]
+        return {"input_ids": ids}
+
+    def decode(self, ids, **kwargs):
+        return self.tokenizer.decode(ids, **kwargs)
+
+
+class Layout:
+    """answer_ids of a ChatLayout, through any tokenizer: the answer and an end token."""
+
+    def __init__(self, tokenizer, end: int):
+        self.tokenizer, self.end = tokenizer, end
+
+    def answer_ids(self, task, answer):
+        return self.tokenizer(answer)["input_ids"] + [self.end]
+
+
+class Biased(torch.nn.Module):
+    """lm_head plus a fixed bias per token (steers the random model's choices)."""
+
+    def __init__(self, head, bias):
+        super().__init__()
+        self.head = head
+        self.register_buffer("bias", bias)
+
+    def forward(self, x):
+        return self.head(x) + self.bias
+
+
+def check_against_teacher_forcing(inference, decoder, template, tokenizer, seed):
+    """Constrained APA vs the evaluation's pass over prompt + the same answer; returns the numbers."""
+    inputs = decoder._inputs("apa", recording(seed), item(seed))
+    tokens, expected = constrained_apa(CachedModel(inference.model), inputs, template)
+    prompt_len = inputs["input_ids"].shape[1]
+    sequences = torch.cat([inputs["input_ids"], torch.tensor([tokens])], 1)
+    reference = expected_scores(inference.model, inputs, sequences, prompt_len, tokenizer)[0]
+    assert set(reference) == set(APA_ASPECTS)
+    assert expected == pytest.approx(reference, abs=1e-4)
+    # Each number written is the most likely of the numbers' first tokens by the same full pass.
+    with torch.inference_mode():
+        hidden = inference.model.model(input_ids=sequences, attention_mask=torch.ones_like(sequences),
+                                       **{k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")})  # fmt: skip
+        logits = inference.model.lm_head(hidden.last_hidden_state[0, prompt_len - 1 : -1])
+    numbers = template.numbers
+    firsts = sorted({seq[0] for seq in numbers.values() if len(seq) == 1 or template.ten_split})
+    for i in score_positions(tokenizer, tokens).values():
+        assert tokens[i] == firsts[int(torch.argmax(logits[i, firsts]))]
+    return json.loads(tokenizer.decode(tokens, skip_special_tokens=True))
+
+
+def test_template_of_the_answer_the_model_was_trained_on(decoder, inference):
+    template = decoder.template("apa")
+    assert template is not None and template.aspects == APA_ASPECTS
+    scores = [10, 3, 7, 0]
+    answer = json.dumps(dict(zip(APA_ASPECTS, scores)))
+    assert template.tokens(scores) == decoder.layout.answer_ids("apa", answer)
+    one = decoder.template("apa_fluency")
+    assert one.tokens([4]) == decoder.layout.answer_ids("apa_fluency", '{"fluency": 4}')
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_constrained_apa_equals_the_expected_score_pass(inference, decoder, seed):
+    template = decoder.template("apa")
+    numbers = check_against_teacher_forcing(inference, decoder, template, inference.tokenizer, seed)
+    assert list(numbers) == list(APA_ASPECTS)
+
+
+@pytest.mark.parametrize("steer", ["none", "ten", "one"])
+def test_constrained_apa_with_ten_written_as_two_tokens(inference, decoder, steer):
+    tokenizer = DigitSplitting(inference.tokenizer)
+    end = inference.end_token_ids[0]
+    template = apa_template(Layout(tokenizer, end), tokenizer, "apa", APA_ASPECTS)
+    assert template is not None and template.ten_split
+    digits = number_token_ids(tokenizer, with_space=False)
+    assert template.numbers == digits
+    bias = torch.zeros(inference.model.config.text_config.vocab_size)
+    one, zero = digits[1][0], digits[10][1]
+    follows = [template.segments[k][0] for k in range(1, len(template.segments))]  # ',' and '}'
+    if steer == "ten":  # "1" first, then "0" over what follows: every score 10
+        bias[one], bias[zero] = 30.0, 15.0
+    elif steer == "one":  # "1" first, then the template's next token: every score 1
+        bias[one] = 30.0
+        bias[follows] = 45.0
+    head = inference.model.lm_head
+    inference.model.lm_head = Biased(head, bias)
+    try:
+        numbers = check_against_teacher_forcing(inference, decoder, template, tokenizer, seed=3)
+    finally:
+        inference.model.lm_head = head
+    if steer == "ten":
+        assert set(numbers.values()) == {10}
+    elif steer == "one":
+        assert set(numbers.values()) == {1}
+
+
+def plain_greedy(inference, inputs, max_new_tokens):
+    with torch.inference_mode():
+        out = inference.model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=list(inference.end_token_ids),
+            suppress_tokens=[int(inference.audio_token_id)],
+            pad_token_id=inference.tokenizer.pad_token_id,
+        )
+    return out[0, inputs["input_ids"].shape[1] :].tolist()
+
+
+def test_greedy_with_a_draft_gives_the_greedy_tokens(inference, decoder):
+    inputs = decoder._inputs("mdd", recording(5), item(5))
+    budget = 14
+    greedy = plain_greedy(inference, inputs, budget)
+    assert len(greedy) == budget  # the random model never stops: no end token to cut
+    ideal = decoder.layout.answer_ids(
+        "mdd", json.dumps({"word_transcript": TEXT, "phoneme_transcript": "P IH K"})
+    )
+    drafts = {
+        "none": [],
+        "ideal": ideal,
+        "exact": greedy,
+        "substituted": greedy[:4] + [greedy[4] + 1] + greedy[5:],
+        "deleted": greedy[:6] + greedy[7:],
+        "inserted": greedy[:3] + [7] + greedy[3:],
+        "longer": greedy + ideal,
+    }
+    for name, draft in drafts.items():
+        tokens, hit_limit = greedy_with_draft(
+            CachedModel(inference.model, [inference.audio_token_id]),
+            inputs,
+            draft,
+            inference.end_token_ids,
+            budget,
+        )
+        assert (tokens, hit_limit) == (greedy, True), name
+
+
+def test_greedy_with_a_draft_stops_at_an_end_token(inference, decoder):
+    """With the end token made likely after a few steps the answer stops there, as generate's."""
+    inputs = decoder._inputs("mdd", recording(6), item(6))
+    end = inference.end_token_ids[0]
+    bias = torch.zeros(inference.model.config.text_config.vocab_size)
+    bias[end] = 6.0
+    head = inference.model.lm_head
+    inference.model.lm_head = Biased(head, bias)
+    try:
+        greedy = plain_greedy(inference, inputs, 30)
+        tokens, hit_limit = greedy_with_draft(
+            CachedModel(inference.model, [inference.audio_token_id]), inputs, greedy[:3], [end], 30
+        )
+    finally:
+        inference.model.lm_head = head
+    cut = greedy.index(end) if end in greedy else len(greedy)
+    assert (tokens, hit_limit) == (greedy[:cut], end not in greedy)
+
+
+def test_fast_assessment_answers_as_the_batched_one(inference):
+    from loralab.speech.evaluation.assess import AssessItem, assess_items
+
+    items = [AssessItem(str(i), f"take{i}.wav", TEXT, 1.5) for i in range(2)]
+    audios = {it.id: recording(10 + i) for i, it in enumerate(items)}
+    kwargs = dict(audios=audios, prompt_style="short", prompt_reference="phones", max_new_tokens=10)
+    fast = assess_items(inference, items, fast=True, **kwargs)
+    plain = assess_items(inference, items, fast=False, **kwargs)
+    assert [a.raw for a in fast] == [a.raw for a in plain]
+    assert [a.to_dict() for a in fast] == [a.to_dict() for a in plain]
