@@ -40,6 +40,7 @@ MDD = {"word_transcript": "we call it bears", "phoneme_transcript": "W IY K AA L
 
 @pytest.fixture
 def scripted_answers(monkeypatch):
+    from loralab.speech.evaluation.fast_decode import FastDecoder
     from loralab.speech.evaluation.generate import BatchedGenerator, GeneratedAnswer
 
     def generate(self, task, audios, rows):
@@ -47,6 +48,10 @@ def scripted_answers(monkeypatch):
         return [GeneratedAnswer(r.id, task, raw, 9, False) for r in rows]
 
     monkeypatch.setattr(BatchedGenerator, "generate", generate)
+    # One recording at a time (the service's route) answers the same.
+    monkeypatch.setattr(
+        FastDecoder, "answer", lambda self, task, audio, row, **_: generate(self, task, [audio], [row])[0]
+    )
 
 
 @pytest.fixture

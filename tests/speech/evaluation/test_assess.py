@@ -136,6 +136,7 @@ def test_assess_bad_input_errors(tiny_model_dir, wav, tmp_path, capsys):
 def test_assess_merges_one_aspect_at_a_time_and_reads_expected_scores(tiny_model_dir, wav, monkeypatch):
     """A model trained one aspect at a time is asked each aspect; expected decoding gives its scores."""
     from loralab.speech.evaluation.assess import AssessItem, assess_items
+    from loralab.speech.evaluation.fast_decode import FastDecoder
     from loralab.speech.evaluation.generate import BatchedGenerator, GeneratedAnswer
     from loralab.speech.model.load import load_for_inference
 
@@ -150,6 +151,9 @@ def test_assess_merges_one_aspect_at_a_time_and_reads_expected_scores(tiny_model
         return [GeneratedAnswer(r.id, task, json.dumps({aspect: 7}), 5, False, {aspect: 6.25}) for r in rows]
 
     monkeypatch.setattr(BatchedGenerator, "generate", scripted)
+    monkeypatch.setattr(
+        FastDecoder, "answer", lambda self, task, audio, row, **_: scripted(self, task, [audio], [row])[0]
+    )
     tasks = ["apa_accuracy", "apa_fluency", "apa_prosodic", "apa_total"]
     item = AssessItem("1", str(wav), "We call it bear")
     inference = load_for_inference(tiny_model_dir, device="cpu")
