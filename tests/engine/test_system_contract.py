@@ -57,6 +57,19 @@ def test_evaluate_asks_the_runs_system(toy_as_speech, tmp_path, capsys):
     assert mse[2] < mse[0]  # the trained adapter beats the untrained base
 
 
+def test_estimate_asks_the_configs_system(toy_as_speech, tmp_path, monkeypatch):
+    from loralab.errors import LoralabError
+    from loralab.estimate import estimate
+
+    cfg = toy_cfg(tmp_path / "run")
+    assert estimate(cfg, batch_size=2, mfu=0.5) == {
+        "preset": cfg.name, "batch_size": 2, "mfu": 0.5, "weights": "torch.bfloat16"
+    }  # fmt: skip
+    monkeypatch.delattr(toy_system, "ESTIMATOR")
+    with pytest.raises(LoralabError, match="does not support system 'speech'"):
+        estimate(cfg, batch_size=2)
+
+
 def test_speech_describes_its_unfrozen_groups_as_its_backbone_names_them():
     from loralab.config.loader import load_config
     from loralab.speech.system import describe

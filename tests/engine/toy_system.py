@@ -149,6 +149,7 @@ def build_parts(cfg, runtime) -> SystemParts:
 
 HEADLINE_METRICS = ("mse",)
 EVALUATION_OPTIONS = frozenset({"checkpoints", "split", "limit"})
+ESTIMATOR = "toy_system:estimate_toy"  # loralab estimate: named, imported only when asked
 
 
 def count_parameters(cfg) -> dict[str, ParamCount]:
@@ -179,3 +180,8 @@ def evaluate_run(run_dir, request: EvalRequest) -> EvalOutcome:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps({"mse": mse}))
     return EvalOutcome(run.eval_dir(request.split or "test"), [f"toy evaluation written to {run.eval_dir()}"])
+
+
+def estimate_toy(cfg, batch_size: int, mfu: float, weight_dtype, autocast_dtype) -> dict:
+    """``loralab estimate`` for the toy: what it was given, so a test can see the call."""
+    return {"preset": cfg.name, "batch_size": batch_size, "mfu": mfu, "weights": str(weight_dtype)}

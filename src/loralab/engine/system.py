@@ -18,6 +18,12 @@ The engine knows nothing of audio or proteins. A system module (``loralab.speech
 * ``evaluate_run(run_dir, request: EvalRequest) -> EvalOutcome``: ``loralab evaluate``;
   ``EVALUATION_OPTIONS`` names the :class:`EvalRequest` fields it honours (the CLI notes
   any other given option as ignored).
+* optional, ``ESTIMATOR``: ``"module:function"`` of the function that answers ``loralab
+  estimate`` (GPU memory and time without a GPU) for the system's configs, called as
+  ``function(cfg, batch_size, mfu, weight_dtype, autocast_dtype) -> dict`` (see
+  :func:`loralab.estimate.core.estimate`); a name, not an import, so that the estimator may
+  use the system's internals without an import cycle. Without it the estimator says the
+  system is not supported.
 
 Nothing outside a system package asks which system a config is: it asks the system.
 ``tests/engine/toy_system.py`` implements the whole contract with no model at all.
@@ -41,6 +47,7 @@ CONTRACT = (
     "evaluate_run",
     "EVALUATION_OPTIONS",
 )
+OPTIONAL_CONTRACT = ("ESTIMATOR",)
 
 
 @dataclass

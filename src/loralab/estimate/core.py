@@ -10,12 +10,13 @@ padded length. Evaluation: prefill and decoding with the KV cache at the evaluat
 
 from __future__ import annotations
 
+import importlib
+
 import torch
 
 from loralab.errors import LoralabError
 from loralab.estimate import hardware, inputs
-from loralab.estimate.fake import AllocationTracker, OracleFakeMode, wide_constants
-from loralab.estimate.measure import measure_generation, measure_training
+from loralab.estimate.fake import wide_constants
 
 GB = 1e9
 EPOCH_UTTERANCES = inputs.SO762_TRAIN_UTTERANCES
@@ -28,12 +29,6 @@ def precision(cfg):
     mp = cfg.training.mixed_precision
     autocast = {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16, "no": None}[mp]
     return weights, autocast
-
-
-def _mel_bins(model) -> int | None:
-    config = model.causal_lm.config if hasattr(model, "causal_lm") else model.config
-    audio = getattr(config, "audio_config", None)
-    return getattr(audio, "num_mel_bins", None)
 
 
 def precision_names(weight_dtype, autocast_dtype) -> dict:
@@ -71,61 +66,22 @@ def check_batch_size(batch_size: int | None, default: int) -> int:
 
 
 def estimate(cfg, batch_size: int | None = None, mfu: float = hardware.DEFAULT_MFU) -> dict:
-    """The estimate of ``cfg`` as a JSON-ready dict (see :func:`loralab.estimate.report.format_estimate`)."""
+    """The estimate of ``cfg`` as a JSON-ready dict (see :func:`loralab.estimate.report.format_estimate`).
+
+    The config's system answers: its contract's ``ESTIMATOR`` (see :mod:`loralab.engine.system`)
+    names the function, which uses the helpers of this module."""
+    from loralab.engine.system import system_module
+
     batch_size = check_batch_size(batch_size, cfg.training.batch_size)
     if not 0 < mfu <= 1:
         raise LoralabError(f"--mfu must be in (0, 1] (got {mfu})")
+    target = getattr(system_module(cfg.system), "ESTIMATOR", None)
+    if target is None:
+        raise LoralabError(f"{cfg.name}: the estimator does not support system '{cfg.system}'")
+    module, _, name = target.partition(":")
+    estimator = getattr(importlib.import_module(module), name)
     with wide_constants():
-        if cfg.system == "protein":
-            from loralab.estimate.protein import estimate_protein
-
-            return estimate_protein(cfg, batch_size, mfu, *precision(cfg))
-        if cfg.system != "speech":
-            raise LoralabError(f"{cfg.name}: the estimator does not support system '{cfg.system}'")
-        return _estimate_speech(cfg, batch_size, mfu)
-
-
-def _estimate_speech(cfg, batch_size: int, mfu: float) -> dict:
-    from loralab.estimate import speech
-    from loralab.speech.model.training import answer_only_loss
-
-    weight_dtype, autocast_dtype = precision(cfg)
-    mode = OracleFakeMode()
-    model, backbone = speech.build_fake_model(cfg, mode, weight_dtype)
-    audio_id = backbone.audio_token_id(model.causal_lm.config)
-    tasks = list(cfg.speech.tasks)
-    examples = inputs.speech_examples(tasks, cfg.speech.prompt_style, speech.audio_tokens_counter(backbone))
-    chosen = [inputs.longest(examples, t) for t in tasks] + [
-        inputs.median_example(examples, t) for t in tasks
-    ]
-    batches = [
-        speech.fake_batch(e, batch_size, mode, backbone, audio_id, mel_bins=_mel_bins(model)) for e in chosen
-    ]
-    with mode:
-        costs, optimizer_bytes = measure_training(
-            model, answer_only_loss, batches, cfg.training, autocast_dtype, AllocationTracker(), len(tasks)
-        )
-    points = {t: [(chosen[i].length, costs[i].flops), (chosen[i + len(tasks)].length, costs[i + len(tasks)].flops)]
-              for i, t in enumerate(tasks)}  # fmt: skip
-    flops, micro_batches = epoch_flops(examples, batch_size, cfg.training, points)
-    result = {
-        "preset": cfg.name,
-        "model": cfg.model.name_or_path,
-        "batch_size": batch_size,
-        "gradient_accumulation": cfg.training.gradient_accumulation,
-        "precision": precision_names(weight_dtype, autocast_dtype),
-        "activation_checkpointing": bool(cfg.model.gradient_checkpointing),
-        **memory_breakdown(model, optimizer_bytes, max(c.peak_bytes for c in costs)),
-        "peak_batch": {
-            t: {"seconds": round(chosen[i].seconds, 2), "tokens": chosen[i].length}
-            for i, t in enumerate(tasks)
-        },  # fmt: skip
-        **timing(flops, micro_batches, mfu),
-        "evaluation": _evaluation(cfg, backbone, mode, audio_id, weight_dtype, mfu),
-        "assumptions": assumptions(mfu),
-    }
-    result["fits_24gb"] = result["peak_gb"] <= 24.0
-    return result
+        return estimator(cfg, batch_size, mfu, *precision(cfg))
 
 
 def memory_breakdown(model, optimizer_bytes: int, peak_bytes: int) -> dict:
@@ -179,52 +135,4 @@ def assumptions(mfu: float) -> dict:
         "kernels": "fake tensors on the CPU dispatch path: SDPA attention, CPU autocast op lists",
         "lora_init": "a pretrained adapter costs what a fresh one of the same rank does",
         "audio_encoder_cache": "off (model.cache_audio_encoder saves encoder time after epoch 1, not counted)",
-    }
-
-
-def _evaluation(cfg, backbone, mode, audio_id: int, weight_dtype, mfu: float) -> dict:
-    """Generation as ``loralab evaluate`` runs it: adapter merged, weights in ``weight_dtype``, no autocast."""
-    from loralab.estimate import speech
-
-    lm = speech.build_fake_inference_model(cfg, mode, weight_dtype)
-    size = cfg.evaluation.batch_size
-    tasks = list(cfg.speech.tasks)
-    test = inputs.speech_examples(
-        tasks, cfg.speech.prompt_style, speech.audio_tokens_counter(backbone), seed=1
-    )
-    decoder_bytes = sum(
-        p.untyped_storage().nbytes()
-        for name, p in lm.named_parameters()
-        if not name.startswith(backbone.audio_path_prefixes())
-    )
-    peak, flops, seconds = 0, 0.0, {g.key: 0.0 for g in hardware.GPUS}
-    for task in tasks:
-        longest = inputs.longest(test, task)
-        prompt_len = longest.prompt_tokens + longest.audio_tokens
-        batch = speech.fake_batch(
-            longest, size, mode, backbone, audio_id, with_answer=False, mel_bins=_mel_bins(lm)
-        )
-        with mode:
-            cost = measure_generation(lm, batch, longest.answer_tokens, None, AllocationTracker())
-        peak = max(peak, cost.peak_bytes)
-        mine = [e for e in test if e.task == task]
-        for start in range(0, len(mine), size):
-            chunk = mine[start : start + size]
-            length = max(e.prompt_tokens + e.audio_tokens for e in chunk)
-            steps = max(e.answer_tokens for e in chunk)
-            share = len(chunk) / size
-            prefill = cost.prefill_flops * length / prompt_len * share
-            flops += prefill + steps * cost.decode_flops * share
-            read = decoder_bytes + cost.kv_bytes_per_token * (length + steps / 2) * share
-            for g in hardware.GPUS:
-                seconds[g.key] += hardware.compute_seconds(prefill, g, mfu) + steps * hardware.decode_seconds(
-                    cost.decode_flops * share, read, g, mfu
-                )
-    return {
-        "batch_size": size,
-        "peak_gb": gb(peak),
-        "tflops_per_epoch": round(flops / 1e12, 1),
-        "epoch_seconds": {k: round(v, 1) for k, v in seconds.items()},
-        "utterances": EPOCH_UTTERANCES,
-        "note": "generation with the KV cache until the longest answer of each batch ends",
     }

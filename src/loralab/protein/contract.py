@@ -1,6 +1,6 @@
 """The protein system's plug-in (see :mod:`loralab.engine.system`): training from
 :mod:`loralab.protein.system`, and the rest of the contract (config problems, description,
-headline metrics, ``loralab evaluate``) here, a thin adapter over the protein modules."""
+headline metrics, ``loralab evaluate``, ``loralab estimate``) here, a thin adapter over the protein modules."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from loralab.protein.system import build_parts, count_parameters  # noqa: F401  
 
 HEADLINE_METRICS = ("distance_mae", "distance_rmse", "distance_pearson", "tm_score", "lddt", "gdt_ts", "rmsd")
 EVALUATION_OPTIONS = frozenset({"checkpoints", "split", "limit", "progress"})
+ESTIMATOR = "loralab.estimate.protein:estimate_protein"  # loralab estimate (see loralab.engine.system)
 
 
 def validate_config(cfg) -> list[str]:

@@ -14,6 +14,7 @@ UNFREEZE_GROUPS = ("audio_encoder", "audio_projector")
 # apa (all aspects in one answer), mdd, or APA one aspect at a time (arXiv 2509.15701).
 TASKS = ("apa", "mdd", "apa_accuracy", "apa_fluency", "apa_prosodic", "apa_total")
 EVALUATION_OPTIONS = frozenset(f for f in EvalRequest.__dataclass_fields__)  # every option
+ESTIMATOR = "loralab.estimate.speech:estimate_speech"  # loralab estimate (see loralab.engine.system)
 PAPER_NOTE = "Paper: Ahn & Nam 2025, Table 3 (SpeechOcean762 test set); epoch 0 = no training."
 
 

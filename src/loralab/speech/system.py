@@ -19,6 +19,7 @@ from typing import Any
 
 from loralab.engine.system import ParamCount, SystemParts
 from loralab.speech.contract import (  # noqa: F401  (the system contract, exported)
+    ESTIMATOR,
     EVALUATION_OPTIONS,
     HEADLINE_METRICS,
     describe,
