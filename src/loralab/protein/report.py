@@ -14,15 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from loralab.json_numbers import jsonable
 from loralab.protein.scoring import ROW_INFO, mean_metrics, true_distances
-
-
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    return value
 
 
 def _fmt(value) -> str:
@@ -50,7 +43,7 @@ def write_checkpoint_outputs(
         "baseline_method": "mean training C-alpha distance for each sequence separation",
         "aggregation": "mean over chains of per-chain metrics",
     }
-    (out_dir / "metrics.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+    (out_dir / "metrics.json").write_text(json.dumps(jsonable(summary), indent=2) + "\n")
     metric_keys = [k for k in rows[0] if k not in ROW_INFO] if rows else []
     with (out_dir / "per_protein.csv").open("w", newline="") as f:
         writer = csv.writer(f)
