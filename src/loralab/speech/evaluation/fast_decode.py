@@ -256,6 +256,9 @@ class FastDecoder:
         self.inference = generator.inference
         self.layout = generator.collator.layout
         self.templates: dict[str, ApaTemplate | None] = {}
+        from loralab.speech.backbones.qwen2audio_window import crop_encoder_window
+
+        crop_encoder_window(self.inference.model)  # Qwen2-Audio: the encoder over the real frames only
 
     def template(self, task: str) -> ApaTemplate | None:
         if task not in self.templates:

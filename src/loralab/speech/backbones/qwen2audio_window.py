@@ -1,0 +1,79 @@
+"""Qwen2-Audio's Whisper encoder run over a recording's own frames, not its whole 30 s window.
+
+transformers' ``Qwen2AudioEncoder`` takes exactly 3,000 mel frames (30 s; a shorter clip is
+padded) and ``Qwen2AudioModel`` masks the padded positions out of the encoder's attention and
+keeps only the embeddings of the real frames. So the real positions' outputs do not depend on
+the padding: the convolutions (kernel 3; the second of stride 2) read at most two frames past
+a position, and attention ignores masked keys. :class:`WindowCrop` runs the encoder on the
+frames the longest clip of the batch needs (plus the two the convolutions read), with the
+positional embeddings and the attention mask cut to match, and pads the output back to the
+window's length with zeros (rows the model drops): for a 5 s recording a sixth of the window,
+~6x less encoder work, the same embeddings up to float rounding.
+
+Used by the one-recording route (:mod:`loralab.speech.evaluation.fast_decode`); training and the
+batched evaluation keep the encoder as transformers runs it.
+"""
+
+from __future__ import annotations
+
+
+class WindowCrop:
+    """Installed in place of the encoder's own forward (``full``, called for anything else:
+    training, no mask, a clip that fills the window)."""
+
+    def __init__(self, tower, full):
+        self.tower = tower
+        self.full = full
+
+    @staticmethod
+    def real_positions(attention_mask):
+        """Per row, how many encoder positions are real (None: the mask does not say)."""
+        import torch
+
+        if not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 4:
+            return None
+        keys = attention_mask[:, 0, 0, :]  # a padding mask: the same keys for every query
+        valid = keys if keys.dtype == torch.bool else keys == 0
+        return valid.sum(-1)
+
+    def __call__(self, input_features, attention_mask=None, **kwargs):
+        import torch
+        from transformers.modeling_outputs import BaseModelOutput
+
+        tower = self.tower
+        lengths = self.real_positions(attention_mask)
+        window = tower.embed_positions.weight.shape[0]  # encoder positions of a full window
+        if lengths is None or tower.training or int(lengths.max()) * 2 + 2 >= input_features.shape[-1]:
+            return self.full(input_features, attention_mask=attention_mask, **kwargs)
+        n = int(lengths.max())
+        x = input_features[..., : 2 * n + 2].to(
+            dtype=tower.conv1.weight.dtype, device=tower.conv1.weight.device
+        )
+        x = torch.nn.functional.gelu(tower.conv1(x))
+        x = torch.nn.functional.gelu(tower.conv2(x))
+        hidden = x.permute(0, 2, 1)[:, :n] + tower.embed_positions.weight[:n]
+        mask = attention_mask[..., :n, :n]
+        for layer in tower.layers:
+            hidden = layer(hidden, mask, **kwargs)
+        hidden = tower.avg_pooler(hidden.permute(0, 2, 1)).permute(0, 2, 1)
+        hidden = tower.layer_norm(hidden)
+        out = hidden.new_zeros(hidden.shape[0], (window - 2) // 2 + 1, hidden.shape[-1])
+        out[:, : hidden.shape[1]] = hidden
+        return BaseModelOutput(last_hidden_state=out)
+
+
+def crop_encoder_window(model) -> bool:
+    """Make ``model``'s Qwen2-Audio encoder run over the real frames only (kept under the
+    encoder output cache when one is installed); False for a model without one."""
+    from loralab.speech.backbones.qwen2audio import EncoderOutputCache
+
+    tower = getattr(getattr(model, "model", None), "audio_tower", None)
+    if tower is None or type(tower).__name__ != "Qwen2AudioEncoder":
+        return False
+    forward = tower.forward
+    if isinstance(forward, EncoderOutputCache):
+        if not isinstance(forward.compute, WindowCrop):
+            forward.compute = WindowCrop(tower, forward.compute)
+    elif not isinstance(forward, WindowCrop):
+        tower.forward = WindowCrop(tower, forward)
+    return True
