@@ -45,3 +45,28 @@ def test_settings_come_from_the_model_card(tmp_path):
     assert settings == AssessSettings("short", "phones", "expected", ("apa_accuracy", "apa_fluency"))
     assert AssessSettings.of_model(tmp_path, prompt_style="paper").prompt_style == "paper"
     assert AssessSettings.of_model(tmp_path / "nothing") == AssessSettings()
+
+
+def test_settings_of_a_model_without_a_card_come_from_its_run(tmp_path):
+    """final_model/ without a card: the run's training_config.json; a checkpoint: its own
+    run.json first; an unreadable run config: the defaults (as for a base model)."""
+    import json
+
+    from loralab.speech.assessor import AssessSettings, resolve_model_path
+
+    run = tmp_path / "run"
+    (run / "final_model").mkdir(parents=True)
+    config = {"speech": {"prompt_style": "short", "prompt_reference": "text", "tasks": ["apa", "mdd"]},
+              "evaluation": {"score_decoding": "expected"}}  # fmt: skip
+    (run / "training_config.json").write_text(json.dumps({"config": config}))
+    final = resolve_model_path(run)
+    assert final == run / "final_model"
+    assert AssessSettings.of_model(final) == AssessSettings("short", "text", "expected", ("apa",))
+    checkpoint = run / "checkpoint-epoch-1"
+    checkpoint.mkdir()
+    assert AssessSettings.of_model(checkpoint) == AssessSettings("short", "text", "expected", ("apa",))
+    own = {"speech": {"prompt_style": "paper", "tasks": ["apa_total", "mdd"]}, "evaluation": {}}
+    (checkpoint / "run.json").write_text(json.dumps({"config": own, "epoch": 1, "step": 3}))
+    assert AssessSettings.of_model(checkpoint) == AssessSettings("paper", "none", "greedy", ("apa_total",))
+    (run / "training_config.json").write_text("{not json")
+    assert AssessSettings.of_model(final) == AssessSettings()

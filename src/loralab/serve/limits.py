@@ -29,9 +29,11 @@ class ServeLimits:
 
 def find_demo_model(root: str | Path = "demo_output") -> Path | None:
     """The demo's trained speech model under ``root`` (``<root>/speech/runs/<preset>/final_model``)."""
+    from loralab.engine.run_dir import RunDir
+
     runs = Path(root) / "speech" / "runs"
     for preset in DEMO_RUNS:
-        final = runs / preset / "final_model"
+        final = RunDir(runs / preset).final_model
         if (final / "adapter_config.json").is_file():
             return final
     return None

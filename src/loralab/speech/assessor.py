@@ -19,26 +19,41 @@ from typing import Any
 from loralab.speech.evaluation.assess import AssessItem, Assessment, assess_items, check_items, load_items
 
 
+def _model_card(path: Path) -> dict:
+    """``final_model/``'s card (the settings it was trained with); {} when there is none."""
+    from loralab.speech.model.load import MODEL_CARD
+
+    try:
+        card = json.loads((path / MODEL_CARD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+def _run_config(path: Path) -> dict:
+    """The resolved config a model was trained with, as its run directory holds it
+    (:class:`~loralab.engine.run_dir.RunDir`): a run folder's, a checkpoint's ``run.json``, or
+    the run that ``final_model/`` or a checkpoint belongs to; {} for a base model."""
+    from loralab.engine.run_dir import RunDir, checkpoint_config
+    from loralab.errors import LoralabError
+
+    run = RunDir(path)
+    try:
+        config = run.raw_config() if run.config_file.is_file() else checkpoint_config(path)
+    except LoralabError:  # an unreadable run config: the defaults, as for a base model
+        config = None
+    return config if isinstance(config, dict) else {}
+
+
 def _trained_setting(model_path: str | Path, section: str, key: str, default):
     """A setting the model was trained (and evaluated) with, e.g. ``speech.prompt_style``: from
-    its model card (final_model/), else the run's training_config.json; ``default`` for a base model."""
+    its model card (final_model/), else its run's config; ``default`` for a base model."""
     path = Path(model_path)
-    card = path / "loralab_model.json"
-    if card.is_file():
-        try:
-            value = json.loads(card.read_text()).get(key)
-        except ValueError:
-            value = None
-        if value:
-            return value
-    for folder in (path, path.parent):
-        file = folder / "training_config.json"
-        if file.is_file():
-            try:
-                return json.loads(file.read_text())["config"][section].get(key) or default
-            except (ValueError, KeyError, AttributeError):
-                break
-    return default
+    value = _model_card(path).get(key)
+    if value:
+        return value
+    part = _run_config(path).get(section)
+    return (part.get(key) if isinstance(part, dict) else None) or default
 
 
 @dataclass(frozen=True)
@@ -64,10 +79,12 @@ class AssessSettings:
 
 def resolve_model_path(model: str | Path) -> Path | str:
     """A run folder stands for its ``final_model/``; anything else is returned as given."""
+    from loralab.engine.run_dir import RunDir
+
     path = Path(str(model)).expanduser()
-    final = path / "final_model"
-    if path.is_dir() and final.is_dir() and not (path / "adapter_config.json").is_file():
-        return final
+    run = RunDir(path)
+    if path.is_dir() and run.has_final_model() and not (path / "adapter_config.json").is_file():
+        return run.final_model
     return path if path.exists() else str(model)
 
 
