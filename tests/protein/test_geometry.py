@@ -26,18 +26,10 @@ HANDEDNESS_FILES = [
 
 
 @pytest.fixture(scope="module")
-def data():
-    from loralab.protein.prepare import mdanalysis_test_data
-
-    try:
-        return mdanalysis_test_data()
-    except DataError as e:
-        pytest.skip(str(e))
-
-
-@pytest.fixture(scope="module")
-def real_chains(data):
-    paths = sorted((data / "dssp").glob("*.pdb.gz")) + [data / name for name in HANDEDNESS_FILES]
+def real_chains(mdanalysis_data):
+    paths = sorted((mdanalysis_data / "dssp").glob("*.pdb.gz")) + [
+        mdanalysis_data / name for name in HANDEDNESS_FILES
+    ]
     chains = [c for p in paths for c in parse_structure(p)]
     return [c for c in chains if int(c.mask.sum()) >= 40]
 
@@ -51,9 +43,9 @@ def _rmsd_scipy(P, Q) -> float:
     return float(np.sqrt(np.mean(np.sum((rotation.apply(Pc) - Qc) ** 2, axis=1))))
 
 
-def test_pdb_writer_round_trips_through_the_parser(data, tmp_path):
+def test_pdb_writer_round_trips_through_the_parser(mdanalysis_data, tmp_path):
     for name in ["dssp/3so6A.pdb.gz", "1osm.pdb.gz", "adk_open.pdb"]:
-        chain = parse_structure(data / name)[0]
+        chain = parse_structure(mdanalysis_data / name)[0]
         path = geo.write_ca_pdb(
             tmp_path / "ca.pdb", chain.ca, chain.sequence, "A", chain.residue_numbers, remarks=["round trip"]
         )
@@ -132,9 +124,9 @@ def test_kabsch_and_rmsd_against_scipy(real_chains):
     assert geo.rmsd_superposed(P_gap, Q_gap) == pytest.approx(_rmsd_scipy(P[keep], Q[keep]), rel=1e-9)
 
 
-def test_stress_refinement_improves_noisy_maps_and_fills_masked_pairs(data):
+def test_stress_refinement_improves_noisy_maps_and_fills_masked_pairs(mdanalysis_data):
     rng = np.random.default_rng(0)
-    X = parse_structure(data / "dssp/2xcjA.pdb.gz")[0].ca.astype(np.float64)  # 84 residues
+    X = parse_structure(mdanalysis_data / "dssp/2xcjA.pdb.gz")[0].ca.astype(np.float64)  # 84 residues
     D = geo.distance_matrix(X)
     noise = rng.normal(0, 1.5, D.shape)
     noisy = np.clip(D + (noise + noise.T) / 2, 0, None)

@@ -18,14 +18,10 @@ TEST_CHAINS = ["1ahsA", "1bvyF", "1dx5I", "1eteA", "1h4aX", "1i8nA", "1lpbA", "1
 
 
 @pytest.fixture(scope="module")
-def dataset_dir(tmp_path_factory):
-    from loralab.protein.prepare import mdanalysis_test_data, prepare_structures
+def dataset_dir(mdanalysis_data, tmp_path_factory):
+    from loralab.protein.prepare import prepare_structures
 
-    try:
-        data = mdanalysis_test_data()
-    except DataError as e:
-        pytest.skip(str(e))
-    files = [data / "dssp" / f"{name}.pdb.gz" for name in TEST_CHAINS]
+    files = [mdanalysis_data / "dssp" / f"{name}.pdb.gz" for name in TEST_CHAINS]
     out = tmp_path_factory.mktemp("protein_small") / "ds"
     fractions = {"train": 0.5, "val": 0.25, "test": 0.25}
     return prepare_structures(files, out, max_length=400, split_fractions=fractions, seed=1, progress=False)

@@ -25,13 +25,8 @@ def _atom_lines(path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def structures(tmp_path_factory):
-    from loralab.protein.prepare import mdanalysis_test_data
-
-    try:
-        data = mdanalysis_test_data()
-    except DataError as e:
-        pytest.skip(str(e))
+def structures(mdanalysis_data, tmp_path_factory):
+    data = mdanalysis_data
     root = tmp_path_factory.mktemp("structures")
     for name in DSSP_CHAINS:
         shutil.copy(data / "dssp" / f"{name}.pdb.gz", root)

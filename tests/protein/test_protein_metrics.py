@@ -11,34 +11,22 @@ import itertools
 import numpy as np
 import pytest
 
-from loralab.errors import DataError
 from loralab.protein import geometry as geo
 from loralab.protein import metrics
 from loralab.protein.structures import parse_structure
 
 
 @pytest.fixture(scope="module")
-def adk():
-    from loralab.protein.prepare import mdanalysis_test_data
-
-    try:
-        data = mdanalysis_test_data()
-    except DataError as e:
-        pytest.skip(str(e))
-    opened = parse_structure(data / "adk_open.pdb")[0]
-    closed = parse_structure(data / "adk_closed.pdb")[0]
+def adk(mdanalysis_data):
+    opened = parse_structure(mdanalysis_data / "adk_open.pdb")[0]
+    closed = parse_structure(mdanalysis_data / "adk_closed.pdb")[0]
     assert opened.sequence == closed.sequence
     return opened.ca.astype(np.float64), closed.ca.astype(np.float64), opened.sequence
 
 
 @pytest.fixture(scope="module")
-def small_noisy():
-    from loralab.protein.prepare import mdanalysis_test_data
-
-    try:
-        chain = parse_structure(mdanalysis_test_data() / "dssp/2xcjA.pdb.gz")[0]
-    except DataError as e:
-        pytest.skip(str(e))
+def small_noisy(mdanalysis_data):
+    chain = parse_structure(mdanalysis_data / "dssp/2xcjA.pdb.gz")[0]
     X = chain.ca.astype(np.float64)
     return X + np.random.default_rng(1).normal(0, 1.2, X.shape), X, chain.sequence
 

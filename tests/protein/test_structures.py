@@ -12,16 +12,6 @@ from loralab.errors import DataError
 from loralab.protein.structures import StructureWarning, expand_gaps, parse_structure, read_structure
 
 
-@pytest.fixture(scope="module")
-def data():
-    from loralab.protein.prepare import mdanalysis_test_data
-
-    try:
-        return mdanalysis_test_data()
-    except DataError as e:
-        pytest.skip(str(e))
-
-
 def _pdb_lines(path) -> list[str]:
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rt") as f:
@@ -48,12 +38,12 @@ def _biotite_ca(path, chain_id):
 
 
 @pytest.mark.parametrize("name", ["dssp/1ahsA.pdb.gz", "dssp/3so6A.pdb.gz", "1a28.pdb.gz", "4E43.pdb"])
-def test_coordinates_and_sequence_match_biotite(data, name):
+def test_coordinates_and_sequence_match_biotite(mdanalysis_data, name):
     import biotite.sequence as bseq
 
-    chains = parse_structure(data / name)
+    chains = parse_structure(mdanalysis_data / name)
     for chain in chains:
-        reference = _biotite_ca(data / name, chain.id)
+        reference = _biotite_ca(mdanalysis_data / name, chain.id)
         assert len(chain) == len(reference), chain.id
         np.testing.assert_allclose(chain.ca, reference.coord, atol=1e-3)
         expected = "".join(bseq.ProteinSequence.convert_letter_3to1(r) for r in reference.res_name)
@@ -61,9 +51,9 @@ def test_coordinates_and_sequence_match_biotite(data, name):
         assert chain.ca.dtype == np.float32 and chain.mask.all()
 
 
-def test_mmcif_and_pdb_of_one_entry_agree_and_gaps_use_seqres(data):
-    from_cif = {c.id: c for c in parse_structure(data / "mmcif/1BD2.cif.gz")}
-    from_pdb = {c.id: c for c in parse_structure(data / "mmcif/1BD2.pdb.gz")}
+def test_mmcif_and_pdb_of_one_entry_agree_and_gaps_use_seqres(mdanalysis_data):
+    from_cif = {c.id: c for c in parse_structure(mdanalysis_data / "mmcif/1BD2.cif.gz")}
+    from_pdb = {c.id: c for c in parse_structure(mdanalysis_data / "mmcif/1BD2.pdb.gz")}
     assert sorted(from_cif) == sorted(from_pdb) == ["A", "B", "C", "D", "E"]
     for chain_id, chain in from_cif.items():
         assert chain.sequence == from_pdb[chain_id].sequence
@@ -75,7 +65,7 @@ def test_mmcif_and_pdb_of_one_entry_agree_and_gaps_use_seqres(data):
     # Inserted letters come from SEQRES (no X), the expanded sequence is a run of SEQRES.
     import gemmi
 
-    st = gemmi.read_structure(str(data / "mmcif/1BD2.cif.gz"))
+    st = gemmi.read_structure(str(mdanalysis_data / "mmcif/1BD2.cif.gz"))
     seqres = gemmi.one_letter_code(st.get_entity("4").full_sequence)
     assert "X" not in sequence and sequence in seqres
     assert len(sequence) == len(chain) + sum(g.missing for g in missing)
@@ -84,13 +74,15 @@ def test_mmcif_and_pdb_of_one_entry_agree_and_gaps_use_seqres(data):
         assert gap.ca_distance > 4.2 and len(gap.missing_sequence) == gap.missing
 
 
-def test_numbering_gap_without_seqres_is_recorded_not_closed(data, tmp_path):
-    lines = [ln for ln in _pdb_lines(data / "dssp/3so6A.pdb.gz") if ln.startswith(("ATOM", "HETATM"))]
+def test_numbering_gap_without_seqres_is_recorded_not_closed(mdanalysis_data, tmp_path):
+    lines = [
+        ln for ln in _pdb_lines(mdanalysis_data / "dssp/3so6A.pdb.gz") if ln.startswith(("ATOM", "HETATM"))
+    ]
     first = int(lines[0][22:26])
     cut = range(first + 40, first + 45)
     kept = [ln for ln in lines if int(ln[22:26]) not in cut]
     chain = parse_structure(_write(tmp_path, "gap.pdb", kept))[0]
-    full = parse_structure(data / "dssp/3so6A.pdb.gz")[0]
+    full = parse_structure(mdanalysis_data / "dssp/3so6A.pdb.gz")[0]
     assert len(chain) == len(full) - 5
     (gap,) = [g for g in chain.gaps if g.kind == "missing"]
     assert gap.missing == 5 and gap.missing_sequence == "XXXXX" and gap.after == 39
@@ -101,8 +93,8 @@ def test_numbering_gap_without_seqres_is_recorded_not_closed(data, tmp_path):
     assert numbers[40:45] == [""] * 5 and chain.missing_fraction == pytest.approx(5 / len(full))
 
 
-def test_modified_residues_altlocs_and_unknown_names(data, tmp_path):
-    lines = [ln for ln in _pdb_lines(data / "dssp/1ahsA.pdb.gz") if ln.startswith("ATOM")]
+def test_modified_residues_altlocs_and_unknown_names(mdanalysis_data, tmp_path):
+    lines = [ln for ln in _pdb_lines(mdanalysis_data / "dssp/1ahsA.pdb.gz") if ln.startswith("ATOM")]
     numbers = sorted({int(ln[22:26]) for ln in lines})
     mse, unknown, alt = numbers[10], numbers[20], numbers[30]
     edited = []
@@ -120,7 +112,7 @@ def test_modified_residues_altlocs_and_unknown_names(data, tmp_path):
             continue
         edited.append(ln)
     chain = parse_structure(_write(tmp_path, "mod.pdb", edited))[0]
-    original = parse_structure(data / "dssp/1ahsA.pdb.gz")[0]
+    original = parse_structure(mdanalysis_data / "dssp/1ahsA.pdb.gz")[0]
     i_mse, i_unk, i_alt = (original.residue_numbers.index(str(n)) for n in (mse, unknown, alt))
     assert chain.sequence[i_mse] == "M" and chain.sequence[i_unk] == "X"
     assert chain.sequence[:i_unk] == original.sequence[:i_mse] + "M" + original.sequence[i_mse + 1 : i_unk]
@@ -129,17 +121,17 @@ def test_modified_residues_altlocs_and_unknown_names(data, tmp_path):
     assert not chain.gaps
 
 
-def test_force_field_residue_names_and_insertion_codes(data):
-    adk = parse_structure(data / "adk_open.pdb")[0]  # CHARMM names (HSD), chain id from segment
+def test_force_field_residue_names_and_insertion_codes(mdanalysis_data):
+    adk = parse_structure(mdanalysis_data / "adk_open.pdb")[0]  # CHARMM names (HSD), chain id from segment
     assert len(adk) == 214 and "X" not in adk.sequence and adk.id == "4AKE"
     assert adk.sequence.count("H") == sum(1 for m in adk.modified if m[1] == "HSD")
-    osm = parse_structure(data / "1osm.pdb.gz")[0]
+    osm = parse_structure(mdanalysis_data / "1osm.pdb.gz")[0]
     assert any(n[-1].isalpha() for n in osm.residue_numbers)  # e.g. 181A
     assert all(g.kind == "numbering" for g in osm.gaps)  # jumps in numbering, nothing missing
 
 
-def test_multi_model_file_warns_and_uses_first_model(data):
-    path = data / "nmr_neopetrosiamide.pdb"
+def test_multi_model_file_warns_and_uses_first_model(mdanalysis_data):
+    path = mdanalysis_data / "nmr_neopetrosiamide.pdb"
     with pytest.warns(StructureWarning, match="24 models"):
         chain = parse_structure(path)[0]
     first_model = []
@@ -151,7 +143,7 @@ def test_multi_model_file_warns_and_uses_first_model(data):
     np.testing.assert_allclose(chain.ca, np.array(first_model), atol=1e-3)
 
 
-def test_bad_inputs_raise_clear_errors(data, tmp_path):
+def test_bad_inputs_raise_clear_errors(mdanalysis_data, tmp_path):
     text = tmp_path / "notes.pdb"
     text.write_text("these are my notes, not a structure\n")
     with pytest.raises(DataError, match="no atoms"):
@@ -159,11 +151,13 @@ def test_bad_inputs_raise_clear_errors(data, tmp_path):
     with pytest.raises(DataError, match="not found"):
         parse_structure(tmp_path / "absent.pdb")
     # Water only: no protein chain.
-    water = [ln for ln in _pdb_lines(data / "1a28.pdb.gz") if ln.startswith("HETATM") and "HOH" in ln]
+    water = [
+        ln for ln in _pdb_lines(mdanalysis_data / "1a28.pdb.gz") if ln.startswith("HETATM") and "HOH" in ln
+    ]
     with pytest.raises(DataError, match="no protein chain"):
         parse_structure(_write(tmp_path, "water.pdb", water))
     # An empty chain: amino acids without any C-alpha (only N atoms), beside a good chain.
-    lines = [ln for ln in _pdb_lines(data / "dssp/2xcjA.pdb.gz") if ln.startswith("ATOM")]
+    lines = [ln for ln in _pdb_lines(mdanalysis_data / "dssp/2xcjA.pdb.gz") if ln.startswith("ATOM")]
     no_ca = [ln[:21] + "B" + ln[22:] for ln in lines if ln[12:16] == " N  "][:20]
     with (
         pytest.raises(DataError, match="no C-alpha"),

@@ -20,16 +20,12 @@ from loralab.protein.dataset import (
 
 
 @pytest.fixture(scope="module")
-def dataset_dir(tmp_path_factory):
+def dataset_dir(mdanalysis_data, tmp_path_factory):
     """~50 real single chains (MDAnalysisTests dssp/) prepared by 'protein prepare': 40/5/5."""
-    from loralab.protein.prepare import mdanalysis_test_data, prepare_structures
+    from loralab.protein.prepare import prepare_structures
 
-    try:
-        data = mdanalysis_test_data()
-    except DataError as e:
-        pytest.skip(str(e))
     out = tmp_path_factory.mktemp("protein_data") / "ds"
-    return prepare_structures(data / "dssp", out, max_length=400, seed=0, progress=False)
+    return prepare_structures(mdanalysis_data / "dssp", out, max_length=400, seed=0, progress=False)
 
 
 @pytest.fixture(scope="module")
