@@ -2,17 +2,26 @@
 
 The server runs in process on a free loopback port (uvicorn in a thread, the real app, queue
 and model); clients post ~5 s recordings of the model's own test split (the synthetic
-corpus; padded or cut to exactly 5.0 s) with their sentences over HTTP. In the same run:
+corpus; padded or cut to exactly 5.0 s) with their sentences over HTTP. Every request is a
+recording of its own (none repeats: the audio encoder's output cache never hits). In the same
+run, the same model and server:
 
-* one by one: each request sent when the previous one was answered (what a learner does);
-* concurrent: ``--clients`` clients at once, ``--requests`` in all (batched onto the model).
+* baseline, one by one: the route the service took before (batched ``generate`` of both
+  answers, then a second pass for the expected scores; ``Assessor(fast=False)``);
+* fast, one by one: the service's route now (one recording on the KV cache: the APA answer
+  constrained to its JSON template, the MDD answer verified against the ideal one, the
+  encoder over the real frames; :mod:`loralab.speech.evaluation.fast_decode`);
+* fast, concurrent: ``--clients`` clients at once (requests batched onto the model).
 
-Figures: p50/p95 latency per request (client side) and throughput (recordings/s); ratio =
-concurrent throughput / one-by-one throughput. Target: p95 <= 2 s one by one for a 5 s
-recording on 2 cores. Writes ``benchmarks/results/serve.json``.
+Figures per phase: p50/p95 latency per request (client side), throughput (recordings/s) and
+process CPU seconds per request (server and clients: what a shared machine's other load
+changes least). Ratios: baseline p50/p95 over fast p50/p95 (the speed-up), and concurrent
+throughput over one-by-one throughput. Target: p95 <= 2 s one by one for a 5 s recording on 2
+cores. Writes ``benchmarks/results/serve.json`` (with the cores, torch threads and the load
+average before and after).
 
-Usage: ``python benchmarks/bench_serve.py [--model RUN_OR_MODEL_DIR] [--requests 16] [--clients 8]``
-(default model: the demo's, in demo_output/).
+Usage: ``python benchmarks/bench_serve.py [--model RUN_OR_MODEL_DIR_OR_DEMO_OUTPUT] [--requests 12]
+[--clients 8] [--baseline-requests N] [--threads 1]`` (default model: the demo's, in demo_output/).
 """
 
 from __future__ import annotations
@@ -39,15 +48,21 @@ SECONDS = 5.0
 
 
 def recordings(model_path: Path, n: int) -> list[tuple[str, bytes]]:
-    """(sentence, 5.0 s WAV bytes) from the test split the model was trained beside."""
+    """(sentence, 5.0 s WAV bytes) from the test split the model was trained beside: the ``n``
+    utterances nearest 5 s."""
     import soundfile as sf
 
+    from loralab.engine.run_dir import checkpoint_config
     from loralab.speech.data.audio import load_audio
 
-    config = json.loads((model_path.parent / "training_config.json").read_text())["config"]
+    config = checkpoint_config(model_path)
+    if config is None:
+        raise SystemExit(f"{model_path}: no run config beside it; the benchmark needs the run's test split")
     manifest = Path(config["speech"]["manifest_dir"])
     rows = [json.loads(line) for line in (manifest / "test.jsonl").read_text().splitlines() if line]
     rows.sort(key=lambda r: abs(r["duration"] - SECONDS))
+    if len(rows) < n:
+        raise SystemExit(f"{manifest / 'test.jsonl'} holds {len(rows)} utterances; the benchmark needs {n}")
     out = []
     for row in rows[:n]:
         samples = load_audio(manifest / row["audio_path"])[: int(SECONDS * 16000)]
@@ -93,8 +108,8 @@ def figures(latencies: list[float], wall: float, answers: list[dict]) -> dict:
     }
 
 
-def run_phase(port: int, items: list[tuple[str, bytes]], n: int, clients: int) -> dict:
-    jobs = [items[i % len(items)] for i in range(n)]
+def run_phase(port: int, jobs: list[tuple[str, bytes]], clients: int) -> dict:
+    n = len(jobs)
     start, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(clients) as pool:
         results = list(pool.map(lambda job: post(port, *job), jobs))
@@ -104,6 +119,26 @@ def run_phase(port: int, items: list[tuple[str, bytes]], n: int, clients: int) -
     # CPU seconds (server and clients, one process) per request: what a busy machine changes least
     extra = {"clients": clients, "cpu_s_per_request": round(cpu / n, 2)}
     return figures([r[1] for r in results], wall, [r[2] for r in results]) | extra
+
+
+def find_model(given: str) -> Path:
+    """``--model``: a run folder, final_model/ or checkpoint; or a demo output folder (``loralab
+    demo``'s: the trained model under ``speech/runs*/<preset>/final_model``)."""
+    from loralab.serve.limits import find_demo_model
+    from loralab.speech.assessor import resolve_model_path
+
+    path = Path(resolve_model_path(given))
+    if (path / "adapter_config.json").is_file() or (path / "config.json").is_file():
+        return path
+    found = find_demo_model(path) or next(
+        (f for f in sorted(path.glob("speech/runs*/*/final_model")) if (f / "adapter_config.json").is_file()),
+        None,
+    )
+    if found is None:
+        raise SystemExit(
+            f"--model {given}: neither a model nor a demo output folder with a trained speech model"
+        )
+    return found
 
 
 def serve(app):
@@ -121,11 +156,16 @@ def serve(app):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", help="run folder or final_model/ (default: the demo's)")
-    parser.add_argument("--requests", type=int, default=12, help="requests per phase (default 12)")
+    parser.add_argument(
+        "--model", help="run folder, final_model/ or a demo output folder (default: demo_output/)"
+    )
+    parser.add_argument("--requests", type=int, default=12, help="requests per fast phase (default 12)")
+    parser.add_argument("--baseline-requests", type=int, default=None,
+                        help="requests of the baseline phase (default: --requests; 0 skips it)")  # fmt: skip
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: see README)")
     args = parser.parse_args(argv)
+    baseline_n = args.requests if args.baseline_requests is None else args.baseline_requests
 
     import torch
 
@@ -133,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from loralab.serve.app import create_app
     from loralab.serve.limits import ServeLimits, find_demo_model
-    from loralab.speech.assessor import Assessor, resolve_model_path
+    from loralab.speech.assessor import Assessor
 
-    model = Path(resolve_model_path(args.model)) if args.model else find_demo_model()
+    model = find_model(args.model) if args.model else find_demo_model()
     if model is None:
         print("serve benchmark skipped: no demo model in demo_output/ (run `make demo`) and no --model")
         return 0
@@ -143,39 +183,74 @@ def main(argv: list[str] | None = None) -> int:
     load_start = time.perf_counter()
     assessor = Assessor.load(model, device="cpu", batch_size=8)
     load_s = time.perf_counter() - load_start
-    items = recordings(model, 8)
+    # Every request its own recording: two warm-ups, the baseline, fast one by one, concurrent.
+    items = recordings(model, 2 + baseline_n + 2 * args.requests)
+    warm, items = items[:2], items[2:]
+    baseline_jobs, items = items[:baseline_n], items[baseline_n:]
+    single_jobs, concurrent_jobs = items[: args.requests], items[args.requests :]
     server, thread, port = serve(create_app(assessor, ServeLimits(queue_capacity=256)))
     try:
-        post(port, *items[0])  # warm-up
-        single = run_phase(port, items, args.requests, 1)
-        concurrent = run_phase(port, items, args.requests, args.clients)
+        baseline = same = None
+        if baseline_n:  # first: the fast route changes the model's encoder (the baseline keeps transformers')
+            assessor.fast = False
+            first = post(port, *warm[0])[2]
+            baseline = run_phase(port, baseline_jobs, 1)
+        assessor.fast = True
+        post(port, *warm[1])
+        if baseline_n:  # the same recording both ways: the same answers and scores
+            again = post(port, *warm[0])[2]
+            same = again["raw"] == first["raw"] and again["scores"] == first["scores"]
+        single = run_phase(port, single_jobs, 1)
+        concurrent = run_phase(port, concurrent_jobs, args.clients)
     finally:
         server.should_exit = True
         thread.join(timeout=60)
     ratio = concurrent["throughput_per_s"] / single["throughput_per_s"]
+    speedup = (
+        {
+            "p50": round(baseline["p50_s"] / single["p50_s"], 2),
+            "p95": round(baseline["p95_s"] / single["p95_s"], 2),
+            "cpu_s_per_request": round(baseline["cpu_s_per_request"] / single["cpu_s_per_request"], 2),
+        }
+        if baseline
+        else None
+    )
     result = {
         "name": "serve",
         "model": str(model),
         "model_load_s": round(load_s, 1),
         "recording_s": SECONDS,
         "cpu_count": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "load_average_1min_before": load_before,
         "load_average_1min": round(os.getloadavg()[0], 2),
+        "baseline_one_by_one": baseline,
         "one_by_one": single,
         "concurrent": concurrent,
+        "speedup_vs_baseline": speedup,
+        "same_answers_as_baseline": same,
         "ratio": round(ratio, 2),
         "target_p95_s": TARGET_P95_S,
         "meets_target": single["p95_s"] <= TARGET_P95_S,
         "summary": f"one by one p50 {single['p50_s']:.2f} s p95 {single['p95_s']:.2f} s "
-        f"({single['throughput_per_s']:.2f}/s); {args.clients} clients p95 {concurrent['p95_s']:.2f} s, "
-        f"{concurrent['throughput_per_s']:.2f}/s (5 s recordings, CPU)",
+        f"({single['cpu_s_per_request']:.2f} CPU s/request, {single['throughput_per_s']:.2f}/s); "
+        f"{args.clients} clients p95 {concurrent['p95_s']:.2f} s, {concurrent['throughput_per_s']:.2f}/s"
+        + (
+            f"; baseline p50 {baseline['p50_s']:.2f} s p95 {baseline['p95_s']:.2f} s "
+            f"({baseline['cpu_s_per_request']:.2f} CPU s/request): {speedup['p95']:.2f}x at p95"
+            if baseline
+            else ""
+        )
+        + " (5 s recordings, CPU)",
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-    print(f"serve: {result['summary']}; ratio {ratio:.2f}x; target p95 <= {TARGET_P95_S:g} s "
-          f"{'met' if result['meets_target'] else 'NOT met'} (load average {result['load_average_1min']})")  # fmt: skip
+    print(f"serve: {result['summary']}; concurrent/one-by-one {ratio:.2f}x; target p95 <= {TARGET_P95_S:g} s "
+          f"{'met' if result['meets_target'] else 'NOT met'} (load average {result['load_average_1min_before']} "
+          f"before, {result['load_average_1min']} after; {result['torch_threads']} torch thread(s), "
+          f"{result['cores_usable']} cores)")  # fmt: skip
     return 0
 
 

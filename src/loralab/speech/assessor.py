@@ -100,17 +100,21 @@ class Assessor:
     """A loaded model and how to ask it; :meth:`assess` and :meth:`assess_samples` many times."""
 
     def __init__(self, inference, settings: AssessSettings, *, name: str = "model", batch_size: int = 8,
-                 max_new_tokens: int | None = None):  # fmt: skip
+                 max_new_tokens: int | None = None, fast: bool = True):  # fmt: skip
+        """``fast``: one recording at a time on the KV cache (the APA answer constrained to its
+        template, greedy answers verified against the ideal one); False: batched ``generate`` and
+        a second pass for expected scores (the evaluation's route; the same answers, slower)."""
         self.inference = inference
         self.settings = settings
         self.name = name
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
+        self.fast = fast
 
     @classmethod
     def load(cls, model: str | Path, *, device: Any = None, base_model: str | None = None,
              prompt_style: str | None = None, batch_size: int = 8,
-             max_new_tokens: int | None = None) -> Assessor:  # fmt: skip
+             max_new_tokens: int | None = None, fast: bool = True) -> Assessor:  # fmt: skip
         """Load ``model`` (run folder, final_model/, checkpoint or base model) for inference."""
         from loralab.speech.model.load import load_for_inference
 
@@ -122,6 +126,7 @@ class Assessor:
             name=model_id(path),
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,
+            fast=fast,
         )
 
     @property
@@ -143,6 +148,7 @@ class Assessor:
             apa_tasks=list(s.apa_tasks),
             batch_size=self.batch_size,
             max_new_tokens=self.max_new_tokens,
+            fast=self.fast,
         )
 
     def assess_samples(self, requests: Sequence[tuple[str, Any, str]]) -> list[Assessment]:
