@@ -82,7 +82,7 @@ class ProteinExample:
 
 
 def example_from_record(record) -> ProteinExample:
-    """A ProteinRecord of :func:`loralab.protein.prepare.read_dataset` -> ProteinExample."""
+    """A ProteinRecord of :func:`loralab.protein.records.read_dataset` -> ProteinExample."""
     residues, notes = encode_sequence(record.sequence, where=f"protein {record.id}")
     for note in notes:
         log.warning(note)
