@@ -234,3 +234,38 @@ def test_fast_assessment_answers_as_the_batched_one(inference):
     plain = assess_items(inference, items, fast=False, **kwargs)
     assert [a.raw for a in fast] == [a.raw for a in plain]
     assert [a.to_dict() for a in fast] == [a.to_dict() for a in plain]
+
+
+def test_number_probabilities_recorded_while_generating_equal_the_teacher_forced_pass(inference, decoder):
+    """The evaluation reads expected scores from the probabilities recorded during generate (no
+    second pass): at every new position of a left-padded batch, those of the teacher-forced pass."""
+    from loralab.speech.evaluation.expected import NumberProbabilities
+
+    generator = decoder.generator
+    generator.max_new_tokens["apa"] = 9
+    records = [item(20), item(21)]
+    clips = [recording(20, 1.0), recording(21, 2.2)]
+    batch = generator.collator.prompt_batch(records, "apa", clips)
+    inputs = {k: v for k, v in batch.items() if k in generator.model_inputs}
+    assert (inputs["attention_mask"] == 0).any()  # left padding
+    recorder = NumberProbabilities(inference.model, inference.tokenizer)
+    try:
+        with torch.inference_mode():
+            out = generator._generate(
+                inputs, "apa", list(inference.end_token_ids), inference.tokenizer.pad_token_id
+            )
+    finally:
+        recorder.close()
+    prompt_len = inputs["input_ids"].shape[1]
+    assert len(recorder.steps) == out.shape[1] - prompt_len == 9
+    attention = torch.cat([inputs["attention_mask"], torch.ones_like(out[:, prompt_len:])], 1)
+    audio = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+    with torch.inference_mode():
+        hidden = inference.model.model(input_ids=out, attention_mask=attention, **audio).last_hidden_state
+        probs = torch.softmax(inference.model.lm_head(hidden[:, prompt_len - 1 : -1]).float(), -1)
+    for row in range(2):
+        for i in range(9):
+            recorded = recorder.probs_of(row)(i)
+            assert list(recorded) == recorder.ids
+            forced = [float(probs[row, i, t]) for t in recorder.ids]
+            assert list(recorded.values()) == pytest.approx(forced, rel=1e-4, abs=1e-7)

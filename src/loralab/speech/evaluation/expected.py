@@ -5,8 +5,9 @@ but not far enough to change the argmax answers the same digits to every recordi
 the whole distribution keeps that information (cf. the "G-Eval"-style probability-weighted
 scores used with LLM judges).
 
-How: the greedy APA answer (prompt + generated tokens) is run once more, teacher-forced; at
-the position where each aspect's number starts (right after ``"fluency": ``), the
+How: the probabilities the model gave while writing the greedy APA answer (recorded from its
+``lm_head`` during generation, :class:`NumberProbabilities`; or, :func:`expected_scores`, the
+answer run once more teacher-forced): at the position where each aspect's number starts (right after ``"fluency": ``), the
 probabilities of the number tokens 0..10 give the expected score
 ``sum_k k * p(k) / sum_k p(k)``. Where "10" is two tokens ("1", "0"), the mass of "1" is
 split by the model's own probability of "0" after it, read at the next position when the
@@ -62,8 +63,25 @@ def expected_score(probs, ids: dict[int, list[int]], next_probs=None) -> float |
     return sum(k * w for k, w in weights.items()) / total
 
 
+def read_expected(tokenizer, tokens: Sequence[int], probs_at) -> dict[str, float]:
+    """Expected aspect scores of one generated answer (``tokens``: its new tokens); ``probs_at(i)``
+    gives the model's probabilities at new position i (a vocabulary vector, or a mapping that
+    holds at least the number tokens of :func:`number_token_ids`)."""
+    forms = {space: number_token_ids(tokenizer, space) for space in (False, True)}
+    scores: dict[str, float] = {}
+    for aspect, i in score_positions(tokenizer, tokens).items():
+        written = tokenizer.decode([tokens[i]])
+        ids = forms[written.startswith(" ")]
+        next_probs = probs_at(i + 1) if tokens[i] == ids[1][0] and i + 1 < len(tokens) else None
+        value = expected_score(probs_at(i), ids, next_probs)
+        if value is not None:
+            scores[aspect] = value
+    return scores
+
+
 def expected_scores(model, inputs: dict, sequences, prompt_len: int, tokenizer) -> list[dict[str, float]]:
-    """Expected aspect scores for a batch of generated APA answers (``sequences`` from generate)."""
+    """Expected aspect scores for a batch of generated APA answers (``sequences`` from generate),
+    by one teacher-forced pass over prompt + answer."""
     import torch
 
     attention = torch.cat([inputs["attention_mask"], torch.ones_like(sequences[:, prompt_len:])], dim=1)
@@ -71,18 +89,53 @@ def expected_scores(model, inputs: dict, sequences, prompt_len: int, tokenizer) 
     with torch.inference_mode():
         hidden = model.model(input_ids=sequences, attention_mask=attention, use_cache=False, **audio)
         hidden = hidden.last_hidden_state[:, prompt_len - 1 : -1]  # position i predicts new token i
-    forms = {space: number_token_ids(tokenizer, space) for space in (False, True)}
-    out = []
-    for row, tokens in enumerate(sequences[:, prompt_len:].tolist()):
-        scores: dict[str, float] = {}
-        for aspect, i in score_positions(tokenizer, tokens).items():
-            written = tokenizer.decode([tokens[i]])
-            ids = forms[written.startswith(" ")]
+
+    def probs_of(row: int):
+        def probs_at(i: int):
             with torch.inference_mode():
-                probs = torch.softmax(model.lm_head(hidden[row, i : i + 2]).float(), dim=-1)
-            next_probs = probs[1] if tokens[i] == ids[1][0] and i + 1 < len(tokens) else None
-            value = expected_score(probs[0], ids, next_probs)
-            if value is not None:
-                scores[aspect] = value
-        out.append(scores)
-    return out
+                return torch.softmax(model.lm_head(hidden[row, i]).float(), dim=-1)
+
+        return probs_at
+
+    return [
+        read_expected(tokenizer, tokens, probs_of(row))
+        for row, tokens in enumerate(sequences[:, prompt_len:].tolist())
+    ]
+
+
+def number_ids(tokenizer) -> list[int]:
+    """Every token id of a number 0..10, with and without a leading space."""
+    return sorted(
+        {i for space in (False, True) for ids in number_token_ids(tokenizer, space).values() for i in ids}
+    )
+
+
+class NumberProbabilities:
+    """Records, while ``generate`` runs, the probabilities of the number tokens at every step, from
+    the logits the model's ``lm_head`` gives (a forward hook: the logits of the last position of
+    each call, the one that predicts the next token; no second pass over prompt + answer).
+    ``steps[i]``: (batch x numbers) probabilities at new position i."""
+
+    def __init__(self, model, tokenizer):
+        import torch
+
+        self.ids = number_ids(tokenizer)
+        self.index = torch.tensor(self.ids)
+        self.steps: list = []
+        self.handle = model.lm_head.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, output):
+        import torch
+
+        logits = output[:, -1, :].float()
+        chosen = logits[:, self.index.to(logits.device)]
+        self.steps.append(torch.exp(chosen - torch.logsumexp(logits, -1, keepdim=True)).cpu())
+
+    def close(self) -> None:
+        self.handle.remove()
+
+    def probs_of(self, row: int):
+        def probs_at(i: int) -> dict[int, float]:
+            return dict(zip(self.ids, self.steps[i][row].tolist()))
+
+        return probs_at

@@ -82,7 +82,7 @@ class BatchedGenerator:
     ):
         """``fixed_length``: every answer runs to max_new_tokens (end tokens ignored), for
         benchmarks on random weights, which stop at random or never. ``read_expected``: APA
-        answers also get expected scores (one teacher-forced pass; see :mod:`~.expected`)."""
+        answers also get expected scores (from the probabilities recorded while generating; see :mod:`~.expected`)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
         self.inference = inference
@@ -127,24 +127,25 @@ class BatchedGenerator:
         }
         end_ids = list(inf.end_token_ids)
         pad_id = inf.tokenizer.pad_token_id if inf.tokenizer.pad_token_id is not None else end_ids[0]
-        with torch.inference_mode():
-            out = inf.model.generate(
-                **inputs,
-                max_new_tokens=self.max_new_tokens[task],
-                do_sample=False,
-                num_beams=1,
-                use_cache=True,
-                eos_token_id=end_ids,
-                # A generated audio token would make the model re-run the audio encoder on its
-                # features mid-generation (and fail); an untrained model may well emit one.
-                suppress_tokens=[int(inf.audio_token_id)],
-                min_new_tokens=self.max_new_tokens[task] if self.fixed_length else None,
-                pad_token_id=pad_id,
-            )
+        recorder = None
+        if task.startswith("apa") and self.read_expected:
+            from loralab.speech.evaluation.expected import NumberProbabilities
+
+            recorder = NumberProbabilities(inf.model, inf.tokenizer)
+        try:
+            with torch.inference_mode():
+                out = self._generate(inputs, task, end_ids, pad_id)
+        finally:
+            if recorder is not None:
+                recorder.close()
         prompt_len = inputs["input_ids"].shape[1]
         new = out[:, prompt_len:].tolist()
         expected = [None] * len(ids)
-        if task.startswith("apa") and self.read_expected:
+        if recorder is not None and len(recorder.steps) == out.shape[1] - prompt_len:
+            from loralab.speech.evaluation.expected import read_expected
+
+            expected = [read_expected(inf.tokenizer, row, recorder.probs_of(n)) for n, row in enumerate(new)]
+        elif recorder is not None:  # lm_head not called once per token: one teacher-forced pass
             from loralab.speech.evaluation.expected import expected_scores
 
             expected = expected_scores(inf.model, inputs, out, prompt_len, inf.tokenizer)
@@ -155,6 +156,22 @@ class BatchedGenerator:
             text = inf.tokenizer.decode(kept, skip_special_tokens=True).strip()
             answers.append(GeneratedAnswer(uid, task, text, len(kept), cut is None, exp))
         return answers
+
+    def _generate(self, inputs: dict, task: str, end_ids: list[int], pad_id: int):
+        inf = self.inference
+        return inf.model.generate(
+            **inputs,
+            max_new_tokens=self.max_new_tokens[task],
+            do_sample=False,
+            num_beams=1,
+            use_cache=True,
+            eos_token_id=end_ids,
+            # A generated audio token would make the model re-run the audio encoder on its
+            # features mid-generation (and fail); an untrained model may well emit one.
+            suppress_tokens=[int(inf.audio_token_id)],
+            min_new_tokens=self.max_new_tokens[task] if self.fixed_length else None,
+            pad_token_id=pad_id,
+        )
 
     def plan(self, records: Sequence, todo: Callable[[Any, str], bool], tasks: Sequence[str]):
         """Batches (records, tasks-needed) in longest-first order, skipping finished pairs."""
