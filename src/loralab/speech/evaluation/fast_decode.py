@@ -1,8 +1,8 @@
 """Fast decoding of one recording's answers on the KV cache (what ``assess`` and ``serve`` use).
 
 Two ways to ask the model for fewer forward passes, each giving what the plain route gives
-(:class:`~loralab.speech.evaluation.generate.BatchedGenerator`: greedy ``generate``, then, for
-expected-score decoding, a second teacher-forced pass over prompt + answer):
+(:class:`~loralab.speech.evaluation.generate.BatchedGenerator`: greedy ``generate``, the
+expected scores read from the probabilities at each number's position):
 
 * **Constrained APA** (expected-score decoding): the answer's format is fixed JSON
   (``{"accuracy": N, "fluency": N, ...}`` as the model was trained on it), so its template
@@ -13,8 +13,9 @@ expected-score decoding, a second teacher-forced pass over prompt + answer):
   two tokens ("1" + "0"), "1" is fed with "0" after it: the position after "1" gives the
   probability of "0" (the split of the mass of "1", as the expected-score pass reads it) and
   whether the number is 10 (p("0") >= p(the template's next token)) or 1 (then "0" is dropped
-  from the cache). One prefill (prompt + the template up to the first number) and at most one
-  short pass per further number, instead of ~31 greedy steps plus a second full pass.
+  from the cache). Speculative: the prompt, the whole template and guessed numbers (10, then
+  the number before) go in one prefill; a number the model contradicts is put right and the
+  rest fed again from it. One pass where there were ~31 greedy steps.
 * **Greedy with a draft** (MDD, and APA under greedy decoding): the ideal answer (the sentence
   and its canonical phones, as the evaluation's token budget writes it) is a draft that one
   forward pass verifies (speculative decoding, the draft from the prompt's own reference): the
@@ -23,7 +24,9 @@ expected-score decoding, a second teacher-forced pass over prompt + answer):
   The tokens are those of greedy decoding, whatever the draft; a model that copies the
   canonical phones answers in the prefill alone.
 
-One recording at a time (no padding; ``batch size`` 1 is what a learner's request is).
+One recording at a time (no padding; ``batch size`` 1 is what a learner's request is), and
+Qwen2-Audio's encoder over the recording's own frames
+(:mod:`loralab.speech.backbones.qwen2audio_window`).
 """
 
 from __future__ import annotations
@@ -290,12 +293,12 @@ class FastDecoder:
             draft_ids = self.layout.answer_ids(task, draft) if draft is not None else []
             tokens, hit_limit = greedy_with_draft(lm, inputs, draft_ids, inf.end_token_ids, max_new_tokens)
             expected = None
-            if task.startswith("apa") and read_expected:  # no template: read them as the evaluation does
+            if task.startswith("apa") and read_expected:  # no template: one teacher-forced pass
+                import torch
+
                 from loralab.speech.evaluation.expected import expected_scores
 
                 prompt_len = inputs["input_ids"].shape[1]
-                import torch
-
                 sequences = torch.cat([inputs["input_ids"], torch.tensor([tokens], dtype=torch.long)], 1)
                 expected = expected_scores(inf.model, inputs, sequences, prompt_len, inf.tokenizer)[0]
         end = set(inf.end_token_ids)
