@@ -6,8 +6,9 @@ corpus; padded or cut to exactly 5.0 s) with their sentences over HTTP. Every re
 recording of its own (none repeats: the audio encoder's output cache never hits). In the same
 run, the same model and server:
 
-* baseline, one by one: the route the service took before (batched ``generate`` of both
-  answers, then a second pass for the expected scores; ``Assessor(fast=False)``);
+* baseline, one by one: the route the service took before, which the evaluation still takes
+  (batched greedy ``generate`` of both answers, expected scores from its probabilities;
+  ``Assessor(fast=False)``);
 * fast, one by one: the service's route now (one recording on the KV cache: the APA answer
   constrained to its JSON template, the MDD answer verified against the ideal one, the
   encoder over the real frames; :mod:`loralab.speech.evaluation.fast_decode`);
