@@ -182,7 +182,12 @@ class Qwen2AudioBackbone(Backbone):
         return [ends[0]] + [int(audio_token_id)] * count + [ends[1]]
 
     def enable_encoder_cache(self, model, max_items: int | None = None) -> bool:
+        from loralab.speech.backbones.qwen2audio_window import crop_encoder_window
+
         tower = model.model.audio_tower
         if not isinstance(tower.forward, EncoderOutputCache):
             tower.forward = EncoderOutputCache(tower, max_items)
+        # Clips not yet cached are encoded over their own frames, not the 30 s window (the same
+        # embeddings; the crop stands aside while the tower is in training mode).
+        crop_encoder_window(model)
         return True

@@ -65,13 +65,11 @@ class WindowCrop:
 def crop_encoder_window(model) -> bool:
     """Make ``model``'s Qwen2-Audio encoder run over the real frames only (kept under the
     encoder output cache when one is installed); False for a model without one."""
-    from loralab.speech.backbones.qwen2audio import EncoderOutputCache
-
     tower = getattr(getattr(model, "model", None), "audio_tower", None)
     if tower is None or type(tower).__name__ != "Qwen2AudioEncoder":
         return False
     forward = tower.forward
-    if isinstance(forward, EncoderOutputCache):
+    if hasattr(forward, "compute"):  # an EncoderOutputCache (qwen2audio.py): crop what it computes
         if not isinstance(forward.compute, WindowCrop):
             forward.compute = WindowCrop(tower, forward.compute)
     elif not isinstance(forward, WindowCrop):
