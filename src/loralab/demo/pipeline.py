@@ -46,8 +46,8 @@ FULL = DemoPlan(
     mode="full",
     budget_seconds=15 * 60,
     # ~245 train / ~105 test utterances; one epoch of batch 6 = ~80 optimizer steps, what the
-    # answer format needs (measured: ~70), in ~6 of the 15 minutes on an idle 2-core machine;
-    # the rest is margin, because the same kind of run measured 1.7x slower on a busy one.
+    # answer format needs (measured: ~70), in ~9 of the 15 minutes on an idle 2-core machine
+    # (activation checkpointing on, for memory; the whole demo measured 13 min 53 s).
     # One epoch over more speakers rather than two over fewer: the same steps, a bigger corpus.
     speech_utterances=350,
     speech_epochs=1,
