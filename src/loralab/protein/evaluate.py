@@ -99,14 +99,10 @@ def evaluate_run(run_dir, checkpoints="all", split: str = "test", limit: int | N
     model, cfg, _ = load_trained_model(chosen[0].path, runtime)
     events = EventLog(run.path)
     base_D = [baseline.predict(e.length) for e in examples]
-    base_rows = None
+    base_rows = [{**score_distances(D, e), **score_structure(D, e)[0]} for D, e in zip(base_D, examples)]
     for target in chosen:
         load_protein_trainable(model, target.path)
         preds, rows, coords = _score_checkpoint(model, examples, full_lengths, target, cfg, runtime, events)
-        if base_rows is None:
-            base_rows = [
-                {**score_distances(D, e), **score_structure(D, e)[0]} for D, e in zip(base_D, examples)
-            ]
         out_dir = run.eval_epoch_dir(split, target.epoch)
         info = {
             "split": split,

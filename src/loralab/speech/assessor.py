@@ -102,8 +102,8 @@ class Assessor:
     def __init__(self, inference, settings: AssessSettings, *, name: str = "model", batch_size: int = 8,
                  max_new_tokens: int | None = None, fast: bool = True):  # fmt: skip
         """``fast``: one recording at a time on the KV cache (the APA answer constrained to its
-        template, greedy answers verified against the ideal one); False: batched ``generate`` and
-        a second pass for expected scores (the evaluation's route; the same answers, slower)."""
+        template, greedy answers verified against the ideal one); False: batched ``generate``, the
+        expected scores recorded while it generates (the evaluation's route; the same answers, slower)."""
         self.inference = inference
         self.settings = settings
         self.name = name

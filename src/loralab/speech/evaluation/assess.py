@@ -212,7 +212,7 @@ def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None 
     or one task per aspect (``apa_fluency``, ...), whose answers are merged. ``fast``: one
     recording at a time on the KV cache (:mod:`~loralab.speech.evaluation.fast_decode`: APA
     constrained to its template under expected-score decoding, greedy answers verified against
-    the ideal answer), the same answers as batched ``generate`` and its expected-score pass."""
+    the ideal answer), the same answers and expected scores as batched ``generate``."""
     audios = audios if audios is not None else load_items(items)
     generator = BatchedGenerator(
         inference, prompt_style=prompt_style, prompt_reference=prompt_reference, batch_size=batch_size
@@ -258,7 +258,7 @@ def _decode_fast(generator, order, audios, apa_tasks, batch_size, max_new_tokens
 
 
 def _decode_batched(generator, order, audios, apa_tasks, batch_size, max_new_tokens, score_decoding):
-    """Every item's answers, batch by batch through ``generate`` (and the expected-score pass)."""
+    """Every item's answers, batch by batch through ``generate`` (expected scores recorded on the way)."""
     raw: dict[tuple[str, str], str] = {}
     expected: dict[str, dict[str, float]] = {}
     for start in range(0, len(order), batch_size):

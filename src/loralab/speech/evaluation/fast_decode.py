@@ -11,7 +11,7 @@ expected scores read from the probabilities at each number's position):
   :func:`~loralab.speech.evaluation.expected.expected_score`), and the number written there its
   most likely one, as a greedy answer that keeps to the template would write it. Where "10" is
   two tokens ("1" + "0"), "1" is fed with "0" after it: the position after "1" gives the
-  probability of "0" (the split of the mass of "1", as the expected-score pass reads it) and
+  probability of "0" (the split of the mass of "1", as :func:`~loralab.speech.evaluation.expected.expected_score` reads it) and
   whether the number is 10 (p("0") >= p(the template's next token)) or 1 (then "0" is dropped
   from the cache). Speculative: the prompt, the whole template and guessed numbers (10, then
   the number before) go in one prefill; a number the model contradicts is put right and the
