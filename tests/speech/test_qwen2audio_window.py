@@ -70,3 +70,21 @@ def test_language_model_sees_the_same_audio_embeddings(tiny_qwen2audio_dir):
     after = hidden()
     real = inputs["attention_mask"].bool()
     torch.testing.assert_close(after[real], before[real], atol=1e-5, rtol=1e-4)
+
+
+def test_crop_applies_in_training_mode_only_where_it_is_exact_and_gradient_free(tiny_qwen2audio_dir):
+    inf = _model(tiny_qwen2audio_dir)
+    tower = inf.model.model.audio_tower.train()
+    assert not any(
+        getattr(tower.config, k, 0.0) for k in ("dropout", "attention_dropout", "encoder_layerdrop")
+    )
+    assert WindowCrop.exact(tower)  # frozen, no dropout: the demo's training
+    tower.layers[0].fc1.weight.requires_grad_(True)
+    assert not WindowCrop.exact(tower)  # gradients must flow through the full forward
+    with torch.no_grad():
+        assert WindowCrop.exact(tower)
+    tower.layers[0].fc1.weight.requires_grad_(False)
+    tower.config.dropout = 0.1
+    assert not WindowCrop.exact(tower)  # dropout: a different computation in training
+    tower.eval()
+    assert WindowCrop.exact(tower)

@@ -10,8 +10,10 @@ positional embeddings and the attention mask cut to match, and pads the output b
 window's length with zeros (rows the model drops): for a 5 s recording a sixth of the window,
 ~6x less encoder work, the same embeddings up to float rounding.
 
-Used by the one-recording route (:mod:`loralab.speech.evaluation.fast_decode`); training and the
-batched evaluation keep the encoder as transformers runs it.
+Used by the one-recording route (:mod:`loralab.speech.evaluation.fast_decode`) and under the
+encoder output cache (training with a frozen encoder, the batched evaluation). It stands aside
+where the crop would not be exact or gradients must flow: an encoder in training mode with
+trainable parameters or active dropout / layer drop.
 """
 
 from __future__ import annotations
@@ -36,6 +38,20 @@ class WindowCrop:
         valid = keys if keys.dtype == torch.bool else keys == 0
         return valid.sum(-1)
 
+    @staticmethod
+    def exact(tower) -> bool:
+        """Whether the cropped pass equals the full one and needs no gradient: eval mode, or a
+        frozen encoder without dropout or layer drop."""
+        import torch
+
+        if not tower.training:
+            return True
+        if torch.is_grad_enabled() and any(p.requires_grad for p in tower.parameters()):
+            return False
+        config = tower.config
+        drops = ("dropout", "attention_dropout", "activation_dropout", "encoder_layerdrop")
+        return not any(getattr(config, name, 0.0) for name in drops)
+
     def __call__(self, input_features, attention_mask=None, **kwargs):
         import torch
         from transformers.modeling_outputs import BaseModelOutput
@@ -43,7 +59,7 @@ class WindowCrop:
         tower = self.tower
         lengths = self.real_positions(attention_mask)
         window = tower.embed_positions.weight.shape[0]  # encoder positions of a full window
-        if lengths is None or tower.training or int(lengths.max()) * 2 + 2 >= input_features.shape[-1]:
+        if lengths is None or not self.exact(tower) or int(lengths.max()) * 2 + 2 >= input_features.shape[-1]:
             return self.full(input_features, attention_mask=attention_mask, **kwargs)
         n = int(lengths.max())
         x = input_features[..., : 2 * n + 2].to(
