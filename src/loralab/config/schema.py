@@ -117,12 +117,22 @@ class SpeechDataConfig:
         "mdd, or APA one aspect at a time: apa_accuracy, apa_fluency, apa_prosodic, apa_total.",
         factory=lambda: ["apa", "mdd"],
     )
+    task_shares: list[float] = doc(
+        "Share (0-1] of the training utterances that get an example of each task, in the order of "
+        "speech.tasks (empty: every utterance, every task): a fixed subset per task drawn with "
+        "training.seed, e.g. [1, 1, 0.5] to train a task that is learned quickly on half the "
+        "utterances. Evaluation always covers every task.",
+        factory=list,
+    )
     prompt_style: Literal["paper", "short"] = doc(
         "paper: the published APA/MDD prompts; short: compact prompts for small models.", "paper"
     )
-    prompt_reference: Literal["none", "text", "phones"] = doc(
+    prompt_reference: Literal["none", "text", "phones", "phones_gop"] = doc(
         "Text-aware prompts (not in the paper): none (the paper's layout); text: the sentence read, "
-        "before the audio; phones: the sentence and its canonical CMUdict phones.",
+        "before the audio; phones: the sentence and its canonical CMUdict phones; phones_gop: also "
+        "'Accuracy estimate: N' from a goodness-of-pronunciation scorer (linear CTC phone heads on the "
+        "frozen audio encoder, fit at the start of training and saved with the model; Qwen2-Audio "
+        "family, frozen encoder).",
         "none",
     )
     max_audio_seconds: float = doc("Utterances longer than this are skipped (and counted).", 30.0)

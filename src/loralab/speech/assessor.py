@@ -73,7 +73,9 @@ class AssessSettings:
             prompt_style=prompt_style or _trained_setting(model_path, "speech", "prompt_style", "paper"),
             prompt_reference=_trained_setting(model_path, "speech", "prompt_reference", "none"),
             score_decoding=_trained_setting(model_path, "evaluation", "score_decoding", "greedy"),
-            apa_tasks=tuple(t for t in tasks if t.startswith("apa")) or ("apa",),
+            # the joint answer first: per-aspect answers replace its values (as in evaluation)
+            apa_tasks=tuple(sorted((t for t in tasks if t.startswith("apa")), key=lambda t: t != "apa"))
+            or ("apa",),
         )
 
 

@@ -78,7 +78,7 @@ class ChatLayout:
         _, pieces = self._prompt_parts(task)
         ids = list(pieces[0])
         if len(pieces) == 3:
-            ids += self._encode(reference_of(record, self.prompt_reference)) + pieces[1]
+            ids += self._encode(reference_of(record, self.prompt_reference, task)) + pieces[1]
         return ids + self.audio_span(num_audio) + pieces[-1]
 
     def prompt_text_length(self, task: str, record: Any = None) -> int:
@@ -106,13 +106,19 @@ class ChatLayout:
         return ids
 
 
-def reference_of(record: Any, mode: str) -> str:
-    """The reference block of ``record`` for a text-aware prompt ('' for mode ``none``)."""
+def reference_of(record: Any, mode: str, task: str = "apa") -> str:
+    """The reference block of ``record`` in ``task``'s text-aware prompt ('' for mode ``none``)."""
     if mode == "none":
         return ""
     if record is None or not getattr(record, "text", None):
         raise LoralabError(f"speech.prompt_reference={mode} needs the sentence of every recording")
-    return reference_block(mode, record.text, getattr(record, "canonical_phones", None))
+    return reference_block(
+        mode,
+        record.text,
+        getattr(record, "canonical_phones", None),
+        getattr(record, "accuracy_estimate", None),
+        task,
+    )
 
 
 def answer_end_token_ids(tokenizer) -> list[int]:

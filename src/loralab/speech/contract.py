@@ -19,7 +19,7 @@ PAPER_NOTE = "Paper: Ahn & Nam 2025, Table 3 (SpeechOcean762 test set); epoch 0 
 
 
 def validate_config(cfg) -> list[str]:
-    """Unknown unfreeze groups and tasks, or no task at all."""
+    """Unknown unfreeze groups and tasks, no task at all, a GOP scorer over a trained encoder."""
     problems = [
         f"model.unfreeze: unknown group '{m}' for speech (known: {sorted(UNFREEZE_GROUPS)})"
         for m in cfg.model.unfreeze
@@ -32,6 +32,31 @@ def validate_config(cfg) -> list[str]:
     ]
     if not cfg.speech.tasks:
         problems.append("speech.tasks must name at least one task (apa, mdd)")
+    shares = cfg.speech.task_shares
+    if shares and (len(shares) != len(cfg.speech.tasks) or not all(0 < x <= 1 for x in shares)):
+        problems.append(
+            f"speech.task_shares must give one share in (0, 1] per task of speech.tasks {cfg.speech.tasks} "
+            f"(got {shares}; empty: all)"
+        )
+    if cfg.speech.prompt_reference == "phones_gop":
+        problems += _gop_problems(cfg)
+    return problems
+
+
+def _gop_problems(cfg) -> list[str]:
+    from loralab.speech.prompts import ESTIMATE_TASKS
+
+    problems = []
+    if cfg.strategy == "unfreeze" and "audio_encoder" in cfg.model.unfreeze:
+        problems.append(
+            "speech.prompt_reference=phones_gop reads a GOP scorer fit on the frozen audio encoder's output: "
+            "drop audio_encoder from model.unfreeze, or use prompt_reference phones"
+        )
+    if not set(ESTIMATE_TASKS) & set(cfg.speech.tasks):
+        problems.append(
+            f"speech.prompt_reference=phones_gop gives its accuracy estimate to the {' and '.join(ESTIMATE_TASKS)} "
+            f"prompts, which speech.tasks lacks (e.g. tasks: [apa, {', '.join(ESTIMATE_TASKS)}, mdd])"
+        )
     return problems
 
 

@@ -39,8 +39,18 @@ def _read_split(cfg, split: str) -> tuple[list, dict[str, int]]:
     return kept, {"read": len(records), "too_long": len(records) - len(kept)}
 
 
-def _examples(records: list, tasks: list[str]) -> list[tuple]:
-    return [(record, task) for record in records for task in tasks]
+def _examples(records: list, tasks: list[str], shares: list[float] = (), seed: int = 0) -> list[tuple]:
+    """(record, task) pairs, record by record; with ``shares``, each task only for its fixed share
+    of the records (drawn per task with ``seed``)."""
+    import random
+
+    keep: dict[str, set[int]] = {}
+    for k, task in enumerate(tasks):
+        share = shares[k] if shares else 1.0
+        if share < 1.0:
+            count = max(1, round(share * len(records)))
+            keep[task] = set(random.Random(f"{seed}:{task}").sample(range(len(records)), count))
+    return [(r, t) for i, r in enumerate(records) for t in tasks if t not in keep or i in keep[t]]
 
 
 @dataclass
@@ -117,7 +127,14 @@ def build_parts(cfg, runtime, injected: Injected | None = None) -> SystemParts:
         cfg.speech.prompt_style,
         cfg.speech.prompt_reference,
     )
-    train_examples = _examples(train_records, cfg.speech.tasks)
+    if cfg.speech.prompt_reference == "phones_gop":
+        from loralab.speech.model.gop import fit_for_training
+
+        model.gop_scorer, train_records = fit_for_training(
+            model.causal_lm, built.backbone, feature_extractor, train_records, seed=cfg.training.seed,
+            log=print if runtime.is_main else (lambda *_: None),
+        )  # fmt: skip
+    train_examples = _examples(train_records, cfg.speech.tasks, cfg.speech.task_shares, cfg.training.seed)
 
     def save_final(m, out_dir: Path) -> None:
         if built.model_dir is None:

@@ -322,3 +322,33 @@ def test_old_metrics_json_without_cis_still_renders(tmp_path):
     write_tables(tmp_path, {2: {"n_utterances": 3, "summary": row}}, strategy="lora", title="t")
     ours = next(line for line in (tmp_path / "table3.md").read_text().splitlines() if "| ours |" in line)
     assert ours.startswith("| LoRA | 2 | ours | 0.500 | 0.500 |") and "[" not in ours
+
+
+def test_accuracy_alone_replaces_the_joint_accuracy_and_the_gop_estimate_is_scored_alone():
+    from scipy import stats as scipy_stats
+
+    records, store = fake_evaluation(80, seed=9)
+    rng = random.Random(1)
+    rows = {}
+    for r in records:
+        alone = int(min(10, max(0, round(r.scores.accuracy + rng.gauss(0, 1)))))
+        rows[r.id] = {"raw": json.dumps({"accuracy": alone}), "accuracy_estimate": rng.randint(0, 10)}
+
+    class Store(FakeStore):
+        def get(self, utterance_id, task):
+            return rows[utterance_id] if task == "apa_accuracy" else super().get(utterance_id, task)
+
+    both = Store(store.raws)
+    metrics = compute_metrics(records, both, ["apa", "apa_accuracy", "mdd"], None, n_resamples=0)
+    human = [r.scores.accuracy for r in records]
+    alone = [json.loads(rows[r.id]["raw"])["accuracy"] for r in records]
+    joint_fluency = [json.loads(store.get(r.id, "apa")["raw"])["fluency"] for r in records]
+    assert metrics["apa"]["accuracy"]["pcc"] == pytest.approx(scipy_stats.pearsonr(alone, human)[0])
+    assert metrics["apa"]["fluency"]["pcc"] == pytest.approx(
+        scipy_stats.pearsonr(joint_fluency, [r.scores.fluency for r in records])[0]
+    )
+    estimates = [rows[r.id]["accuracy_estimate"] for r in records]
+    assert metrics["summary"]["gop_estimate_acc_pcc"] == pytest.approx(
+        scipy_stats.pearsonr(estimates, human)[0]
+    )
+    assert "gop_estimate" not in compute_metrics(records, store, ["apa", "mdd"], None, n_resamples=0)

@@ -83,6 +83,15 @@ class Backbone:
         False where the family cannot (its encoder is entangled with the embedding step)."""
         return False
 
+    def audio_encoder_outputs(self, model, audio_inputs: dict):
+        """The audio encoder's output for a batch of ``audio_features`` inputs, as the model computes
+        it inside its forward (batch x frames x width, before the projector). Families whose
+        encoder is entangled with the embedding step raise (the GOP scorer needs it)."""
+        raise LoralabError(
+            f"{self.title}: the audio encoder's output cannot be read apart from the model, which "
+            "speech.prompt_reference=phones_gop needs (use the Qwen2-Audio family, or another prompt_reference)"
+        )
+
     def group_of(self, plain_name: str) -> str:
         """Which reported group a plain-model parameter name belongs to (not LoRA)."""
         if plain_name.startswith(self.audio_encoder_prefixes):

@@ -78,6 +78,12 @@ class EncoderOutputCache:
         return BaseModelOutput(last_hidden_state=stacked)
 
 
+def _plain_model(model):
+    """The transformers model under a PEFT wrapper (or the model itself)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
 class Qwen2AudioBackbone(Backbone):
     family = "qwen2audio"
     title = "Qwen2-Audio"
@@ -181,6 +187,22 @@ class Qwen2AudioBackbone(Backbone):
             return [int(audio_token_id)] * count
         return [ends[0]] + [int(audio_token_id)] * count + [ends[1]]
 
+    def audio_encoder_outputs(self, model, audio_inputs: dict):
+        """As ``Qwen2AudioModel.forward`` calls the tower: padded frames masked out of attention
+        (so through the encoder output cache and window crop when installed)."""
+        import torch
+        from transformers.masking_utils import create_bidirectional_mask
+
+        tower = _plain_model(model).model.audio_tower
+        features = audio_inputs["input_features"].to(tower.device, tower.dtype)
+        mask = audio_inputs["feature_attention_mask"].to(tower.device)
+        lengths, _ = tower._get_feat_extract_output_lengths(mask.sum(-1))
+        width = (features.shape[-1] - 2) // 2 + 1
+        valid = (torch.arange(width, device=tower.device)[None, :] < lengths[:, None]).long()
+        dummy = torch.zeros((features.shape[0], width, 1), dtype=features.dtype, device=tower.device)
+        attention = create_bidirectional_mask(config=tower.config, inputs_embeds=dummy, attention_mask=valid)
+        return tower(features, attention_mask=attention).last_hidden_state
+
     def enable_encoder_cache(self, model, max_items: int | None = None) -> bool:
         from loralab.speech.backbones.qwen2audio_window import crop_encoder_window
 
@@ -188,6 +210,6 @@ class Qwen2AudioBackbone(Backbone):
         if not isinstance(tower.forward, EncoderOutputCache):
             tower.forward = EncoderOutputCache(tower, max_items)
         # Clips not yet cached are encoded over their own frames, not the 30 s window (the same
-        # embeddings; the crop stands aside while the tower is in training mode).
+        # embeddings; the crop stands aside where it would not be exact: see WindowCrop.exact).
         crop_encoder_window(model)
         return True

@@ -273,7 +273,7 @@ class FastDecoder:
 
     def _inputs(self, task: str, audio, record) -> dict:
         g = self.generator
-        batch = g.collator.prompt_batch([record], task, [audio])
+        batch = g.prompt_batch([record], task, [audio])
         device = next(self.inference.model.parameters()).device
         return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items() if k in g.model_inputs}
 

@@ -38,6 +38,9 @@ class GeneratedAnswer:
     new_tokens: int
     hit_limit: bool
     expected: dict[str, float] | None = None  # APA: expected scores (loralab.speech.evaluation.expected)
+    accuracy_estimate: int | None = (
+        None  # APA, prompt_reference phones_gop: the GOP scorer's estimate in the prompt
+    )
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -49,6 +52,8 @@ class GeneratedAnswer:
         }
         if self.expected is not None:
             out["expected"] = self.expected
+        if self.accuracy_estimate is not None:
+            out["accuracy_estimate"] = self.accuracy_estimate
         return out
 
 
@@ -110,8 +115,55 @@ class BatchedGenerator:
             prompt_reference,
         )
         self.model_inputs = ("input_ids", "attention_mask", *inference.backbone.audio_input_keys)
+        self._estimates: dict[tuple[str, str], int] = {}  # (audio sha1, canonical phones) -> estimate
         # Each batch's clips are encoded for APA, then reused for MDD (where the family can).
         inference.backbone.enable_encoder_cache(inference.model, max_items=2 * batch_size)
+
+    def prompt_batch(self, records: Sequence, task: str, audios: Sequence) -> dict:
+        """The collator's prompt batch; where the prompt carries an accuracy estimate (prompt_reference
+        phones_gop, task apa_accuracy) each record first gets the model's estimate of its recording
+        (once per recording and sentence)."""
+        from loralab.speech.prompts import uses_estimate
+
+        records, audios = list(records), list(audios)
+        if not uses_estimate(self.collator.layout.prompt_reference, task):
+            return self.collator.prompt_batch(records, task, audios)
+        records = self._with_estimates(records, audios)
+        batch = self.collator.prompt_batch(records, task, audios)
+        batch["accuracy_estimates"] = [r.accuracy_estimate for r in records]
+        return batch
+
+    def _with_estimates(self, records: list, audios: list) -> list:
+        import hashlib
+
+        import numpy as np
+
+        from loralab.errors import LoralabError
+        from loralab.speech.model.gop import WithEstimate, accuracy_estimates
+
+        inf = self.inference
+        if inf.gop_scorer is None:
+            raise LoralabError(
+                "speech.prompt_reference=phones_gop needs the model's GOP scorer, and this model has none "
+                "(no gop_scorer.safetensors in its folder): use the prompt_reference it was trained with"
+            )
+        keys = [
+            (
+                hashlib.sha1(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest(),
+                r.canonical_phones,
+            )
+            for r, a in zip(records, audios)
+        ]
+        todo = sorted({k: i for i, k in enumerate(keys) if k not in self._estimates}.values())
+        if todo:
+            values = accuracy_estimates(
+                inf.gop_scorer, inf.model, inf.backbone, inf.feature_extractor,
+                [records[i] for i in todo], [audios[i] for i in todo],
+            )  # fmt: skip
+            self._estimates.update({keys[i]: v for i, v in zip(todo, values)})
+            while len(self._estimates) > 4 * self.batch_size:
+                self._estimates.pop(next(iter(self._estimates)))  # oldest first
+        return [WithEstimate(r, self._estimates[k]) for r, k in zip(records, keys)]
 
     def generate(self, task: str, audios: Sequence, records: Sequence) -> list[GeneratedAnswer]:
         """Answers of ``task`` for one batch of waveforms; ``records`` have an ``id`` (and the
@@ -119,7 +171,7 @@ class BatchedGenerator:
         import torch
 
         inf = self.inference
-        batch = self.collator.prompt_batch(list(records), task, list(audios))
+        batch = self.prompt_batch(records, task, audios)
         ids = [r.id for r in records]
         device = next(inf.model.parameters()).device
         inputs = {
@@ -149,12 +201,14 @@ class BatchedGenerator:
             from loralab.speech.evaluation.expected import expected_scores
 
             expected = expected_scores(inf.model, inputs, out, prompt_len, inf.tokenizer)
+        estimates = batch.get("accuracy_estimates")
         answers = []
-        for uid, tokens, exp in zip(ids, new, expected):
+        for n, (uid, tokens, exp) in enumerate(zip(ids, new, expected)):
             cut = next((i for i, t in enumerate(tokens) if t in end_ids), None)
             kept = tokens if cut is None else tokens[:cut]
             text = inf.tokenizer.decode(kept, skip_special_tokens=True).strip()
-            answers.append(GeneratedAnswer(uid, task, text, len(kept), cut is None, exp))
+            estimate = estimates[n] if estimates else None
+            answers.append(GeneratedAnswer(uid, task, text, len(kept), cut is None, exp, estimate))
         return answers
 
     def _generate(self, inputs: dict, task: str, end_ids: list[int], pad_id: int):

@@ -50,8 +50,9 @@ def _answers(records, store: PredictionStore, task: str, expected: bool = False)
 
 
 def _apa_tasks(tasks: Sequence[str]) -> list[str]:
-    """The tasks that answer APA: the joint one, or one task per aspect (``apa_fluency``, ...)."""
-    return ["apa"] if "apa" in tasks else [t for t in tasks if t.startswith("apa_")]
+    """The tasks that answer APA, merged in this order: the joint one first, then one task per
+    aspect (``apa_fluency``, ...), whose values replace the joint answer's."""
+    return [t for t in tasks if t == "apa"] + [t for t in tasks if t.startswith("apa_")]
 
 
 def _apa_answers(records, store: PredictionStore, tasks: Sequence[str], expected: bool) -> list[ParsedAnswer]:
@@ -123,8 +124,34 @@ def compute_metrics(
         )
         if plot is not None:
             metrics["per_vs_accuracy"]["plot"] = plot.name
+    if apa_answers is not None:
+        _score_gop_estimate(metrics, records, store, tasks, boot)
     metrics["summary"] = summary_row(metrics)
     return metrics
+
+
+def _score_gop_estimate(metrics: dict, records, store, tasks, boot: dict) -> None:
+    """``metrics['gop_estimate']``: the accuracy estimate a phones_gop prompt gave the model, scored
+    on its own (the scorer alone, beside what the model made of it); nothing for other prompts."""
+    from loralab.speech.evaluation.metrics import bootstrap_pcc_ci, correlation
+
+    with_estimates = [
+        t
+        for t in _apa_tasks(tasks)
+        if all((store.get(r.id, t) or {}).get("accuracy_estimate") is not None for r in records)
+    ]
+    if not records or not with_estimates:
+        return
+    rows = [store.get(r.id, with_estimates[0]) for r in records]
+    estimates = [float(row["accuracy_estimate"]) for row in rows]
+    human = [r.scores.accuracy for r in records]
+    accuracy = correlation(estimates, human)
+    if boot["n_resamples"] > 0:
+        accuracy["pcc_ci"] = bootstrap_pcc_ci(estimates, human, **boot)
+    metrics["gop_estimate"] = {
+        "note": "the GOP scorer's accuracy estimate in the prompt, scored on its own",
+        "accuracy": accuracy,
+    }
 
 
 def _score_apa(metrics: dict, records, store, tasks, score_decoding: str, boot: dict) -> list:
@@ -226,6 +253,8 @@ def summary_row(metrics: dict) -> dict[str, float]:
     fig5 = metrics.get("per_vs_accuracy")
     row["per_acc_pcc_human"] = fig5["human"]["pcc"] if fig5 else nan
     row["per_acc_pcc_predicted"] = fig5["predicted"]["pcc"] if fig5 else nan
+    gop = metrics.get("gop_estimate")
+    row["gop_estimate_acc_pcc"] = gop["accuracy"]["pcc"] if gop else nan
     return row
 
 

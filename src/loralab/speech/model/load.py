@@ -68,6 +68,7 @@ class InferenceModel:
     end_token_ids: list[int]
     description: str
     backbone: Any = None  # loralab.speech.backbones.Backbone (None: detected from the model)
+    gop_scorer: Any = None  # loralab.speech.model.gop.GopScorer of a phones_gop model (else None)
 
     def __post_init__(self):
         if self.backbone is None:
@@ -129,6 +130,7 @@ def load_for_inference(
 
     ``base_model`` overrides where the base model is looked up (e.g. a run trained elsewhere).
     """
+    from loralab.speech.model.gop import GOP_FILE, load_gop_scorer
     from loralab.speech.model.lora import load_unfrozen, merge_adapter
 
     if device is None:
@@ -148,6 +150,10 @@ def load_for_inference(
         if unfrozen:
             parts.append(f"{unfrozen} unfrozen tensors")
     model.eval()
+    gop_scorer = None
+    if adapter_dir is not None and (adapter_dir / GOP_FILE).is_file():
+        gop_scorer = load_gop_scorer(adapter_dir)
+        parts.append("GOP scorer")
     tokenizer, feature_extractor = _text_and_audio_processors(adapter_dir, base_dir, backbone)
     return InferenceModel(
         model=model,
@@ -157,6 +163,7 @@ def load_for_inference(
         end_token_ids=_end_token_ids(tokenizer, model),
         description=", ".join(parts),
         backbone=backbone,
+        gop_scorer=gop_scorer,
     )
 
 

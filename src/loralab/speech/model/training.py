@@ -34,6 +34,9 @@ class SpeechLoraModel(torch.nn.Module):
         super().__init__()
         self.peft_model = peft_model
         self.backbone = backbone  # loralab.speech.backbones.Backbone (not a module)
+        # speech.prompt_reference=phones_gop: the GOP scorer fit before training (loralab.speech.model.gop),
+        # fixed while training and saved with every checkpoint (not a module: no gradients, no optimizer state).
+        self.gop_scorer = None
 
     @property
     def causal_lm(self):
@@ -121,7 +124,8 @@ def prepare_training_model(cfg, base, backbone, adapter_dir: Path | None = None)
 
 
 def save_trainable(model, out_dir: Path) -> None:
-    """The adapter (PEFT safetensors) and any unfrozen weights (``unfrozen.safetensors``)."""
+    """The adapter (PEFT safetensors), any unfrozen weights (``unfrozen.safetensors``) and the GOP
+    scorer (``gop_scorer.safetensors``, prompt_reference phones_gop)."""
     from safetensors.torch import save_file
 
     inner = unwrap(model)
@@ -131,6 +135,8 @@ def save_trainable(model, out_dir: Path) -> None:
     unfrozen = lora_setup.unfrozen_state_dict(inner.peft_model)
     if unfrozen:
         save_file(unfrozen, str(out_dir / UNFROZEN_FILE), metadata={"format": "pt"})
+    if inner.gop_scorer is not None:
+        inner.gop_scorer.save(out_dir)
 
 
 def load_trainable(model, in_dir: Path) -> None:

@@ -1,0 +1,224 @@
+"""The GOP scorer (speech.prompt_reference=phones_gop): its numbers against independent
+computations, its cross-fitting, its file, and its path through training and generation."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from loralab.errors import LoralabError
+from loralab.speech.model.gop import (
+    GOP_FILE,
+    GopScorer,
+    WithEstimate,
+    fit_gop_scorer,
+    load_gop_scorer,
+    speaker_folds,
+)
+
+
+def _brute_force_ctc_nll(log_probs: torch.Tensor, target: list[int]) -> float:
+    """-log of the summed probability of every frame path that collapses to ``target``."""
+    frames, classes = log_probs.shape
+    total = 0.0
+    for path in itertools.product(range(classes), repeat=frames):
+        collapsed = [c for k, c in enumerate(path) if c != 0 and (k == 0 or c != path[k - 1])]
+        if collapsed == target:
+            total += math.exp(sum(float(log_probs[t, c]) for t, c in enumerate(path)))
+    return -math.log(total)
+
+
+def test_gop_is_the_ctc_likelihood_per_canonical_phone_by_brute_force():
+    torch.manual_seed(0)
+    phones = ["AA", "B", "K"]
+    heads = [torch.randn(4, 5), torch.randn(4, 5)]
+    biases = [torch.randn(4), torch.randn(4)]
+    scorer = GopScorer(phones, heads, biases)
+    frames = torch.randn(5, 5)
+    mean_log_probs = torch.stack(
+        [torch.log_softmax(frames @ w.T + b, -1) for w, b in zip(heads, biases)]
+    ).mean(0)
+    # the heads' mean log-probabilities are not normalised: the brute force sums the same scores
+    nll = _brute_force_ctc_nll(mean_log_probs, [2, 1])  # "B AA"
+    assert scorer.gop(frames, "B AA1") == pytest.approx(100 * math.exp(-nll / 2), rel=1e-5)
+    assert scorer.phone_ids("B AA1 ZH") == [2, 1]  # stress stripped; unknown phones left out
+
+
+def test_estimate_is_the_calibrated_gop_rounded_and_clipped():
+    scorer = GopScorer(["AA"], [], [], slope=0.1, intercept=2.0)
+    assert [scorer.estimate(g) for g in (0, 44, 46, 200)] == [2, 6, 7, 10]
+    assert GopScorer(["AA"], [], [], slope=-1.0, intercept=0.0).estimate(5) == 0
+
+
+def _synthetic_corpus(n_speakers=6, per_speaker=8, seed=0):
+    """Frames that spell their pronounced phones (one clear direction per phone, 3 frames each)."""
+    rng = np.random.default_rng(seed)
+    phones = ["AA", "B", "D", "K", "S"]
+    basis = np.eye(8, dtype=np.float32)[: len(phones)] * 4
+    records, frames = [], []
+    for s in range(n_speakers):
+        for _ in range(per_speaker):
+            canonical = list(rng.choice(phones, size=5))
+            wrong = int(rng.integers(0, 3))
+            pronounced = list(canonical)
+            for k in rng.choice(5, size=wrong, replace=False):
+                pronounced[k] = phones[(phones.index(pronounced[k]) + 1) % len(phones)]
+            rows = [basis[phones.index(p)] for p in pronounced for _ in range(3)]
+            frames.append(
+                torch.tensor(np.stack(rows) + rng.normal(0, 0.3, (len(rows), 8)).astype(np.float32))
+            )
+            records.append(SimpleNamespace(
+                speaker=f"s{s}", canonical_phones=" ".join(canonical), pronounced_phones=" ".join(pronounced),
+                scores=SimpleNamespace(accuracy=10.0 - 3 * wrong),
+            ))  # fmt: skip
+    return records, frames
+
+
+def test_fit_scores_each_utterance_with_a_head_that_did_not_hear_its_speaker():
+    from loralab.speech.model.gop import _fit_ctc_head
+
+    records, frames = _synthetic_corpus()
+    scorer, gops = fit_gop_scorer(frames, records, folds=3, steps=150, lr=3e-2, seed=5)
+    assert scorer.fit_report["folds"] == 3 and len(scorer.weights) == 1  # the head on everything
+    fold = speaker_folds(records, 3)
+    targets = [scorer.phone_ids(r.pronounced_phones) for r in records]
+    for i in (0, 17, 40):
+        rows = [j for j in range(len(records)) if fold[j] != fold[i]]
+        assert records[i].speaker not in {records[j].speaker for j in rows}
+        w, b, _, _ = _fit_ctc_head(
+            [frames[j] for j in rows], [targets[j] for j in rows], 6, 150, 3e-2, 5 + 1 + fold[i]
+        )
+        alone = GopScorer(scorer.phones, [w], [b])
+        assert gops[i] == pytest.approx(alone.gop(frames[i], records[i].canonical_phones), rel=1e-5)
+    accuracy = [r.scores.accuracy for r in records]
+    assert np.corrcoef(gops, accuracy)[0, 1] > 0.8  # held-out GOP follows the mistakes
+    fitted = np.polyfit(gops, accuracy, 1)
+    assert (scorer.slope, scorer.intercept) == pytest.approx(tuple(fitted))
+    final = [scorer.gop(f, r.canonical_phones) for f, r in zip(frames, records)]
+    assert np.corrcoef(final, accuracy)[0, 1] > 0.8
+
+
+def test_fit_refuses_records_without_pronounced_phones():
+    records, frames = _synthetic_corpus(n_speakers=2, per_speaker=1)
+    for r in records:
+        r.pronounced_phones = ""
+    with pytest.raises(LoralabError, match="pronounced phones"):
+        fit_gop_scorer(frames, records)
+
+
+def test_saved_scorer_loads_back_identical_and_other_versions_are_refused(tmp_path):
+    torch.manual_seed(1)
+    scorer = GopScorer(["AA", "B"], [torch.randn(3, 4)], [torch.randn(3)], 0.07, 3.5, {"folds": 1})
+    scorer.save(tmp_path)
+    loaded = load_gop_scorer(tmp_path)
+    frames = torch.randn(6, 4)
+    assert torch.equal(loaded.log_probs(frames), scorer.log_probs(frames))
+    assert (loaded.phones, loaded.slope, loaded.intercept, loaded.fit_report) == (
+        ["AA", "B"], 0.07, 3.5, {"folds": 1},
+    )  # fmt: skip
+    from safetensors.torch import load_file, save_file
+
+    save_file(
+        load_file(str(tmp_path / GOP_FILE)), str(tmp_path / GOP_FILE), metadata={"format_version": "99"}
+    )
+    with pytest.raises(LoralabError, match="format '99'"):
+        load_gop_scorer(tmp_path)
+    with pytest.raises(LoralabError, match=f"{GOP_FILE}: missing"):
+        load_gop_scorer(tmp_path / "elsewhere")
+
+
+def test_prompt_block_carries_the_estimate_only_where_accuracy_is_asked_alone():
+    from loralab.speech.chat_format import reference_of
+
+    record = SimpleNamespace(text="A CAT", canonical_phones="AH K AE T")
+    phones = "Reference text: A CAT\nCanonical phones: AH K AE T\n"
+    estimated = WithEstimate(record, 7)
+    assert reference_of(estimated, "phones_gop", "apa_accuracy") == phones + "Accuracy estimate: 7\n"
+    assert reference_of(estimated, "phones_gop", "apa") == phones
+    assert reference_of(record, "phones", "apa_accuracy") == phones
+    with pytest.raises(ValueError, match="accuracy estimate"):
+        reference_of(record, "phones_gop", "apa_accuracy")
+
+
+def test_phones_gop_refuses_a_trained_encoder_and_tasks_without_accuracy_alone(
+    tiny_qwen2audio_dir, synth_manifest_dir
+):
+    from loralab.config import ConfigError
+    from speech.test_training import make_cfg
+
+    with pytest.raises(ConfigError, match="drop audio_encoder") as problem:
+        make_cfg(
+            "qwen2audio_unfreeze_r64", tiny_qwen2audio_dir, synth_manifest_dir,
+            "speech.prompt_reference=phones_gop", "model.unfreeze=[audio_encoder,audio_projector]",
+        )  # fmt: skip
+    assert "apa_accuracy and apa_total prompts, which speech.tasks lacks" in str(problem.value)  # both at once
+    make_cfg(
+        "qwen2audio_r64", tiny_qwen2audio_dir, synth_manifest_dir,
+        "speech.prompt_reference=phones_gop", "speech.tasks=[apa,apa_accuracy,mdd]",
+    )  # fmt: skip
+
+
+def test_phones_gop_through_training_saving_and_generation(tiny_qwen2audio_dir, synth_manifest_dir, tmp_path):
+    from loralab.speech.data.audio import load_audio
+    from loralab.speech.evaluation.generate import BatchedGenerator
+    from loralab.speech.model.gop import accuracy_estimates
+    from loralab.speech.model.load import load_for_inference
+    from speech.test_training import build, make_cfg
+
+    cfg = make_cfg(
+        "qwen2audio_unfreeze_r64", tiny_qwen2audio_dir, synth_manifest_dir, "speech.prompt_reference=phones_gop",
+        "model.unfreeze=[audio_projector]", "model.cache_audio_encoder=true", "speech.tasks=[apa,apa_accuracy,mdd]",
+    )  # fmt: skip
+    parts = build(cfg)
+    scorer = parts.model.gop_scorer
+    (record, _), (same, task) = parts.train_dataset[:2]
+    assert same is record and task == "apa_accuracy" and 0 <= record.accuracy_estimate <= 10
+
+    def prompt(task: str) -> str:
+        return parts.collate.tokenizer.decode(parts.collate([(record, task)])["input_ids"][0].tolist())
+
+    estimate_line = (
+        f"Canonical phones: {record.canonical_phones}\nAccuracy estimate: {record.accuracy_estimate}\n"
+    )
+    assert estimate_line in prompt("apa_accuracy")
+    assert "Accuracy estimate" not in prompt("apa") + prompt("mdd")
+    cache = parts.model.causal_lm.model.audio_tower.forward
+    before = cache.hits
+    parts.loss_fn(parts.model.train(), parts.collate([(record, task)]))
+    assert cache.hits == before + 1  # training reads the clip the scorer encoded
+
+    parts.save_final(parts.model, tmp_path / "final_model")
+    assert (tmp_path / "final_model" / GOP_FILE).is_file()
+    inference = load_for_inference(tmp_path / "final_model", device="cpu")
+    assert torch.equal(inference.gop_scorer.weights[0], scorer.weights[0])
+    audio = load_audio(record.audio_path)
+    model, backbone = parts.model.causal_lm, parts.model.backbone
+    (expected,) = accuracy_estimates(
+        scorer, model, backbone, parts.collate.feature_extractor, [record], [audio]
+    )
+    generator = BatchedGenerator(
+        inference, prompt_style="short", prompt_reference="phones_gop", max_new_tokens=2
+    )
+    batch = generator.prompt_batch([record._record], "apa_accuracy", [audio])
+    assert f"Accuracy estimate: {expected}\n" in inference.tokenizer.decode(batch["input_ids"][0].tolist())
+    assert batch["accuracy_estimates"] == [expected]
+
+
+def test_phones_gop_needs_a_model_with_a_scorer(tiny_qwen2audio_dir, synth_manifest_dir):
+    from loralab.speech.data.audio import load_audio
+    from loralab.speech.data.records import read_manifest
+    from loralab.speech.evaluation.generate import BatchedGenerator
+    from loralab.speech.model.load import load_for_inference
+
+    record = read_manifest(synth_manifest_dir, "train")[0]
+    audio = load_audio(record.audio_path)
+    inference = load_for_inference(tiny_qwen2audio_dir, device="cpu")
+    generator = BatchedGenerator(inference, prompt_reference="phones_gop")
+    assert "accuracy_estimates" not in generator.prompt_batch([record], "apa", [audio])
+    with pytest.raises(LoralabError, match="no gop_scorer.safetensors"):
+        generator.prompt_batch([record], "apa_accuracy", [audio])
