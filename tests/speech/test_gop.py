@@ -156,7 +156,8 @@ def test_phones_gop_refuses_a_trained_encoder_and_tasks_without_accuracy_alone(
             "qwen2audio_unfreeze_r64", tiny_qwen2audio_dir, synth_manifest_dir,
             "speech.prompt_reference=phones_gop", "model.unfreeze=[audio_encoder,audio_projector]",
         )  # fmt: skip
-    assert "apa_accuracy and apa_total prompts, which speech.tasks lacks" in str(problem.value)  # both at once
+    both_problems = str(problem.value)
+    assert "apa_accuracy and apa_total prompts, which speech.tasks lacks" in both_problems
     make_cfg(
         "qwen2audio_r64", tiny_qwen2audio_dir, synth_manifest_dir,
         "speech.prompt_reference=phones_gop", "speech.tasks=[apa,apa_accuracy,mdd]",

@@ -45,14 +45,14 @@ class DemoPlan:
 FULL = DemoPlan(
     mode="full",
     budget_seconds=15 * 60,
-    # ~245 train / ~105 test utterances; one epoch of batch 6 = ~80 optimizer steps, what the
-    # answer format needs (measured: ~70), in ~9 of the 15 minutes on an idle 2-core machine
-    # (activation checkpointing on, for memory; the whole demo measured 13 min 53 s).
+    # ~245 train / ~105 test utterances; one epoch of the preset's batches (4, two accumulated):
+    # ~85 optimizer steps over apa, apa_accuracy, apa_total and mdd (task_shares), what the answer
+    # format needs (measured: ~70), in ~9 of the 15 minutes on an idle 2-core machine.
     # One epoch over more speakers rather than two over fewer: the same steps, a bigger corpus.
     speech_utterances=350,
     speech_epochs=1,
     speech_max_steps=None,
-    speech_batch_size=6,
+    speech_batch_size=None,
     speech_eval_limit=None,
     speech_eval_max_new_tokens=None,
     speech_eval_base=False,

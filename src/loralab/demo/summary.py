@@ -20,6 +20,14 @@ PAPER_PROMPT_COMMAND = (
     "--checkpoints last"
 )
 
+# What stands in a text-aware prompt (speech.prompt_reference), for the summary's note.
+REFERENCE_WORDS = {
+    "text": "the reference sentence",
+    "phones": "the reference sentence and its phones",
+    "phones_gop": "the reference sentence and its phones, and in the accuracy and total prompts the accuracy "
+    "estimate of the model's GOP scorer (from the audio)",
+}
+
 # The commands for the real thing, printed and stored in summary.json.
 REAL_RUN_COMMANDS = [
     "# Speech: SpeechOcean762 (the original release folder, or mispeech/speechocean762 when online)",
@@ -182,9 +190,14 @@ def _speech_lines(speech: dict) -> list[str]:
             ]
         if run.get("prompt_reference", "none") != "none":
             lines.append(
-                f"  {'':<10} these figures are with the reference sentence{' and its phones' if run['prompt_reference'] == 'phones' else ''} "
+                f"  {'':<10} these figures are with {REFERENCE_WORDS.get(run['prompt_reference'], run['prompt_reference'])} "
                 f"in the prompt (text-aware, not the paper's); the paper's prompt: {PAPER_PROMPT_COMMAND} "
                 "(README: measured figures)"
+            )
+        if m.get("gop_estimate_acc_pcc") is not None:
+            lines.append(
+                f"  {'':<10} accuracy: the model's answer PCC {_fmt(m.get('acc_pcc'))}; the GOP scorer's estimate "
+                f"in its prompt, scored alone: PCC {_fmt(m['gop_estimate_acc_pcc'])}"
             )
         real = run.get("real_speech") or {}
         if "wer" in real:
