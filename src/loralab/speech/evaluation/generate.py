@@ -38,9 +38,8 @@ class GeneratedAnswer:
     new_tokens: int
     hit_limit: bool
     expected: dict[str, float] | None = None  # APA: expected scores (loralab.speech.evaluation.expected)
-    accuracy_estimate: int | None = (
-        None  # APA, prompt_reference phones_gop: the GOP scorer's estimate in the prompt
-    )
+    # The GOP scorer's estimate in the prompt (prompt_reference phones_gop, apa_accuracy/apa_total).
+    accuracy_estimate: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -121,8 +120,8 @@ class BatchedGenerator:
 
     def prompt_batch(self, records: Sequence, task: str, audios: Sequence) -> dict:
         """The collator's prompt batch; where the prompt carries an accuracy estimate (prompt_reference
-        phones_gop, task apa_accuracy) each record first gets the model's estimate of its recording
-        (once per recording and sentence)."""
+        phones_gop, tasks apa_accuracy and apa_total) each record first gets the model's estimate of
+        its recording (once per recording and sentence)."""
         from loralab.speech.prompts import uses_estimate
 
         records, audios = list(records), list(audios)
