@@ -223,3 +223,11 @@ def test_phones_gop_needs_a_model_with_a_scorer(tiny_qwen2audio_dir, synth_manif
     assert "accuracy_estimates" not in generator.prompt_batch([record], "apa", [audio])
     with pytest.raises(LoralabError, match="no gop_scorer.safetensors"):
         generator.prompt_batch([record], "apa_accuracy", [audio])
+
+
+def test_a_record_with_its_estimate_survives_pickling_for_dataloader_workers():
+    import pickle
+
+    record = SimpleNamespace(id="u1", text="A CAT", canonical_phones="AH K AE T")
+    copy = pickle.loads(pickle.dumps(WithEstimate(record, 6)))
+    assert (copy.id, copy.text, copy.accuracy_estimate) == ("u1", "A CAT", 6)

@@ -243,6 +243,10 @@ class WithEstimate:
         self.accuracy_estimate = accuracy_estimate
 
     def __getattr__(self, name: str):
+        # Only called for names not set here; "_record" itself missing means a copy or an unpickling
+        # in progress (DataLoader workers under spawn), which must not recurse.
+        if name == "_record":
+            raise AttributeError(name)
         return getattr(self._record, name)
 
 
