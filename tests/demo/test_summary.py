@@ -88,14 +88,24 @@ def test_a_gop_prompt_is_named_and_its_estimate_shown_beside_the_answer(tmp_path
     run = {
         "preset": "p",
         "prompt_reference": "phones_gop",
-        "metrics": {"acc_pcc": 0.612, "gop_estimate_acc_pcc": 0.587, "apa_parse_rate": 1.0},
+        "metrics": {
+            "acc_pcc": 0.612,
+            "gop_estimate_acc_pcc": 0.587,
+            "total_pcc": 0.71,
+            "gop_estimate_total_pcc": 0.69,
+            "apa_parse_rate": 1.0,
+        },  # fmt: skip
     }
     results = {"speech": {"model": "m", "utterances": {"train": 3}, "runs": {"unfreeze": run}}}
     summary = build_summary(plan=FULL_PLAN, clock=StageClock(log=lambda _: None), results=results, errors={},
                             out_dir=tmp_path, started_at=0.0, threads=2)  # fmt: skip
     text = render_summary(summary, tmp_path / "summary.json")
-    assert "in the accuracy and total prompts the accuracy estimate of the model's GOP scorer" in text
+    assert "in the accuracy and total prompts the model's GOP scorer's estimate of that aspect" in text
     assert (
         "accuracy: the model's answer PCC 0.612; the GOP scorer's estimate in its prompt, scored alone: PCC 0.587"
+        in text
+    )
+    assert (
+        "total: the model's answer PCC 0.710; the GOP scorer's estimate in its prompt, scored alone: PCC 0.690"
         in text
     )

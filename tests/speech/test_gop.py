@@ -14,11 +14,13 @@ import torch
 from loralab.errors import LoralabError
 from loralab.speech.model.gop import (
     GOP_FILE,
+    PAUSE_SECONDS,
     GopScorer,
     WithEstimate,
     fit_gop_scorer,
     load_gop_scorer,
     speaker_folds,
+    timing_features,
 )
 
 
@@ -49,10 +51,26 @@ def test_gop_is_the_ctc_likelihood_per_canonical_phone_by_brute_force():
     assert scorer.phone_ids("B AA1 ZH") == [2, 1]  # stress stripped; unknown phones left out
 
 
-def test_estimate_is_the_calibrated_gop_rounded_and_clipped():
-    scorer = GopScorer(["AA"], [], [], slope=0.1, intercept=2.0)
-    assert [scorer.estimate(g) for g in (0, 44, 46, 200)] == [2, 6, 7, 10]
-    assert GopScorer(["AA"], [], [], slope=-1.0, intercept=0.0).estimate(5) == 0
+def test_estimates_are_the_calibrated_features_rounded_and_clipped():
+    scorer = GopScorer(
+        ["AA"], [], [], calibration={"accuracy": [0.1, 0, 0, 0, 2.0], "total": [0, -1.0, 0.5, 0, 6]}
+    )
+    assert [scorer.estimates([g, 0, 0, 0])["accuracy"] for g in (0, 44, 46, 200)] == [2, 6, 7, 10]
+    assert scorer.estimates([50, 3, 1, 0]) == {"accuracy": 7, "total": 4}  # 6 - 3 + 0.5 = 3.5, half to even
+    assert scorer.estimates([50, 9, 0, 0])["total"] == 0
+
+
+def test_timing_features_count_pauses_rate_and_pace_shift_of_the_heard_phones():
+    fps = 10.0  # a pause: a gap of at least 3 frames between heard phones
+    assert PAUSE_SECONDS * fps == 3
+    heard = [2, 3, 4, 9, 10, 12, 14]  # gaps 1 1 5 1 2 2: one pause; halves' paces 1 and 2 frames
+    log_probs = torch.zeros(16, 3)
+    log_probs[:, 0] = 1.0  # blank wins ...
+    log_probs[heard, 2] = 2.0  # ... but where a phone is heard
+    pauses, rate, shift = timing_features(log_probs, fps)
+    speech_seconds = (14 - 2 + 1 - 5) / fps  # from the first to the last heard phone, less the pause
+    assert (pauses, rate, shift) == (1.0, pytest.approx(7 / speech_seconds), pytest.approx(0.1))
+    assert timing_features(torch.zeros(5, 3), fps) == [0.0, 0.0, 0.0]  # nothing heard
 
 
 def _synthetic_corpus(n_speakers=6, per_speaker=8, seed=0):
@@ -80,10 +98,15 @@ def _synthetic_corpus(n_speakers=6, per_speaker=8, seed=0):
 
 
 def test_fit_scores_each_utterance_with_a_head_that_did_not_hear_its_speaker():
+    from scipy.linalg import lstsq
+
     from loralab.speech.model.gop import _fit_ctc_head
 
     records, frames = _synthetic_corpus()
-    scorer, gops = fit_gop_scorer(frames, records, folds=3, steps=150, lr=3e-2, seed=5)
+    scorer, features = fit_gop_scorer(
+        frames, records, aspects=("accuracy",), folds=3, steps=150, lr=3e-2, seed=5
+    )
+    gops = [row[0] for row in features]
     assert scorer.fit_report["folds"] == 3 and len(scorer.weights) == 1  # the head on everything
     fold = speaker_folds(records, 3)
     targets = [scorer.phone_ids(r.pronounced_phones) for r in records]
@@ -93,12 +116,12 @@ def test_fit_scores_each_utterance_with_a_head_that_did_not_hear_its_speaker():
         w, b, _, _ = _fit_ctc_head(
             [frames[j] for j in rows], [targets[j] for j in rows], 6, 150, 3e-2, 5 + 1 + fold[i]
         )
-        alone = GopScorer(scorer.phones, [w], [b])
-        assert gops[i] == pytest.approx(alone.gop(frames[i], records[i].canonical_phones), rel=1e-5)
+        alone = GopScorer(scorer.phones, [w], [b], frames_per_second=scorer.frames_per_second)
+        assert features[i] == pytest.approx(alone.features(frames[i], records[i].canonical_phones), rel=1e-5)
     accuracy = [r.scores.accuracy for r in records]
     assert np.corrcoef(gops, accuracy)[0, 1] > 0.8  # held-out GOP follows the mistakes
-    fitted = np.polyfit(gops, accuracy, 1)
-    assert (scorer.slope, scorer.intercept) == pytest.approx(tuple(fitted))
+    fitted = lstsq(np.c_[np.asarray(features), np.ones(len(records))], accuracy)[0]
+    assert scorer.calibration["accuracy"] == pytest.approx(list(fitted), rel=1e-6, abs=1e-9)
     final = [scorer.gop(f, r.canonical_phones) for f, r in zip(frames, records)]
     assert np.corrcoef(final, accuracy)[0, 1] > 0.8
 
@@ -113,13 +136,14 @@ def test_fit_refuses_records_without_pronounced_phones():
 
 def test_saved_scorer_loads_back_identical_and_other_versions_are_refused(tmp_path):
     torch.manual_seed(1)
-    scorer = GopScorer(["AA", "B"], [torch.randn(3, 4)], [torch.randn(3)], 0.07, 3.5, {"folds": 1})
+    calibration = {"accuracy": [0.07, 0.0, 0.1, -0.3, 3.5], "total": [0.05, -1.0, 0.0, 0.2, 6.0]}
+    scorer = GopScorer(["AA", "B"], [torch.randn(3, 4)], [torch.randn(3)], calibration, 24.5, {"folds": 1})
     scorer.save(tmp_path)
     loaded = load_gop_scorer(tmp_path)
     frames = torch.randn(6, 4)
     assert torch.equal(loaded.log_probs(frames), scorer.log_probs(frames))
-    assert (loaded.phones, loaded.slope, loaded.intercept, loaded.fit_report) == (
-        ["AA", "B"], 0.07, 3.5, {"folds": 1},
+    assert (loaded.phones, loaded.calibration, loaded.frames_per_second, loaded.fit_report) == (
+        ["AA", "B"], calibration, 24.5, {"folds": 1},
     )  # fmt: skip
     from safetensors.torch import load_file, save_file
 
@@ -137,12 +161,16 @@ def test_prompt_block_carries_the_estimate_only_where_accuracy_is_asked_alone():
 
     record = SimpleNamespace(text="A CAT", canonical_phones="AH K AE T")
     phones = "Reference text: A CAT\nCanonical phones: AH K AE T\n"
-    estimated = WithEstimate(record, 7)
+    estimated = WithEstimate(record, {"accuracy": 7, "total": 5})
     assert reference_of(estimated, "phones_gop", "apa_accuracy") == phones + "Accuracy estimate: 7\n"
+    assert reference_of(estimated, "phones_gop", "apa_total") == phones + "Total estimate: 5\n"
     assert reference_of(estimated, "phones_gop", "apa") == phones
+    assert reference_of(estimated, "phones_gop", "apa_fluency") == phones
     assert reference_of(record, "phones", "apa_accuracy") == phones
     with pytest.raises(ValueError, match="accuracy estimate"):
         reference_of(record, "phones_gop", "apa_accuracy")
+    with pytest.raises(ValueError, match="total estimate"):
+        reference_of(WithEstimate(record, {"accuracy": 7}), "phones_gop", "apa_total")
 
 
 def test_phones_gop_refuses_a_trained_encoder_and_tasks_without_accuracy_alone(
@@ -167,7 +195,7 @@ def test_phones_gop_refuses_a_trained_encoder_and_tasks_without_accuracy_alone(
 def test_phones_gop_through_training_saving_and_generation(tiny_qwen2audio_dir, synth_manifest_dir, tmp_path):
     from loralab.speech.data.audio import load_audio
     from loralab.speech.evaluation.generate import BatchedGenerator
-    from loralab.speech.model.gop import accuracy_estimates
+    from loralab.speech.model.gop import recording_estimates
     from loralab.speech.model.load import load_for_inference
     from speech.test_training import build, make_cfg
 
@@ -178,13 +206,14 @@ def test_phones_gop_through_training_saving_and_generation(tiny_qwen2audio_dir, 
     parts = build(cfg)
     scorer = parts.model.gop_scorer
     (record, _), (same, task) = parts.train_dataset[:2]
-    assert same is record and task == "apa_accuracy" and 0 <= record.accuracy_estimate <= 10
+    assert same is record and task == "apa_accuracy" and set(record.estimates) == {"accuracy"}
+    assert 0 <= record.estimates["accuracy"] <= 10 and set(scorer.calibration) == {"accuracy"}
 
     def prompt(task: str) -> str:
         return parts.collate.tokenizer.decode(parts.collate([(record, task)])["input_ids"][0].tolist())
 
     estimate_line = (
-        f"Canonical phones: {record.canonical_phones}\nAccuracy estimate: {record.accuracy_estimate}\n"
+        f"Canonical phones: {record.canonical_phones}\nAccuracy estimate: {record.estimates['accuracy']}\n"
     )
     assert estimate_line in prompt("apa_accuracy")
     assert "Accuracy estimate" not in prompt("apa") + prompt("mdd")
@@ -199,15 +228,17 @@ def test_phones_gop_through_training_saving_and_generation(tiny_qwen2audio_dir, 
     assert torch.equal(inference.gop_scorer.weights[0], scorer.weights[0])
     audio = load_audio(record.audio_path)
     model, backbone = parts.model.causal_lm, parts.model.backbone
-    (expected,) = accuracy_estimates(
+    (expected,) = recording_estimates(
         scorer, model, backbone, parts.collate.feature_extractor, [record], [audio]
     )
     generator = BatchedGenerator(
         inference, prompt_style="short", prompt_reference="phones_gop", max_new_tokens=2
     )
     batch = generator.prompt_batch([record._record], "apa_accuracy", [audio])
-    assert f"Accuracy estimate: {expected}\n" in inference.tokenizer.decode(batch["input_ids"][0].tolist())
-    assert batch["accuracy_estimates"] == [expected]
+    assert f"Accuracy estimate: {expected['accuracy']}\n" in inference.tokenizer.decode(
+        batch["input_ids"][0].tolist()
+    )
+    assert batch["estimates"] == [expected["accuracy"]]
 
 
 def test_phones_gop_needs_a_model_with_a_scorer(tiny_qwen2audio_dir, synth_manifest_dir):
@@ -220,7 +251,7 @@ def test_phones_gop_needs_a_model_with_a_scorer(tiny_qwen2audio_dir, synth_manif
     audio = load_audio(record.audio_path)
     inference = load_for_inference(tiny_qwen2audio_dir, device="cpu")
     generator = BatchedGenerator(inference, prompt_reference="phones_gop")
-    assert "accuracy_estimates" not in generator.prompt_batch([record], "apa", [audio])
+    assert "estimates" not in generator.prompt_batch([record], "apa", [audio])
     with pytest.raises(LoralabError, match="no gop_scorer.safetensors"):
         generator.prompt_batch([record], "apa_accuracy", [audio])
 
@@ -229,5 +260,5 @@ def test_a_record_with_its_estimate_survives_pickling_for_dataloader_workers():
     import pickle
 
     record = SimpleNamespace(id="u1", text="A CAT", canonical_phones="AH K AE T")
-    copy = pickle.loads(pickle.dumps(WithEstimate(record, 6)))
-    assert (copy.id, copy.text, copy.accuracy_estimate) == ("u1", "A CAT", 6)
+    copy = pickle.loads(pickle.dumps(WithEstimate(record, {"accuracy": 6})))
+    assert (copy.id, copy.text, copy.estimates) == ("u1", "A CAT", {"accuracy": 6})

@@ -24,8 +24,8 @@ PAPER_PROMPT_COMMAND = (
 REFERENCE_WORDS = {
     "text": "the reference sentence",
     "phones": "the reference sentence and its phones",
-    "phones_gop": "the reference sentence and its phones, and in the accuracy and total prompts the accuracy "
-    "estimate of the model's GOP scorer (from the audio)",
+    "phones_gop": "the reference sentence and its phones, and in the accuracy and total prompts the "
+    "model's GOP scorer's estimate of that aspect (from the audio: GOP, pauses, phone rate)",
 }
 
 # The commands for the real thing, printed and stored in summary.json.
@@ -194,11 +194,12 @@ def _speech_lines(speech: dict) -> list[str]:
                 f"in the prompt (text-aware, not the paper's); the paper's prompt: {PAPER_PROMPT_COMMAND} "
                 "(README: measured figures)"
             )
-        if m.get("gop_estimate_acc_pcc") is not None:
-            lines.append(
-                f"  {'':<10} accuracy: the model's answer PCC {_fmt(m.get('acc_pcc'))}; the GOP scorer's estimate "
-                f"in its prompt, scored alone: PCC {_fmt(m['gop_estimate_acc_pcc'])}"
-            )
+        for aspect, name in (("accuracy", "acc"), ("total", "total")):
+            if m.get(f"gop_estimate_{name}_pcc") is not None:
+                lines.append(
+                    f"  {'':<10} {aspect}: the model's answer PCC {_fmt(m.get(f'{name}_pcc'))}; the GOP scorer's "
+                    f"estimate in its prompt, scored alone: PCC {_fmt(m[f'gop_estimate_{name}_pcc'])}"
+                )
         real = run.get("real_speech") or {}
         if "wer" in real:
             lines.append(

@@ -116,7 +116,7 @@ def reference_of(record: Any, mode: str, task: str = "apa") -> str:
         mode,
         record.text,
         getattr(record, "canonical_phones", None),
-        getattr(record, "accuracy_estimate", None),
+        getattr(record, "estimates", None),
         task,
     )
 

@@ -129,10 +129,12 @@ def build_parts(cfg, runtime, injected: Injected | None = None) -> SystemParts:
     )
     if cfg.speech.prompt_reference == "phones_gop":
         from loralab.speech.model.gop import fit_for_training
+        from loralab.speech.prompts import ESTIMATE_TASKS
 
         model.gop_scorer, train_records = fit_for_training(
-            model.causal_lm, built.backbone, feature_extractor, train_records, seed=cfg.training.seed,
-            log=print if runtime.is_main else (lambda *_: None),
+            model.causal_lm, built.backbone, feature_extractor, train_records,
+            aspects=[ESTIMATE_TASKS[t] for t in ESTIMATE_TASKS if t in cfg.speech.tasks],
+            seed=cfg.training.seed, log=print if runtime.is_main else (lambda *_: None),
         )  # fmt: skip
     train_examples = _examples(train_records, cfg.speech.tasks, cfg.speech.task_shares, cfg.training.seed)
 

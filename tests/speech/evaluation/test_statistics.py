@@ -324,31 +324,33 @@ def test_old_metrics_json_without_cis_still_renders(tmp_path):
     assert ours.startswith("| LoRA | 2 | ours | 0.500 | 0.500 |") and "[" not in ours
 
 
-def test_accuracy_alone_replaces_the_joint_accuracy_and_the_gop_estimate_is_scored_alone():
+def test_aspects_alone_replace_the_joint_answer_and_the_gop_estimates_are_scored_alone():
     from scipy import stats as scipy_stats
 
     records, store = fake_evaluation(80, seed=9)
     rng = random.Random(1)
-    rows = {}
+    rows = {"apa_accuracy": {}, "apa_total": {}}
     for r in records:
-        alone = int(min(10, max(0, round(r.scores.accuracy + rng.gauss(0, 1)))))
-        rows[r.id] = {"raw": json.dumps({"accuracy": alone}), "accuracy_estimate": rng.randint(0, 10)}
+        for task, aspect in (("apa_accuracy", "accuracy"), ("apa_total", "total")):
+            alone = int(min(10, max(0, round(getattr(r.scores, aspect) + rng.gauss(0, 1)))))
+            rows[task][r.id] = {"raw": json.dumps({aspect: alone}), "estimate": rng.randint(0, 10)}
 
     class Store(FakeStore):
         def get(self, utterance_id, task):
-            return rows[utterance_id] if task == "apa_accuracy" else super().get(utterance_id, task)
+            return rows[task][utterance_id] if task in rows else super().get(utterance_id, task)
 
     both = Store(store.raws)
-    metrics = compute_metrics(records, both, ["apa", "apa_accuracy", "mdd"], None, n_resamples=0)
-    human = [r.scores.accuracy for r in records]
-    alone = [json.loads(rows[r.id]["raw"])["accuracy"] for r in records]
+    metrics = compute_metrics(records, both, ["apa", "apa_accuracy", "apa_total", "mdd"], None, n_resamples=0)
     joint_fluency = [json.loads(store.get(r.id, "apa")["raw"])["fluency"] for r in records]
-    assert metrics["apa"]["accuracy"]["pcc"] == pytest.approx(scipy_stats.pearsonr(alone, human)[0])
     assert metrics["apa"]["fluency"]["pcc"] == pytest.approx(
         scipy_stats.pearsonr(joint_fluency, [r.scores.fluency for r in records])[0]
     )
-    estimates = [rows[r.id]["accuracy_estimate"] for r in records]
-    assert metrics["summary"]["gop_estimate_acc_pcc"] == pytest.approx(
-        scipy_stats.pearsonr(estimates, human)[0]
-    )
+    for task, aspect, name in (("apa_accuracy", "accuracy", "acc"), ("apa_total", "total", "total")):
+        human = [getattr(r.scores, aspect) for r in records]
+        alone = [json.loads(rows[task][r.id]["raw"])[aspect] for r in records]
+        assert metrics["apa"][aspect]["pcc"] == pytest.approx(scipy_stats.pearsonr(alone, human)[0])
+        estimates = [rows[task][r.id]["estimate"] for r in records]
+        assert metrics["summary"][f"gop_estimate_{name}_pcc"] == pytest.approx(
+            scipy_stats.pearsonr(estimates, human)[0]
+        )
     assert "gop_estimate" not in compute_metrics(records, store, ["apa", "mdd"], None, n_resamples=0)

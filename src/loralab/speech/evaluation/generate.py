@@ -38,8 +38,9 @@ class GeneratedAnswer:
     new_tokens: int
     hit_limit: bool
     expected: dict[str, float] | None = None  # APA: expected scores (loralab.speech.evaluation.expected)
-    # The GOP scorer's estimate in the prompt (prompt_reference phones_gop, apa_accuracy/apa_total).
-    accuracy_estimate: int | None = None
+    # The GOP scorer's estimate in the prompt (prompt_reference phones_gop: apa_accuracy's of the
+    # accuracy, apa_total's of the total).
+    estimate: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -51,8 +52,8 @@ class GeneratedAnswer:
         }
         if self.expected is not None:
             out["expected"] = self.expected
-        if self.accuracy_estimate is not None:
-            out["accuracy_estimate"] = self.accuracy_estimate
+        if self.estimate is not None:
+            out["estimate"] = self.estimate
         return out
 
 
@@ -119,17 +120,17 @@ class BatchedGenerator:
         inference.backbone.enable_encoder_cache(inference.model, max_items=2 * batch_size)
 
     def prompt_batch(self, records: Sequence, task: str, audios: Sequence) -> dict:
-        """The collator's prompt batch; where the prompt carries an accuracy estimate (prompt_reference
-        phones_gop, tasks apa_accuracy and apa_total) each record first gets the model's estimate of
-        its recording (once per recording and sentence)."""
-        from loralab.speech.prompts import uses_estimate
+        """The collator's prompt batch; where the prompt carries an estimate (prompt_reference
+        phones_gop, tasks apa_accuracy and apa_total) each record first gets the model's estimates of
+        its recording (once per recording and sentence), and ``estimates`` lists the task's."""
+        from loralab.speech.prompts import ESTIMATE_TASKS, uses_estimate
 
         records, audios = list(records), list(audios)
         if not uses_estimate(self.collator.layout.prompt_reference, task):
             return self.collator.prompt_batch(records, task, audios)
         records = self._with_estimates(records, audios)
         batch = self.collator.prompt_batch(records, task, audios)
-        batch["accuracy_estimates"] = [r.accuracy_estimate for r in records]
+        batch["estimates"] = [r.estimates[ESTIMATE_TASKS[task]] for r in records]
         return batch
 
     def _with_estimates(self, records: list, audios: list) -> list:
@@ -138,7 +139,7 @@ class BatchedGenerator:
         import numpy as np
 
         from loralab.errors import LoralabError
-        from loralab.speech.model.gop import WithEstimate, accuracy_estimates
+        from loralab.speech.model.gop import WithEstimate, recording_estimates
 
         inf = self.inference
         if inf.gop_scorer is None:
@@ -155,7 +156,7 @@ class BatchedGenerator:
         ]
         todo = sorted({k: i for i, k in enumerate(keys) if k not in self._estimates}.values())
         if todo:
-            values = accuracy_estimates(
+            values = recording_estimates(
                 inf.gop_scorer, inf.model, inf.backbone, inf.feature_extractor,
                 [records[i] for i in todo], [audios[i] for i in todo],
             )  # fmt: skip
@@ -200,7 +201,7 @@ class BatchedGenerator:
             from loralab.speech.evaluation.expected import expected_scores
 
             expected = expected_scores(inf.model, inputs, out, prompt_len, inf.tokenizer)
-        estimates = batch.get("accuracy_estimates")
+        estimates = batch.get("estimates")
         answers = []
         for n, (uid, tokens, exp) in enumerate(zip(ids, new, expected)):
             cut = next((i for i, t in enumerate(tokens) if t in end_ids), None)

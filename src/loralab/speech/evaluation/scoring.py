@@ -131,27 +131,27 @@ def compute_metrics(
 
 
 def _score_gop_estimate(metrics: dict, records, store, tasks, boot: dict) -> None:
-    """``metrics['gop_estimate']``: the accuracy estimate a phones_gop prompt gave the model, scored
-    on its own (the scorer alone, beside what the model made of it); nothing for other prompts."""
+    """``metrics['gop_estimate']``: per aspect, the estimate a phones_gop prompt gave the model,
+    scored on its own (the scorer alone, beside what the model made of it); nothing for other prompts."""
     from loralab.speech.evaluation.metrics import bootstrap_pcc_ci, correlation
+    from loralab.speech.prompts import ESTIMATE_TASKS
 
-    with_estimates = [
-        t
-        for t in _apa_tasks(tasks)
-        if all((store.get(r.id, t) or {}).get("accuracy_estimate") is not None for r in records)
-    ]
-    if not records or not with_estimates:
-        return
-    rows = [store.get(r.id, with_estimates[0]) for r in records]
-    estimates = [float(row["accuracy_estimate"]) for row in rows]
-    human = [r.scores.accuracy for r in records]
-    accuracy = correlation(estimates, human)
-    if boot["n_resamples"] > 0:
-        accuracy["pcc_ci"] = bootstrap_pcc_ci(estimates, human, **boot)
-    metrics["gop_estimate"] = {
-        "note": "the GOP scorer's accuracy estimate in the prompt, scored on its own",
-        "accuracy": accuracy,
-    }
+    scored = {}
+    for task in _apa_tasks(tasks):
+        rows = [store.get(r.id, task) or {} for r in records]
+        if task not in ESTIMATE_TASKS or not rows or any(row.get("estimate") is None for row in rows):
+            continue
+        aspect = ESTIMATE_TASKS[task]
+        estimates = [float(row["estimate"]) for row in rows]
+        human = [getattr(r.scores, aspect) for r in records]
+        scored[aspect] = correlation(estimates, human)
+        if boot["n_resamples"] > 0:
+            scored[aspect]["pcc_ci"] = bootstrap_pcc_ci(estimates, human, **boot)
+    if scored:
+        metrics["gop_estimate"] = {
+            "note": "the GOP scorer's estimates in the prompts, scored on their own",
+            **scored,
+        }
 
 
 def _score_apa(metrics: dict, records, store, tasks, score_decoding: str, boot: dict) -> list:
@@ -254,7 +254,8 @@ def summary_row(metrics: dict) -> dict[str, float]:
     row["per_acc_pcc_human"] = fig5["human"]["pcc"] if fig5 else nan
     row["per_acc_pcc_predicted"] = fig5["predicted"]["pcc"] if fig5 else nan
     gop = metrics.get("gop_estimate")
-    row["gop_estimate_acc_pcc"] = gop["accuracy"]["pcc"] if gop else nan
+    for aspect, name in (("accuracy", "acc"), ("total", "total")):
+        row[f"gop_estimate_{name}_pcc"] = gop[aspect]["pcc"] if gop and aspect in gop else nan
     return row
 
 

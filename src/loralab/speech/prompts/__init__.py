@@ -13,16 +13,19 @@ Text-aware prompts (``speech.prompt_reference``, not in the paper): read-aloud a
 knows the sentence, as Azure's does. ``text`` puts ``Reference text: <sentence>`` between
 the control token and the audio (before the audio, so that a causal decoder reads the audio
 knowing what should be said); ``phones`` adds ``Canonical phones: <CMUdict phones>``;
-``phones_gop`` also adds ``Accuracy estimate: <0-10>``, what the model's own GOP scorer
-(:mod:`loralab.speech.model.gop`) estimates from the audio, to the prompts that ask for accuracy
-or the total alone (``apa_accuracy``, ``apa_total``; :data:`ESTIMATE_TASKS`: the aspects that
-depend on which sounds were said). Only there: in the joint APA prompt the decoder copies the
-estimate into fluency and prosody too (measured on the demo: fluency PCC 0.94 -> 0.27).
+``phones_gop`` also adds what the model's own GOP scorer (:mod:`loralab.speech.model.gop`)
+estimates from the audio to the prompts that ask for one aspect alone (:data:`ESTIMATE_TASKS`):
+``Accuracy estimate: <0-10>`` to ``apa_accuracy``, ``Total estimate: <0-10>`` to ``apa_total``.
+Only there: in the joint APA prompt the decoder copies the estimate into fluency and prosody too
+(measured on the demo: fluency PCC 0.94 -> 0.27), and given the accuracy estimate in the total
+prompt it copies that into the total (total PCC 0.44-0.61, its answers 0.93 correlated with the
+accuracy answers).
 The default, ``none``, is the paper's layout.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 
@@ -35,7 +38,8 @@ CONTROL_TOKENS = {"apa": "<|APA|>", "mdd": "<|MDD|>", **{t: "<|APA|>" for t in A
 AUDIO_PLACEHOLDER = "<|audio_1|>"
 REFERENCE_PLACEHOLDER = "<|reference|>"
 PROMPT_REFERENCES = ("none", "text", "phones", "phones_gop")
-ESTIMATE_TASKS = ("apa_accuracy", "apa_total")  # the prompts of phones_gop that carry the estimate
+# The prompts of phones_gop that carry an estimate, and of which aspect.
+ESTIMATE_TASKS = {"apa_accuracy": "accuracy", "apa_total": "total"}
 
 
 def uses_estimate(reference: str, task: str) -> bool:
@@ -65,7 +69,7 @@ def user_content(task: str, style: str = "paper", reference: str = "none") -> st
 
 
 def reference_block(reference: str, text: str, canonical_phones: str | None = None,
-                    accuracy_estimate: int | None = None, task: str = "apa") -> str:  # fmt: skip
+                    estimates: Mapping[str, int] | None = None, task: str = "apa") -> str:  # fmt: skip
     """What stands in the reference slot of ``task``'s prompt for one utterance ('' for ``none``)."""
     if reference == "none":
         return ""
@@ -75,12 +79,13 @@ def reference_block(reference: str, text: str, canonical_phones: str | None = No
             raise ValueError(f"prompt reference '{reference}' needs the canonical phones of {text!r}")
         block += f"Canonical phones: {canonical_phones}\n"
     if uses_estimate(reference, task):
-        if accuracy_estimate is None:
+        aspect = ESTIMATE_TASKS[task]
+        if (estimates or {}).get(aspect) is None:
             raise ValueError(
-                f"prompt reference 'phones_gop' needs the GOP scorer's accuracy estimate of {text!r} "
+                f"prompt reference 'phones_gop' needs the GOP scorer's {aspect} estimate of {text!r} "
                 "(a model trained with it keeps the scorer in gop_scorer.safetensors)"
             )
-        block += f"Accuracy estimate: {int(accuracy_estimate)}\n"
+        block += f"{aspect.capitalize()} estimate: {int(estimates[aspect])}\n"
     return block
 
 
