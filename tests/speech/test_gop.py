@@ -156,21 +156,25 @@ def test_saved_scorer_loads_back_identical_and_other_versions_are_refused(tmp_pa
         load_gop_scorer(tmp_path / "elsewhere")
 
 
-def test_prompt_block_carries_the_estimate_only_where_accuracy_is_asked_alone():
+def test_the_estimate_block_stands_only_where_its_aspect_is_asked_alone():
     from loralab.speech.chat_format import reference_of
+    from loralab.speech.prompts import estimate_block
 
     record = SimpleNamespace(text="A CAT", canonical_phones="AH K AE T")
     phones = "Reference text: A CAT\nCanonical phones: AH K AE T\n"
     estimated = WithEstimate(record, {"accuracy": 7, "total": 5})
-    assert reference_of(estimated, "phones_gop", "apa_accuracy") == phones + "Accuracy estimate: 7\n"
-    assert reference_of(estimated, "phones_gop", "apa_total") == phones + "Total estimate: 5\n"
-    assert reference_of(estimated, "phones_gop", "apa") == phones
-    assert reference_of(estimated, "phones_gop", "apa_fluency") == phones
-    assert reference_of(record, "phones", "apa_accuracy") == phones
+    assert reference_of(estimated, "phones_gop") == reference_of(record, "phones") == phones
+    assert (
+        estimate_block("phones_gop", "apa_accuracy", "A CAT", estimated.estimates) == "Accuracy estimate: 7\n"
+    )
+    assert estimate_block("phones_gop", "apa_total", "A CAT", estimated.estimates) == "Total estimate: 5\n"
+    for task in ("apa", "apa_fluency", "mdd"):
+        assert estimate_block("phones_gop", task, "A CAT", estimated.estimates) == ""
+    assert estimate_block("phones", "apa_accuracy", "A CAT", None) == ""
     with pytest.raises(ValueError, match="accuracy estimate"):
-        reference_of(record, "phones_gop", "apa_accuracy")
+        estimate_block("phones_gop", "apa_accuracy", "A CAT", None)
     with pytest.raises(ValueError, match="total estimate"):
-        reference_of(WithEstimate(record, {"accuracy": 7}), "phones_gop", "apa_total")
+        estimate_block("phones_gop", "apa_total", "A CAT", {"accuracy": 7})
 
 
 def test_phones_gop_refuses_a_trained_encoder_and_tasks_without_accuracy_alone(
@@ -212,11 +216,19 @@ def test_phones_gop_through_training_saving_and_generation(tiny_qwen2audio_dir, 
     def prompt(task: str) -> str:
         return parts.collate.tokenizer.decode(parts.collate([(record, task)])["input_ids"][0].tolist())
 
-    estimate_line = (
-        f"Canonical phones: {record.canonical_phones}\nAccuracy estimate: {record.estimates['accuracy']}\n"
-    )
+    estimate_line = f"Accuracy estimate: {record.estimates['accuracy']}\n"
     assert estimate_line in prompt("apa_accuracy")
     assert "Accuracy estimate" not in prompt("apa") + prompt("mdd")
+    # After the audio: the APA prompts of a recording are the same up to its end (the fast route
+    # prefills that once).
+    layout = parts.collate.layout
+    joint, alone, span = (layout.prompt_ids("apa", 3, record), layout.prompt_ids("apa_accuracy", 3, record),
+                          layout.audio_span(3))  # fmt: skip
+    end = next(k + len(span) for k in range(len(joint)) if joint[k : k + len(span)] == span)
+    assert alone[:end] == joint[:end] and record.canonical_phones in parts.collate.tokenizer.decode(
+        joint[:end]
+    )
+    assert parts.collate.tokenizer.decode(alone[end:]).startswith(estimate_line)
     cache = parts.model.causal_lm.model.audio_tower.forward
     before = cache.hits
     parts.loss_fn(parts.model.train(), parts.collate([(record, task)]))

@@ -20,7 +20,13 @@ from collections.abc import Callable
 from typing import Any
 
 from loralab.errors import LoralabError
-from loralab.speech.prompts import AUDIO_PLACEHOLDER, REFERENCE_PLACEHOLDER, reference_block, user_content
+from loralab.speech.prompts import (
+    AUDIO_PLACEHOLDER,
+    REFERENCE_PLACEHOLDER,
+    estimate_block,
+    reference_block,
+    user_content,
+)
 
 IGNORE_INDEX = -100
 
@@ -74,12 +80,16 @@ class ChatLayout:
 
     def prompt_ids(self, task: str, num_audio: int, record: Any = None) -> list[int]:
         """The generation prompt: the reference of ``record`` (text-aware prompts) and the audio
-        span of ``num_audio`` embeddings in their places."""
+        span of ``num_audio`` embeddings in their places, then the record's estimate where the
+        task's prompt carries one (phones_gop)."""
         _, pieces = self._prompt_parts(task)
         ids = list(pieces[0])
         if len(pieces) == 3:
-            ids += self._encode(reference_of(record, self.prompt_reference, task)) + pieces[1]
-        return ids + self.audio_span(num_audio) + pieces[-1]
+            ids += self._encode(reference_of(record, self.prompt_reference)) + pieces[1]
+        estimate = estimate_block(
+            self.prompt_reference, task, getattr(record, "text", ""), getattr(record, "estimates", None)
+        )
+        return ids + self.audio_span(num_audio) + (self._encode(estimate) if estimate else []) + pieces[-1]
 
     def prompt_text_length(self, task: str, record: Any = None) -> int:
         """Prompt tokens other than the audio span."""
@@ -106,19 +116,13 @@ class ChatLayout:
         return ids
 
 
-def reference_of(record: Any, mode: str, task: str = "apa") -> str:
-    """The reference block of ``record`` in ``task``'s text-aware prompt ('' for mode ``none``)."""
+def reference_of(record: Any, mode: str) -> str:
+    """The reference block of ``record`` in a text-aware prompt ('' for mode ``none``)."""
     if mode == "none":
         return ""
     if record is None or not getattr(record, "text", None):
         raise LoralabError(f"speech.prompt_reference={mode} needs the sentence of every recording")
-    return reference_block(
-        mode,
-        record.text,
-        getattr(record, "canonical_phones", None),
-        getattr(record, "estimates", None),
-        task,
-    )
+    return reference_block(mode, record.text, getattr(record, "canonical_phones", None))
 
 
 def answer_end_token_ids(tokenizer) -> list[int]:

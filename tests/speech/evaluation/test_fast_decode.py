@@ -224,6 +224,32 @@ def test_greedy_with_a_draft_stops_at_an_end_token(inference, decoder):
     assert (tokens, hit_limit) == (greedy[:cut], end not in greedy)
 
 
+def test_a_prefill_reuses_what_the_prompts_of_one_recording_share(inference, decoder):
+    """The APA prompts of one recording agree up to past the audio: the second prefill takes that
+    from the cache and gives the logits and answer of a fresh one; another recording (identical
+    tokens, other audio) or an unnamed one is prefilled afresh."""
+    audio_id = int(inference.audio_token_id)
+    shared = CachedModel(inference.model, [audio_id], audio_token_id=audio_id)
+    steps = [
+        ("take7", recording(7), "apa_fluency", False),
+        ("take7", recording(7), "apa_prosodic", True),
+        ("take8", recording(8), "apa_prosodic", False),
+        (None, recording(8), "apa_fluency", False),
+    ]
+    for key, audio, task, reuses in steps:
+        inputs = decoder._inputs(task, audio, item(7))
+        ids = inputs["input_ids"][0].tolist()
+        audio_end = len(ids) - ids[::-1].index(audio_id)
+        shared.for_recording(key)
+        fresh = CachedModel(inference.model, [audio_id], audio_token_id=audio_id)
+        logits = shared.start(inputs, [11, 12], keep=3)
+        assert (shared.reused >= audio_end) is reuses and (shared.reused == 0) is not reuses, (key, task)
+        torch.testing.assert_close(logits, fresh.start(inputs, [11, 12], keep=3), atol=1e-4, rtol=1e-4)
+        assert greedy_with_draft(shared, inputs, [], inference.end_token_ids, 6) == greedy_with_draft(
+            fresh, inputs, [], inference.end_token_ids, 6
+        )
+
+
 def test_fast_assessment_answers_as_the_batched_one(inference):
     from loralab.speech.evaluation.assess import AssessItem, assess_items
 

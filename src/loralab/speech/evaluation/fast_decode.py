@@ -97,13 +97,23 @@ def apa_template(layout, tokenizer, task: str, aspects: Sequence[str]) -> ApaTem
 
 class CachedModel:
     """One sequence (batch of 1) on the model's KV cache: a prefill with the audio, then more
-    tokens; logits only where asked."""
+    tokens; logits only where asked. Across the prompts of one recording (:meth:`for_recording`)
+    a prefill reuses the positions its prompt shares with what the cache holds, when they cover
+    the whole audio (phones_gop's APA prompts differ only after it)."""
 
-    def __init__(self, model, suppress: Sequence[int] = ()):
+    def __init__(self, model, suppress: Sequence[int] = (), audio_token_id: int | None = None):
         self.model = model
         self.suppress = list(suppress)
+        self.audio_token_id = audio_token_id
         self.cache = None
         self.length = 0
+        self.ids: list[int] = []  # the tokens in the cache
+        self.recording = self.cached_recording = None
+        self.reused = 0  # positions the last prefill took from the cache
+
+    def for_recording(self, key) -> None:
+        """Name the recording the next prompts are of (None: never reuse)."""
+        self.recording = key
 
     def _run(self, ids, keep: int, **kwargs):
         import torch
@@ -115,7 +125,21 @@ class CachedModel:
             )
             self.cache = out.past_key_values
             self.length += ids.shape[1]
+            self.ids += ids[0].tolist()
             return self.model.lm_head(out.last_hidden_state[0, -keep:]).float()
+
+    def _reusable(self, ids: list[int], keep: int) -> int:
+        """How many leading positions of ``ids`` the cache can keep (0: prefill afresh)."""
+        if self.cache is None or self.recording is None or self.recording != self.cached_recording:
+            return 0
+        if self.audio_token_id is None or self.audio_token_id not in ids:
+            return 0
+        shared = next(
+            (k for k, (a, b) in enumerate(zip(self.ids, ids)) if a != b), min(len(self.ids), len(ids))
+        )
+        shared = min(shared, len(ids) - keep)  # the last ``keep`` positions are run for their logits
+        audio_end = len(ids) - ids[::-1].index(self.audio_token_id)
+        return shared if shared >= audio_end else 0
 
     def start(self, inputs: dict, extra: Sequence[int], keep: int):
         """Prefill ``inputs`` (one prompt with its audio inputs) + ``extra`` tokens; the logits of
@@ -124,8 +148,12 @@ class CachedModel:
 
         prompt = inputs["input_ids"]
         ids = torch.cat([prompt, torch.tensor([list(extra)], dtype=prompt.dtype, device=prompt.device)], 1)
+        self.reused = self._reusable(ids[0].tolist(), keep)
+        if self.reused:
+            self.crop(self.reused)
+            return self._run(ids[:, self.reused :], keep)
         audio = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
-        self.cache, self.length = None, 0
+        self.cache, self.length, self.ids, self.cached_recording = None, 0, [], self.recording
         return self._run(ids, keep, **audio)
 
     def feed(self, tokens: Sequence[int]):
@@ -140,6 +168,7 @@ class CachedModel:
         if length < self.length:
             self.cache.crop(length - self.length)  # transformers 5: minus the tokens to remove
         self.length = length
+        self.ids = self.ids[:length]
 
     def greedy(self, logits) -> list[int]:
         if self.suppress:
@@ -259,6 +288,7 @@ class FastDecoder:
         self.inference = generator.inference
         self.layout = generator.collator.layout
         self.templates: dict[str, ApaTemplate | None] = {}
+        self.lm: CachedModel | None = None  # one sequence, kept across the tasks of a recording
         from loralab.speech.backbones.qwen2audio_window import crop_encoder_window
 
         crop_encoder_window(self.inference.model)  # Qwen2-Audio: the encoder over the real frames only
@@ -282,9 +312,17 @@ class FastDecoder:
         """``task``'s answer for one recording. APA with ``read_expected``: constrained (the
         expected scores read on the way); otherwise greedy verified against ``draft`` (an
         answer text; None: nothing to verify against, plain greedy)."""
+        import hashlib
+
+        import numpy as np
+
         inf = self.inference
         inputs = self._inputs(task, audio, record)
-        lm = CachedModel(inf.model, suppress=[int(inf.audio_token_id)])
+        if self.lm is None:
+            audio_id = int(inf.audio_token_id)
+            self.lm = CachedModel(inf.model, suppress=[audio_id], audio_token_id=audio_id)
+        lm = self.lm
+        lm.for_recording(hashlib.sha1(np.ascontiguousarray(audio, dtype=np.float32).tobytes()).hexdigest())
         template = self.template(task) if task.startswith("apa") and read_expected else None
         if template is not None:
             tokens, expected = constrained_apa(lm, inputs, template)

@@ -15,8 +15,9 @@ the control token and the audio (before the audio, so that a causal decoder read
 knowing what should be said); ``phones`` adds ``Canonical phones: <CMUdict phones>``;
 ``phones_gop`` also adds what the model's own GOP scorer (:mod:`loralab.speech.model.gop`)
 estimates from the audio to the prompts that ask for one aspect alone (:data:`ESTIMATE_TASKS`):
-``Accuracy estimate: <0-10>`` to ``apa_accuracy``, ``Total estimate: <0-10>`` to ``apa_total``.
-Only there: in the joint APA prompt the decoder copies the estimate into fluency and prosody too
+``Accuracy estimate: <0-10>`` to ``apa_accuracy``, ``Total estimate: <0-10>`` to ``apa_total``,
+right after the audio (:func:`estimate_block`), so that the APA prompts of one recording share
+everything up to the end of the audio (the fast route prefills that once). Only there: in the joint APA prompt the decoder copies the estimate into fluency and prosody too
 (measured on the demo: fluency PCC 0.94 -> 0.27), and given the accuracy estimate in the total
 prompt it copies that into the total (total PCC 0.44-0.61, its answers 0.93 correlated with the
 accuracy answers).
@@ -68,9 +69,8 @@ def user_content(task: str, style: str = "paper", reference: str = "none") -> st
     return CONTROL_TOKENS[task] + slot + AUDIO_PLACEHOLDER + load_prompt(task, style)
 
 
-def reference_block(reference: str, text: str, canonical_phones: str | None = None,
-                    estimates: Mapping[str, int] | None = None, task: str = "apa") -> str:  # fmt: skip
-    """What stands in the reference slot of ``task``'s prompt for one utterance ('' for ``none``)."""
+def reference_block(reference: str, text: str, canonical_phones: str | None = None) -> str:
+    """What stands in the reference slot of a prompt for one utterance ('' for ``none``)."""
     if reference == "none":
         return ""
     block = f"Reference text: {text}\n"
@@ -78,15 +78,21 @@ def reference_block(reference: str, text: str, canonical_phones: str | None = No
         if not canonical_phones:
             raise ValueError(f"prompt reference '{reference}' needs the canonical phones of {text!r}")
         block += f"Canonical phones: {canonical_phones}\n"
-    if uses_estimate(reference, task):
-        aspect = ESTIMATE_TASKS[task]
-        if (estimates or {}).get(aspect) is None:
-            raise ValueError(
-                f"prompt reference 'phones_gop' needs the GOP scorer's {aspect} estimate of {text!r} "
-                "(a model trained with it keeps the scorer in gop_scorer.safetensors)"
-            )
-        block += f"{aspect.capitalize()} estimate: {int(estimates[aspect])}\n"
     return block
+
+
+def estimate_block(reference: str, task: str, text: str, estimates: Mapping[str, int] | None) -> str:
+    """What follows the audio in ``task``'s prompt for one utterance: its aspect's estimate where
+    the prompt carries one (:func:`uses_estimate`), else ''."""
+    if not uses_estimate(reference, task):
+        return ""
+    aspect = ESTIMATE_TASKS[task]
+    if (estimates or {}).get(aspect) is None:
+        raise ValueError(
+            f"prompt reference 'phones_gop' needs the GOP scorer's {aspect} estimate of {text!r} "
+            "(a model trained with it keeps the scorer in gop_scorer.safetensors)"
+        )
+    return f"{aspect.capitalize()} estimate: {int(estimates[aspect])}\n"
 
 
 def aspect_prompt(aspect: str, style: str) -> str:
