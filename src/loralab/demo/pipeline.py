@@ -46,7 +46,7 @@ FULL = DemoPlan(
     mode="full",
     budget_seconds=15 * 60,
     # ~245 train / ~105 test utterances; one epoch of the preset's batches (4, two accumulated):
-    # ~85 optimizer steps over apa, apa_accuracy, apa_total and mdd (task_shares), what the answer
+    # ~83 optimizer steps over apa, apa_accuracy, apa_total and mdd (task_shares), what the answer
     # format needs (measured: ~70), in ~9 of the 15 minutes on an idle 2-core machine.
     # One epoch over more speakers rather than two over fewer: the same steps, a bigger corpus.
     speech_utterances=350,
