@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import pytest
 
-from loralab.speech.system import _examples
+from loralab.speech.data.records import task_examples
 
 
 def test_each_task_keeps_its_share_of_the_records_in_record_order():
     records = [f"r{i}" for i in range(10)]
-    pairs = _examples(records, ["apa", "mdd"], [1.0, 0.5], seed=3)
+    pairs = task_examples(records, ["apa", "mdd"], [1.0, 0.5], seed=3)
     assert [r for r, t in pairs if t == "apa"] == records
     with_mdd = [r for r, t in pairs if t == "mdd"]
     assert len(with_mdd) == 5 and with_mdd == sorted(with_mdd, key=records.index)
     # record by record, each record's tasks in the configured order
     assert pairs == [(r, t) for r in records for t in ("apa", "mdd") if t == "apa" or r in with_mdd]
-    assert _examples(records, ["apa", "mdd"], [1.0, 0.5], seed=3) == pairs  # fixed by the seed
+    assert task_examples(records, ["apa", "mdd"], [1.0, 0.5], seed=3) == pairs  # fixed by the seed
     others = {
-        tuple(r for r, t in _examples(records, ["apa", "mdd"], [1.0, 0.5], seed=s) if t == "mdd")
+        tuple(r for r, t in task_examples(records, ["apa", "mdd"], [1.0, 0.5], seed=s) if t == "mdd")
         for s in range(8)
     }
     assert len(others) > 1  # ... and drawn with it
-    assert _examples(records, ["apa", "mdd"]) == [(r, t) for r in records for t in ("apa", "mdd")]
-    assert len(_examples(records, ["mdd"], [0.01])) == 1  # at least one
+    assert task_examples(records, ["apa", "mdd"]) == [(r, t) for r in records for t in ("apa", "mdd")]
+    assert len(task_examples(records, ["mdd"], [0.01])) == 1  # at least one
 
 
 def test_shares_must_match_the_tasks(tiny_qwen2audio_dir, synth_manifest_dir):
@@ -36,3 +36,17 @@ def test_shares_must_match_the_tasks(tiny_qwen2audio_dir, synth_manifest_dir):
             )
     cfg = make_cfg("qwen2audio_r64", tiny_qwen2audio_dir, synth_manifest_dir, "speech.task_shares=[1.0,0.5]")
     assert cfg.speech.task_shares == [1.0, 0.5]
+
+
+def test_the_estimator_counts_each_task_on_the_utterances_training_gives_it():
+    from loralab.estimate.inputs import speech_examples
+
+    def tokens_of(samples: int) -> int:
+        return samples // 640
+
+    full = speech_examples(["apa", "mdd"], "short", tokens_of, n=40)
+    part = speech_examples(["apa", "mdd"], "short", tokens_of, n=40, shares=[1.0, 0.25])
+    assert [e.task for e in full] == ["apa", "mdd"] * 40
+    assert sum(e.task == "apa" for e in part) == 40 and sum(e.task == "mdd" for e in part) == 10
+    chosen = [i for i, task in task_examples(list(range(40)), ["apa", "mdd"], [1.0, 0.25]) if task == "mdd"]
+    assert [e.seconds for e in part if e.task == "mdd"] == [full[2 * i + 1].seconds for i in chosen]

@@ -74,15 +74,19 @@ def prompt_tokens(task: str, style: str) -> int:
     )
 
 
-def speech_examples(tasks, style: str, audio_tokens_of, n: int = SO762_TRAIN_UTTERANCES, seed: int = 0):
-    """``n`` utterances x ``tasks`` as :class:`Example` (``audio_tokens_of(samples) -> int``)."""
+def speech_examples(tasks, style: str, audio_tokens_of, n: int = SO762_TRAIN_UTTERANCES, seed: int = 0,
+                    shares=()):  # fmt: skip
+    """``n`` utterances x ``tasks`` as :class:`Example` (``audio_tokens_of(samples) -> int``); with
+    ``shares`` (``speech.task_shares``) each task for the share of the utterances training gives it."""
+    from loralab.speech.data.records import task_examples
+
     prompts = {t: prompt_tokens(t, style) for t in tasks}
-    out = []
-    for seconds in so762_durations(n, seed):
-        audio = audio_tokens_of(int(seconds * SAMPLE_RATE))
-        for task in tasks:
-            out.append(Example(task, float(seconds), prompts[task], audio, answer_tokens(task, seconds)))
-    return out
+    durations = [float(s) for s in so762_durations(n, seed)]
+    audio = [audio_tokens_of(int(seconds * SAMPLE_RATE)) for seconds in durations]
+    return [
+        Example(task, durations[i], prompts[task], audio[i], answer_tokens(task, durations[i]))
+        for i, task in task_examples(list(range(len(durations))), list(tasks), list(shares or ()), seed)
+    ]
 
 
 def longest(examples, task: str) -> Example:

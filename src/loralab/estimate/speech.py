@@ -156,7 +156,9 @@ def estimate_speech(cfg, batch_size: int, mfu: float, weight_dtype, autocast_dty
     model, backbone = build_fake_model(cfg, mode, weight_dtype)
     audio_id = backbone.audio_token_id(model.causal_lm.config)
     tasks = list(cfg.speech.tasks)
-    examples = inputs.speech_examples(tasks, cfg.speech.prompt_style, audio_tokens_counter(backbone))
+    examples = inputs.speech_examples(
+        tasks, cfg.speech.prompt_style, audio_tokens_counter(backbone), shares=cfg.speech.task_shares
+    )
     chosen = [inputs.longest(examples, t) for t in tasks] + [
         inputs.median_example(examples, t) for t in tasks
     ]

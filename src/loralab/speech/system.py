@@ -39,20 +39,6 @@ def _read_split(cfg, split: str) -> tuple[list, dict[str, int]]:
     return kept, {"read": len(records), "too_long": len(records) - len(kept)}
 
 
-def _examples(records: list, tasks: list[str], shares: list[float] = (), seed: int = 0) -> list[tuple]:
-    """(record, task) pairs, record by record; with ``shares``, each task only for its fixed share
-    of the records (drawn per task with ``seed``)."""
-    import random
-
-    keep: dict[str, set[int]] = {}
-    for k, task in enumerate(tasks):
-        share = shares[k] if shares else 1.0
-        if share < 1.0:
-            count = max(1, round(share * len(records)))
-            keep[task] = set(random.Random(f"{seed}:{task}").sample(range(len(records)), count))
-    return [(r, t) for i, r in enumerate(records) for t in tasks if t not in keep or i in keep[t]]
-
-
 @dataclass
 class Injected:
     """Parts :func:`build_parts` takes as given instead of loading them (benchmarks, tests).
@@ -114,6 +100,7 @@ def build_parts(cfg, runtime, injected: Injected | None = None) -> SystemParts:
     ``injected``: parts to use as given rather than load (see :class:`Injected`); the training
     model is then the injected base with the config's LoRA set-up."""
     from loralab.speech.collate import SpeechCollator
+    from loralab.speech.data.records import task_examples
     from loralab.speech.model import training
 
     train_records = _train_records(cfg, runtime)
@@ -136,7 +123,7 @@ def build_parts(cfg, runtime, injected: Injected | None = None) -> SystemParts:
             aspects=[ESTIMATE_TASKS[t] for t in ESTIMATE_TASKS if t in cfg.speech.tasks],
             seed=cfg.training.seed, log=print if runtime.is_main else (lambda *_: None),
         )  # fmt: skip
-    train_examples = _examples(train_records, cfg.speech.tasks, cfg.speech.task_shares, cfg.training.seed)
+    train_examples = task_examples(train_records, cfg.speech.tasks, cfg.speech.task_shares, cfg.training.seed)
 
     def save_final(m, out_dir: Path) -> None:
         if built.model_dir is None:

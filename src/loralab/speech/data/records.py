@@ -225,3 +225,18 @@ def read_manifest(manifest_dir: str | Path, split: str) -> list[UtteranceRecord]
         except (DataError, TypeError) as e:
             raise DataError(f"{path}:{number}: {e}") from e
     return records
+
+
+def task_examples(records: list, tasks: list[str], shares: list[float] = (), seed: int = 0) -> list[tuple]:
+    """(record, task) pairs, record by record; with ``shares`` (``speech.task_shares``), each task
+    only for its fixed share of the records (drawn per task with ``seed``). Training and the
+    estimator (``loralab estimate``) both count an epoch with it."""
+    import random
+
+    keep: dict[str, set[int]] = {}
+    for k, task in enumerate(tasks):
+        share = shares[k] if shares else 1.0
+        if share < 1.0:
+            count = max(1, round(share * len(records)))
+            keep[task] = set(random.Random(f"{seed}:{task}").sample(range(len(records)), count))
+    return [(r, t) for i, r in enumerate(records) for t in tasks if t not in keep or i in keep[t]]
