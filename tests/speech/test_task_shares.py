@@ -1,6 +1,9 @@
-"""speech.task_shares: each task trains on its fixed share of the utterances."""
+"""speech.task_shares: each task trains on its fixed share of the utterances; the estimator counts an
+epoch (shares, reference blocks) as training runs it."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 
@@ -50,3 +53,23 @@ def test_the_estimator_counts_each_task_on_the_utterances_training_gives_it():
     assert sum(e.task == "apa" for e in part) == 40 and sum(e.task == "mdd" for e in part) == 10
     chosen = [i for i, task in task_examples(list(range(40)), ["apa", "mdd"], [1.0, 0.25]) if task == "mdd"]
     assert [e.seconds for e in part if e.task == "mdd"] == [full[2 * i + 1].seconds for i in chosen]
+
+
+def test_the_estimator_counts_the_reference_block_of_text_aware_prompts():
+    from loralab.estimate.inputs import ASSUMPTIONS, reference_tokens, speech_examples
+
+    def tokens_of(samples: int) -> int:
+        return samples // 640
+
+    words = ASSUMPTIONS["words_per_second"] * 5.0  # 9 words in 5 s
+    sentence = words * ASSUMPTIONS["tokens_per_word"] + len("Reference text: \n") / 4
+    phones = words * ASSUMPTIONS["phones_per_word"] + len("Canonical phones: \n") / 4
+    assert reference_tokens("none", "apa", 5.0) == 0
+    assert reference_tokens("text", "apa", 5.0) == math.ceil(sentence)
+    assert reference_tokens("phones", "apa_accuracy", 5.0) == math.ceil(sentence + phones)
+    assert reference_tokens("phones_gop", "apa", 5.0) == math.ceil(sentence + phones)
+    assert reference_tokens("phones_gop", "apa_total", 5.0) == math.ceil(sentence + phones + 22 / 4)
+    plain = speech_examples(["apa", "apa_total"], "short", tokens_of, n=5)
+    aware = speech_examples(["apa", "apa_total"], "short", tokens_of, n=5, reference="phones_gop")
+    for a, b in zip(plain, aware):
+        assert b.prompt_tokens - a.prompt_tokens == reference_tokens("phones_gop", a.task, a.seconds) > 0

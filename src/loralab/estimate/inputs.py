@@ -66,6 +66,24 @@ def answer_tokens(task: str, seconds: float) -> int:
     return math.ceil(len(sample) / a["answer_json_chars_per_token"]) + 2
 
 
+def reference_tokens(reference: str, task: str, seconds: float) -> int:
+    """Tokens of a text-aware prompt's reference block (``speech.prompt_reference``: the sentence,
+    its canonical phones) and estimate line (phones_gop) for an utterance of ``seconds``."""
+    from loralab.speech.prompts import uses_estimate
+
+    if reference == "none":
+        return 0
+    a = ASSUMPTIONS
+    words = max(1.0, a["words_per_second"] * seconds)
+    tokens = len("Reference text: \n") / a["prompt_chars_per_token"] + words * a["tokens_per_word"]
+    if reference in ("phones", "phones_gop"):
+        phones = words * a["phones_per_word"] * a["tokens_per_phone"]
+        tokens += len("Canonical phones: \n") / a["prompt_chars_per_token"] + phones
+    if uses_estimate(reference, task):
+        tokens += len("Accuracy estimate: 10\n") / a["prompt_chars_per_token"]
+    return math.ceil(tokens)
+
+
 def prompt_tokens(task: str, style: str) -> int:
     from loralab.speech.prompts import load_prompt
 
@@ -75,16 +93,23 @@ def prompt_tokens(task: str, style: str) -> int:
 
 
 def speech_examples(tasks, style: str, audio_tokens_of, n: int = SO762_TRAIN_UTTERANCES, seed: int = 0,
-                    shares=()):  # fmt: skip
+                    shares=(), reference: str = "none"):  # fmt: skip
     """``n`` utterances x ``tasks`` as :class:`Example` (``audio_tokens_of(samples) -> int``); with
-    ``shares`` (``speech.task_shares``) each task for the share of the utterances training gives it."""
+    ``shares`` (``speech.task_shares``) each task for the share of the utterances training gives it;
+    ``reference``: the prompts' reference block (``speech.prompt_reference``)."""
     from loralab.speech.data.records import task_examples
 
     prompts = {t: prompt_tokens(t, style) for t in tasks}
     durations = [float(s) for s in so762_durations(n, seed)]
     audio = [audio_tokens_of(int(seconds * SAMPLE_RATE)) for seconds in durations]
     return [
-        Example(task, durations[i], prompts[task], audio[i], answer_tokens(task, durations[i]))
+        Example(
+            task,
+            durations[i],
+            prompts[task] + reference_tokens(reference, task, durations[i]),
+            audio[i],
+            answer_tokens(task, durations[i]),
+        )
         for i, task in task_examples(list(range(len(durations))), list(tasks), list(shares or ()), seed)
     ]
 

@@ -157,8 +157,9 @@ def estimate_speech(cfg, batch_size: int, mfu: float, weight_dtype, autocast_dty
     audio_id = backbone.audio_token_id(model.causal_lm.config)
     tasks = list(cfg.speech.tasks)
     examples = inputs.speech_examples(
-        tasks, cfg.speech.prompt_style, audio_tokens_counter(backbone), shares=cfg.speech.task_shares
-    )
+        tasks, cfg.speech.prompt_style, audio_tokens_counter(backbone), shares=cfg.speech.task_shares,
+        reference=cfg.speech.prompt_reference,
+    )  # fmt: skip
     chosen = [inputs.longest(examples, t) for t in tasks] + [
         inputs.median_example(examples, t) for t in tasks
     ]
@@ -200,7 +201,13 @@ def estimate_evaluation(cfg, backbone, mode, audio_id: int, weight_dtype, mfu: f
     lm = build_fake_inference_model(cfg, mode, weight_dtype)
     size = cfg.evaluation.batch_size
     tasks = list(cfg.speech.tasks)
-    test = inputs.speech_examples(tasks, cfg.speech.prompt_style, audio_tokens_counter(backbone), seed=1)
+    test = inputs.speech_examples(
+        tasks,
+        cfg.speech.prompt_style,
+        audio_tokens_counter(backbone),
+        seed=1,
+        reference=cfg.speech.prompt_reference,
+    )
     decoder_bytes = sum(
         p.untyped_storage().nbytes()
         for name, p in lm.named_parameters()
