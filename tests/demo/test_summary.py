@@ -101,6 +101,8 @@ def test_a_gop_prompt_is_named_and_its_estimate_shown_beside_the_answer(tmp_path
                             out_dir=tmp_path, started_at=0.0, threads=2)  # fmt: skip
     text = render_summary(summary, tmp_path / "summary.json")
     assert "in the accuracy and total prompts the model's GOP scorer's estimate of that aspect" in text
+    assert "with the paper's prompt, measured before (README): PCC acc 0.08" in text
+    assert "loralab train demo_qwen2audio speech.prompt_reference=none 'speech.tasks=[apa,mdd]'" in text
     assert (
         "accuracy: the model's answer PCC 0.612; the GOP scorer's estimate in its prompt, scored alone: PCC 0.587"
         in text
@@ -109,3 +111,17 @@ def test_a_gop_prompt_is_named_and_its_estimate_shown_beside_the_answer(tmp_path
         "total: the model's answer PCC 0.710; the GOP scorer's estimate in its prompt, scored alone: PCC 0.690"
         in text
     )
+
+
+def test_the_paper_prompt_command_the_summary_prints_is_a_valid_configuration():
+    import shlex
+
+    from loralab.config import load_config
+    from loralab.demo.summary import PAPER_PROMPT_COMMAND
+
+    words = shlex.split(PAPER_PROMPT_COMMAND.split("&&")[0])
+    assert words[:3] == ["loralab", "train", "demo_qwen2audio"]
+    cfg = load_config("demo_qwen2audio", [w for w in words[3:] if "=" in w and not w.startswith("-")])
+    assert (cfg.speech.prompt_reference, list(cfg.speech.tasks), list(cfg.speech.task_shares)) == (
+        "none", ["apa", "mdd"], [1.0, 0.5],
+    )  # fmt: skip
