@@ -152,6 +152,15 @@ def test_saved_scorer_loads_back_identical_and_other_versions_are_refused(tmp_pa
     )
     with pytest.raises(LoralabError, match="format '99'"):
         load_gop_scorer(tmp_path)
+    other_features = {
+        "format_version": "2",
+        "features": '["gop"]',
+        "phones": "[]",
+        "frames_per_second": "25.0",
+    }
+    save_file(load_file(str(tmp_path / GOP_FILE)), str(tmp_path / GOP_FILE), metadata=other_features)
+    with pytest.raises(LoralabError, match=r"calibrated on the features \["):
+        load_gop_scorer(tmp_path)
     with pytest.raises(LoralabError, match=f"{GOP_FILE}: missing"):
         load_gop_scorer(tmp_path / "elsewhere")
 

@@ -166,12 +166,15 @@ def load_gop_scorer(folder: str | Path) -> GopScorer:
         )
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-        if meta.get("format_version") != str(GOP_FORMAT_VERSION) or json.loads(
-            meta.get("features", "[]")
-        ) != list(FEATURES):
+        if meta.get("format_version") != str(GOP_FORMAT_VERSION):
             raise LoralabError(
                 f"{path}: GOP scorer format {meta.get('format_version')!r}; this loralab reads "
                 f"{GOP_FORMAT_VERSION} (retrain with this version)"
+            )
+        if json.loads(meta.get("features", "[]")) != list(FEATURES):
+            raise LoralabError(
+                f"{path}: the scorer is calibrated on the features {meta.get('features')}; this loralab "
+                f"computes {list(FEATURES)} (retrain with this version)"
             )
         count = len([k for k in f.keys() if k.startswith("head") and k.endswith(".weight")])
         weights = [f.get_tensor(f"head{k}.weight") for k in range(count)]
@@ -229,7 +232,7 @@ def fit_gop_scorer(frames: list, records: Sequence, *, aspects: Sequence[str] = 
     cross-fitted :data:`FEATURES`). Each fold's head scores the speakers it did not see; the
     calibration of each of ``aspects`` is fit on those features; the saved scorer is one more
     head, on every utterance (on the demo's test split its accuracy estimate correlates with
-    accuracy at 0.66, the fold heads' average at 0.54)."""
+    accuracy at 0.66-0.68, the fold heads' average at 0.54; its total estimate with the total at 0.78)."""
     import numpy as np
 
     phones = sorted(
@@ -345,7 +348,7 @@ def fit_for_training(model, backbone, feature_extractor, records: Sequence, *, a
     fits = ", ".join(f"{aspect} {pcc:.3f}" for aspect, pcc in report["train_estimate_pcc"].items())
     log(
         f"GOP scorer: a CTC phone head on {report['utterances']} utterances ({report['folds']} folds of speakers), "
-        f"{len(scorer.phones)} phones; held-out estimates on the training split, PCC: {fits} "
+        f"{len(scorer.phones)} phones; calibrated on held-out features, PCC on the training split: {fits} "
         f"({time.time() - started:.0f} s)"
     )
     return scorer, [WithEstimate(r, scorer.estimates(x)) for r, x in zip(records, features)]
