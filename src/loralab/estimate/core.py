@@ -123,7 +123,8 @@ def gb(n: float) -> float:
 
 def assumptions(mfu: float) -> dict:
     return {
-        "epoch": f"{EPOCH_UTTERANCES} utterances x the preset's tasks (SpeechOcean762 train split)",
+        "epoch": f"{EPOCH_UTTERANCES} utterances x the preset's tasks, each on its speech.task_shares share, prompts "
+        "with their reference block (SpeechOcean762 train split)",
         "mfu": mfu,
         "decode_mbu": hardware.DEFAULT_MBU,
         "gpus": {
