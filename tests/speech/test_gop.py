@@ -186,6 +186,15 @@ def test_the_estimate_block_stands_only_where_its_aspect_is_asked_alone():
         estimate_block("phones_gop", "apa_total", "A CAT", {"accuracy": 7})
 
 
+def test_phones_gop_puts_the_task_after_the_audio_and_other_layouts_keep_it_first():
+    from loralab.speech.prompts import user_content
+
+    assert user_content("mdd", "short", "phones_gop").startswith("<|reference|><|audio_1|><|MDD|>")
+    assert user_content("apa_total", "short", "phones_gop").startswith("<|reference|><|audio_1|><|APA|>")
+    assert user_content("mdd", "short", "phones").startswith("<|MDD|><|reference|><|audio_1|>")
+    assert user_content("apa", "paper", "none").startswith("<|APA|><|audio_1|>")
+
+
 def test_phones_gop_refuses_a_trained_encoder_and_tasks_without_accuracy_alone(
     tiny_qwen2audio_dir, synth_manifest_dir
 ):
@@ -234,9 +243,9 @@ def test_phones_gop_through_training_saving_and_generation(tiny_qwen2audio_dir, 
     joint, alone, span = (layout.prompt_ids("apa", 3, record), layout.prompt_ids("apa_accuracy", 3, record),
                           layout.audio_span(3))  # fmt: skip
     end = next(k + len(span) for k in range(len(joint)) if joint[k : k + len(span)] == span)
-    assert alone[:end] == joint[:end] and record.canonical_phones in parts.collate.tokenizer.decode(
-        joint[:end]
-    )
+    transcript = layout.prompt_ids("mdd", 3, record)
+    assert alone[:end] == joint[:end] == transcript[:end] and alone[end:] != transcript[end:]
+    assert record.canonical_phones in parts.collate.tokenizer.decode(joint[:end])
     assert parts.collate.tokenizer.decode(alone[end:]).startswith(estimate_line)
     cache = parts.model.causal_lm.model.audio_tower.forward
     before = cache.hits

@@ -16,11 +16,13 @@ knowing what should be said); ``phones`` adds ``Canonical phones: <CMUdict phone
 ``phones_gop`` also adds what the model's own GOP scorer (:mod:`loralab.speech.model.gop`)
 estimates from the audio to the prompts that ask for one aspect alone (:data:`ESTIMATE_TASKS`):
 ``Accuracy estimate: <0-10>`` to ``apa_accuracy``, ``Total estimate: <0-10>`` to ``apa_total``,
-right after the audio (:func:`estimate_block`), so that the APA prompts of one recording share
-everything up to the end of the audio (the fast route prefills that once). Only there: in the joint APA prompt the decoder copies the estimate into fluency and prosody too
-(measured on the demo: fluency PCC 0.94 -> 0.27), and given the accuracy estimate in the total
-prompt it copies that into the total (total PCC 0.44-0.61, its answers 0.93 correlated with the
-accuracy answers).
+right after the audio (:func:`estimate_block`). Only there: in the joint APA prompt the decoder
+copies the estimate into fluency and prosody too (measured on the demo: fluency PCC 0.94 ->
+0.27), and given the accuracy estimate in the total prompt it copies that into the total (total
+PCC 0.44-0.61, its answers 0.93 correlated with the accuracy answers). ``phones_gop`` also puts
+the control token after the audio (``<|reference|><|audio_1|><|APA|>{prompt}``,
+:data:`TASK_AFTER_AUDIO`), so that every prompt of one recording (APA, the aspects, MDD) shares
+everything up to the end of the audio: the fast route (``assess``, ``serve``) prefills that once.
 The default, ``none``, is the paper's layout.
 """
 
@@ -39,6 +41,10 @@ CONTROL_TOKENS = {"apa": "<|APA|>", "mdd": "<|MDD|>", **{t: "<|APA|>" for t in A
 AUDIO_PLACEHOLDER = "<|audio_1|>"
 REFERENCE_PLACEHOLDER = "<|reference|>"
 PROMPT_REFERENCES = ("none", "text", "phones", "phones_gop")
+# Layouts whose task (control token, estimate, prompt) follows the reference and the audio, so that
+# every prompt of a recording shares them. phones_gop only: the layouts of models trained before
+# stay as they were (a phones_gop model of an earlier layout is refused by its scorer's format).
+TASK_AFTER_AUDIO = ("phones_gop",)
 # The prompts of phones_gop that carry an estimate, and of which aspect.
 ESTIMATE_TASKS = {"apa_accuracy": "accuracy", "apa_total": "total"}
 
@@ -62,10 +68,12 @@ def load_prompt(task: str, style: str = "paper") -> str:
 
 def user_content(task: str, style: str = "paper", reference: str = "none") -> str:
     """The user turn's content before expansion: control token, [reference placeholder], audio
-    placeholder, prompt."""
+    placeholder, prompt; under ``phones_gop`` the control token after the audio (see the module doc)."""
     if reference not in PROMPT_REFERENCES:
         raise ValueError(f"unknown prompt reference '{reference}' (known: {', '.join(PROMPT_REFERENCES)})")
     slot = "" if reference == "none" else REFERENCE_PLACEHOLDER
+    if reference in TASK_AFTER_AUDIO:
+        return slot + AUDIO_PLACEHOLDER + CONTROL_TOKENS[task] + load_prompt(task, style)
     return CONTROL_TOKENS[task] + slot + AUDIO_PLACEHOLDER + load_prompt(task, style)
 
 
