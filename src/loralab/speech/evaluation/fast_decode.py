@@ -106,10 +106,14 @@ class CachedModel:
         self.suppress = list(suppress)
         self.audio_token_id = audio_token_id
         self.cache = None
-        self.length = 0
         self.ids: list[int] = []  # the tokens in the cache
         self.recording = self.cached_recording = None
         self.reused = 0  # positions the last prefill took from the cache
+
+    @property
+    def length(self) -> int:
+        """Positions in the cache."""
+        return len(self.ids)
 
     def for_recording(self, key) -> None:
         """Name the recording the next prompts are of (None: never reuse)."""
@@ -124,7 +128,6 @@ class CachedModel:
                 input_ids=ids, attention_mask=attention, cache=self.cache, use_cache=True, **kwargs
             )
             self.cache = out.past_key_values
-            self.length += ids.shape[1]
             self.ids += ids[0].tolist()
             return self.model.lm_head(out.last_hidden_state[0, -keep:]).float()
 
@@ -153,7 +156,7 @@ class CachedModel:
             self.crop(self.reused)
             return self._run(ids[:, self.reused :], keep)
         audio = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
-        self.cache, self.length, self.ids, self.cached_recording = None, 0, [], self.recording
+        self.cache, self.ids, self.cached_recording = None, [], self.recording
         return self._run(ids, keep, **audio)
 
     def feed(self, tokens: Sequence[int]):
@@ -167,8 +170,7 @@ class CachedModel:
         """Keep the first ``length`` positions of the cache."""
         if length < self.length:
             self.cache.crop(length - self.length)  # transformers 5: minus the tokens to remove
-        self.length = length
-        self.ids = self.ids[:length]
+            self.ids = self.ids[:length]
 
     def greedy(self, logits) -> list[int]:
         if self.suppress:
