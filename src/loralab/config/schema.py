@@ -130,9 +130,10 @@ class SpeechDataConfig:
     prompt_reference: Literal["none", "text", "phones", "phones_gop"] = doc(
         "Text-aware prompts (not in the paper): none (the paper's layout); text: the sentence read, "
         "before the audio; phones: the sentence and its canonical CMUdict phones; phones_gop: also "
-        "'Accuracy estimate: N' from a goodness-of-pronunciation scorer (linear CTC phone heads on the "
-        "frozen audio encoder, fit at the start of training and saved with the model; Qwen2-Audio "
-        "family, frozen encoder).",
+        "'Accuracy estimate: N' / 'Total estimate: N' after the audio in the apa_accuracy / apa_total "
+        "prompts, from a scorer on the frozen audio encoder (a linear CTC phone head: goodness of "
+        "pronunciation, pauses, phone rate; fit at the start of training and saved with the model), "
+        "and the control token after the audio (Qwen2-Audio family, frozen encoder).",
         "none",
     )
     max_audio_seconds: float = doc("Utterances longer than this are skipped (and counted).", 30.0)

@@ -54,7 +54,7 @@ def _gop_problems(cfg) -> list[str]:
         )
     if not set(ESTIMATE_TASKS) & set(cfg.speech.tasks):
         problems.append(
-            f"speech.prompt_reference=phones_gop gives its accuracy estimate to the {' and '.join(ESTIMATE_TASKS)} "
+            f"speech.prompt_reference=phones_gop gives its estimates to the {' and '.join(ESTIMATE_TASKS)} "
             f"prompts, which speech.tasks lacks (e.g. tasks: [apa, {', '.join(ESTIMATE_TASKS)}, mdd])"
         )
     return problems

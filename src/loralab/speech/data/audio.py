@@ -22,6 +22,13 @@ MIN_SAMPLE_RATE = 8000
 SILENCE_PEAK = 1e-4
 
 
+def waveform_key(waveform) -> str:
+    """A content key of a waveform (sha1 of its float32 samples): the same recording, the same key."""
+    import hashlib
+
+    return hashlib.sha1(np.ascontiguousarray(waveform, dtype=np.float32).tobytes()).hexdigest()
+
+
 def decode_audio(source: str | Path | bytes, name: str | None = None) -> tuple[np.ndarray, int]:
     """Decode a file or in-memory bytes to (float32 mono samples, sample rate), unchecked otherwise."""
     import soundfile as sf

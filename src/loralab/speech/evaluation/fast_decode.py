@@ -314,9 +314,7 @@ class FastDecoder:
         """``task``'s answer for one recording. APA with ``read_expected``: constrained (the
         expected scores read on the way); otherwise greedy verified against ``draft`` (an
         answer text; None: nothing to verify against, plain greedy)."""
-        import hashlib
-
-        import numpy as np
+        from loralab.speech.data.audio import waveform_key
 
         inf = self.inference
         inputs = self._inputs(task, audio, record)
@@ -324,7 +322,7 @@ class FastDecoder:
             audio_id = int(inf.audio_token_id)
             self.lm = CachedModel(inf.model, suppress=[audio_id], audio_token_id=audio_id)
         lm = self.lm
-        lm.for_recording(hashlib.sha1(np.ascontiguousarray(audio, dtype=np.float32).tobytes()).hexdigest())
+        lm.for_recording(waveform_key(audio))
         template = self.template(task) if task.startswith("apa") and read_expected else None
         if template is not None:
             tokens, expected = constrained_apa(lm, inputs, template)

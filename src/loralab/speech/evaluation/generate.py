@@ -115,7 +115,7 @@ class BatchedGenerator:
             prompt_reference,
         )
         self.model_inputs = ("input_ids", "attention_mask", *inference.backbone.audio_input_keys)
-        self._estimates: dict[tuple[str, str], int] = {}  # (audio sha1, canonical phones) -> estimate
+        self._estimates: dict[tuple[str, str], dict] = {}  # (waveform key, canonical phones) -> estimates
         # Each batch's clips are encoded for APA, then reused for MDD (where the family can).
         inference.backbone.enable_encoder_cache(inference.model, max_items=2 * batch_size)
 
@@ -134,11 +134,8 @@ class BatchedGenerator:
         return batch
 
     def _with_estimates(self, records: list, audios: list) -> list:
-        import hashlib
-
-        import numpy as np
-
         from loralab.errors import LoralabError
+        from loralab.speech.data.audio import waveform_key
         from loralab.speech.model.gop import WithEstimate, recording_estimates
 
         inf = self.inference
@@ -147,13 +144,7 @@ class BatchedGenerator:
                 "speech.prompt_reference=phones_gop needs the model's GOP scorer, and this model has none "
                 "(no gop_scorer.safetensors in its folder): use the prompt_reference it was trained with"
             )
-        keys = [
-            (
-                hashlib.sha1(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest(),
-                r.canonical_phones,
-            )
-            for r, a in zip(records, audios)
-        ]
+        keys = [(waveform_key(a), r.canonical_phones) for r, a in zip(records, audios)]
         todo = sorted({k: i for i, k in enumerate(keys) if k not in self._estimates}.values())
         if todo:
             values = recording_estimates(
