@@ -16,6 +16,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The suite computes in fp32 whatever the CPU (its figures are checked against independent fp32
+# computations, and CI machines differ); tests of the bf16 path set LORALAB_CPU_BF16=1 themselves.
+os.environ.setdefault("LORALAB_CPU_BF16", "0")
 
 import torch  # noqa: E402  (after the thread variables, which torch reads at import)
 

@@ -66,12 +66,16 @@ def test_deepspeed_config_by_shipped_name_or_path(tmp_path, monkeypatch):
         deepspeed_plugin(ExperimentConfig(training=TrainingConfig(deepspeed="zero3")))
 
 
-def test_precision_choices_on_cpu():
-    assert resolve_precision(ExperimentConfig(), "cpu") == (torch.float32, None, "no")
+def test_precision_choices_on_cpu(monkeypatch):
+    monkeypatch.setenv("LORALAB_CPU_BF16", "0")
+    p = resolve_precision(ExperimentConfig(), "cpu")
+    assert (p.weights, p.autocast, p.mixed_precision) == (torch.float32, None, "no")
+    monkeypatch.setenv("LORALAB_CPU_BF16", "1")
     explicit = ExperimentConfig(
         model=ModelConfig(dtype="bf16"), training=TrainingConfig(mixed_precision="bf16")
     )
-    assert resolve_precision(explicit, "cpu") == (torch.bfloat16, torch.bfloat16, "bf16")
+    p = resolve_precision(explicit, "cpu")
+    assert (p.weights, p.autocast, p.mixed_precision) == (torch.bfloat16, torch.bfloat16, "bf16")
 
 
 def test_cpu_runtime_of_a_single_process():

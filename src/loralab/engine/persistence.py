@@ -59,13 +59,13 @@ def _record_start(loop, resume_from: Path | None) -> dict:
     if loop.acc.is_main_process:
         write_training_config(
             loop.run_dir, cfg, parts.param_groups, world_size=loop.world, device=device, weight_dtype=dtype,
-            autocast_dtype=autocast, plan=plan, resumed_from=resumed,
+            autocast_dtype=autocast, precision_why=loop.runtime.precision_why, plan=plan, resumed_from=resumed,
         )  # fmt: skip
     loop.reporter.event(
         "start", loop.step, pid=os.getpid(), host=socket.gethostname(), name=cfg.name, system=cfg.system,
         epochs=t.epochs, steps_per_epoch=loop.steps_per_epoch, total_steps=loop.total_steps,
         batch_size=t.batch_size, gradient_accumulation=t.gradient_accumulation, world_size=loop.world,
-        device=device, dtype=dtype,
+        device=device, dtype=dtype, autocast=autocast, precision=loop.runtime.precision_why or None,
         params={k: {"trainable": v.trainable, "total": v.total} for k, v in parts.param_groups.items()},
         resumed_from=resumed,
     )  # fmt: skip
@@ -87,6 +87,7 @@ def _announce(loop, plan: dict, resume_from: Path | None) -> None:
         f"run {cfg.name}: {plan['examples']} examples, {loop.steps_per_epoch} steps/epoch x {t.epochs} epochs "
         f"(effective batch {plan['effective_batch']}), {loop.world} process(es) on {device}, weights {dtype}, "
         f"autocast {autocast or 'off'}"
+        + (f" ({loop.runtime.precision_why})" if loop.runtime.precision_why else "")
     )
     if resume_from:
         loop.reporter.print(f"resumed from {resume_from} (epoch {loop.start_epoch - 1}, step {loop.step})")

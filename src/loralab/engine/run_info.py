@@ -114,6 +114,7 @@ def write_training_config(
     device: str,
     weight_dtype: str,
     autocast_dtype: str | None,
+    precision_why: str = "",
     plan: dict[str, Any],
     resumed_from: str | None,
 ) -> Path:
@@ -131,6 +132,7 @@ def write_training_config(
             "device": device,
             "weight_dtype": weight_dtype,
             "autocast_dtype": autocast_dtype,
+            "precision_why": precision_why,
             "plan": plan,
             "resumed_from": resumed_from,
             "pid": os.getpid(),

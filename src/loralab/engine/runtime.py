@@ -8,8 +8,9 @@ from typing import Any
 
 @dataclass
 class Runtime:
-    """device: torch.device of this process. weight_dtype: dtype of frozen weights (bf16 on
-    GPUs that support it, else fp32); trainable parameters are always fp32. autocast_dtype:
+    """device: torch.device of this process. weight_dtype: dtype of frozen weights (bf16 where
+    the device multiplies it natively, see :mod:`loralab.engine.precision`, else fp32);
+    trainable parameters are always fp32. autocast_dtype:
     dtype for torch.autocast, or None for no autocast. rank/world_size/local_rank: the
     process in a distributed run (0/1/0 alone). is_main: rank 0, the one that writes files."""
 
@@ -19,6 +20,7 @@ class Runtime:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    precision_why: str = ""  # why this precision (loralab.engine.precision), printed and recorded
 
     @property
     def is_main(self) -> bool:

@@ -14,6 +14,7 @@ import warnings
 
 from loralab.config.loader import resolve_deepspeed_config, shipped_deepspeed_configs
 from loralab.config.schema import ExperimentConfig
+from loralab.engine.precision import training_precision
 from loralab.engine.runtime import Runtime
 from loralab.errors import LoralabError
 
@@ -34,40 +35,9 @@ def apply_gpu_selection(gpus: str | None) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = wanted
 
 
-def _cuda_bf16() -> bool:
-    import torch
-
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
 def resolve_precision(cfg: ExperimentConfig, device_type: str):
-    """(weight dtype of frozen parameters, autocast dtype or None, accelerate mixed_precision)."""
-    import torch
-
-    names = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    if cfg.model.dtype != "auto":
-        weight_dtype = names[cfg.model.dtype]
-    elif device_type == "cuda":
-        weight_dtype = torch.bfloat16 if _cuda_bf16() else torch.float16
-    elif device_type == "mps":
-        weight_dtype = torch.bfloat16
-    else:
-        weight_dtype = torch.float32
-
-    mp = cfg.training.mixed_precision
-    if mp == "auto":
-        if device_type == "cuda":
-            mp = "bf16" if _cuda_bf16() else "fp16"
-        elif device_type == "mps":
-            mp = "bf16"
-        else:
-            mp = "no"  # CPU: fp32 is both faster to get right and what tests compare against
-    if mp == "bf16" and device_type == "cuda" and not _cuda_bf16():
-        raise LoralabError(
-            "training.mixed_precision=bf16 but this GPU has no bf16 support; use training.mixed_precision=fp16"
-        )
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "no": None}[mp]
-    return weight_dtype, autocast_dtype, mp
+    """The run's :class:`~loralab.engine.precision.Precision` (frozen weights, autocast, why)."""
+    return training_precision(cfg.model.dtype, cfg.training.mixed_precision, device_type)
 
 
 def _detect_device_type() -> str:
@@ -109,6 +79,16 @@ def deepspeed_plugin(cfg: ExperimentConfig):
     return plugin
 
 
+def _allow_a_new_precision(mixed_precision: str) -> None:
+    """accelerate keeps one mixed-precision setting per process; a single-process caller that runs
+    a second training at another precision (the demo, a benchmark, tests) gets a fresh state."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision") != mixed_precision and not PartialState().use_distributed:
+        AcceleratorState._reset_state()
+
+
 def make_accelerator(cfg: ExperimentConfig):
     """(Accelerator, Runtime) for this process, from the config and the launcher's environment."""
     import torch
@@ -122,7 +102,7 @@ def make_accelerator(cfg: ExperimentConfig):
             f"training.gpus={cfg.training.gpus!r} (--gpus) but no such CUDA GPU is usable on this machine "
             f"({device_type} only); leave --gpus out to train on {device_type}, or list the GPUs nvidia-smi shows"
         )
-    weight_dtype, autocast_dtype, mp = resolve_precision(cfg, device_type)
+    precision = resolve_precision(cfg, device_type)
     kwargs = {}
     if cfg.training.deepspeed:
         if device_type != "cuda":
@@ -133,11 +113,12 @@ def make_accelerator(cfg: ExperimentConfig):
                 "pip install 'loralab[deepspeed]' (or leave training.deepspeed unset for plain DDP)"
             )
         kwargs["deepspeed_plugin"] = deepspeed_plugin(cfg)
+    _allow_a_new_precision(precision.mixed_precision)
     with warnings.catch_warnings():
         # accelerate warns about MPS/bf16 specifics that do not apply to our explicit choices.
         warnings.simplefilter("ignore", UserWarning)
         accelerator = Accelerator(
-            mixed_precision=mp,
+            mixed_precision=precision.mixed_precision,
             gradient_accumulation_steps=cfg.training.gradient_accumulation,
             cpu=device_type == "cpu",
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
@@ -147,8 +128,9 @@ def make_accelerator(cfg: ExperimentConfig):
     accelerator.gradient_accumulation_steps = cfg.training.gradient_accumulation
     runtime = Runtime(
         device=accelerator.device,
-        weight_dtype=weight_dtype,
-        autocast_dtype=autocast_dtype,
+        weight_dtype=precision.weights,
+        autocast_dtype=precision.autocast,
+        precision_why=precision.why,
         rank=accelerator.process_index,
         world_size=accelerator.num_processes,
         local_rank=accelerator.local_process_index,

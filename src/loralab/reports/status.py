@@ -62,6 +62,7 @@ class RunStatus:
     pid: int | None
     host: str | None
     device: str | None
+    precision: str | None
     dtype: str | None
     world_size: int | None
     segments: int
@@ -291,6 +292,14 @@ def _speed_fields(log: RunLog, start: dict, step: int, live: bool) -> dict:
     }
 
 
+def _precision(start: dict) -> str | None:
+    """ "autocast bf16 (auto: CPU has AVX512-BF16)" from the 'start' event; None for older runs."""
+    if "autocast" not in start:
+        return None
+    line = f"autocast {start.get('autocast') or 'off'}"
+    return f"{line} ({start['precision']})" if start.get("precision") else line
+
+
 def build_status(
     run_dir: str | Path, now: float | None = None, stall_after_s: float | None = None
 ) -> RunStatus:
@@ -317,6 +326,7 @@ def build_status(
         host=start.get("host"),
         device=start.get("device"),
         dtype=start.get("dtype"),
+        precision=_precision(start),
         world_size=start.get("world_size"),
         segments=sum(1 for s in log.segments if s.start is not None),
         resumed_from=start.get("resumed_from"),

@@ -105,6 +105,7 @@ def _device_section(s: RunStatus) -> list[str]:
     rows = [
         ("device", s.device or "n/a"),
         ("dtype", s.dtype or "n/a"),
+        ("precision", s.precision or "n/a"),
         ("processes", fmt_num(s.world_size)),
         ("memory now (GB)", fmt_num(s.memory_gb)),
         ("peak memory (GB)", fmt_num(s.peak_memory_gb)),

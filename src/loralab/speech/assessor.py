@@ -116,12 +116,13 @@ class Assessor:
     @classmethod
     def load(cls, model: str | Path, *, device: Any = None, base_model: str | None = None,
              prompt_style: str | None = None, batch_size: int = 8,
-             max_new_tokens: int | None = None, fast: bool = True) -> Assessor:  # fmt: skip
-        """Load ``model`` (run folder, final_model/, checkpoint or base model) for inference."""
+             max_new_tokens: int | None = None, fast: bool = True, precision: str = "auto") -> Assessor:  # fmt: skip
+        """Load ``model`` (run folder, final_model/, checkpoint or base model) for inference;
+        ``precision``: auto, bf16 or fp32 (:func:`loralab.engine.precision.inference_precision`)."""
         from loralab.speech.model.load import load_for_inference
 
         path = resolve_model_path(model)
-        inference = load_for_inference(path, device=device, base_model=base_model)
+        inference = load_for_inference(path, device=device, base_model=base_model, precision=precision)
         return cls(
             inference,
             AssessSettings.of_model(path, prompt_style),

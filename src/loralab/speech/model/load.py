@@ -119,7 +119,11 @@ def _find_base(path: Path, base_model: str | None) -> tuple[str, str | None]:
 
 
 def load_for_inference(
-    path: str | Path, device: Any = None, base_model: str | None = None, revision: str | None = None
+    path: str | Path,
+    device: Any = None,
+    base_model: str | None = None,
+    revision: str | None = None,
+    precision: str = "auto",
 ) -> InferenceModel:
     """Load a model to generate with, from any of:
 
@@ -129,7 +133,10 @@ def load_for_inference(
     * an adapter folder inside a model folder (e.g. ``<model>/speech-lora``).
 
     ``base_model`` overrides where the base model is looked up (e.g. a run trained elsewhere).
+    ``precision``: the weights' dtype, auto (bf16 where the device multiplies it natively, see
+    :func:`loralab.engine.precision.inference_precision`), bf16 or fp32.
     """
+    from loralab.engine.precision import inference_precision
     from loralab.speech.model.gop import GOP_FILE, load_gop_scorer
     from loralab.speech.model.lora import load_unfrozen, merge_adapter
 
@@ -139,10 +146,9 @@ def load_for_inference(
     adapter_dir, base_name, base_revision = _what_to_load(path, base_model, revision)
     base_dir = resolve_model_dir(base_name, revision or base_revision)
     backbone = resolve_backbone(base_dir)
-    model = backbone.load(
-        base_dir, device=device, dtype=default_weight_dtype(device), attn_implementation="auto"
-    )
-    parts = [f"base {base_name}"]
+    chosen = inference_precision(device, precision)
+    model = backbone.load(base_dir, device=device, dtype=chosen.weights, attn_implementation="auto")
+    parts = [f"base {base_name}", chosen.describe()]
     if adapter_dir is not None:
         model, rank = merge_adapter(model, adapter_dir)
         parts.append(f"adapter {adapter_dir} (r={rank}, merged)")

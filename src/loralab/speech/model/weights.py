@@ -23,13 +23,12 @@ VISION_PATH = "model.embed_tokens_extend.image_embed"
 
 
 def default_weight_dtype(device: Any):
-    """bf16 on CUDA GPUs that support it (and on MPS), fp16 on older GPUs, fp32 on CPU."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "mps":
-        return torch.bfloat16
-    return torch.float32
+    """The inference weights' dtype on ``device``: bf16 where it multiplies bf16 natively (GPUs
+    that support it, MPS, CPUs with AMX / AVX512-BF16), fp16 on older GPUs, else fp32
+    (:func:`loralab.engine.precision.inference_precision`)."""
+    from loralab.engine.precision import inference_precision
+
+    return inference_precision(device).weights
 
 
 def resolve_attn_implementation(choice: str, device: Any) -> dict[str, str]:
