@@ -47,16 +47,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-new-tokens", type=int, help="generation budget (default: from the sentence length)"
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        help="recordings assessed at once, side by side on the one model (default: on a CPU one per "
+        "core, at most 4; on a GPU 1)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
-        help="torch CPU threads (default: torch's, one per core; on a busy shared machine 1 is often "
-        "several times faster, as idle-waiting threads no longer spin against each other)",
+        help="torch CPU threads of each worker (default: the cores divided among the workers)",
     )
 
 
 def _limits(args: argparse.Namespace):
+    import os
+
     from loralab.errors import LoralabError
-    from loralab.serve.limits import MB, ServeLimits
+    from loralab.serve.limits import MB, ServeLimits, default_workers
 
     checks = {
         "--port": (args.port, 0 <= args.port <= 65535),
@@ -66,16 +73,29 @@ def _limits(args: argparse.Namespace):
         "--max-duration": (args.max_duration, args.max_duration > 0),
         "--max-text-chars": (args.max_text_chars, args.max_text_chars >= 1),
         "--threads": (args.threads, args.threads is None or args.threads >= 1),
+        "--workers": (args.workers, args.workers is None or args.workers >= 1),
     }
     for flag, (value, ok) in checks.items():
         if not ok:
             raise LoralabError(f"{flag} {value} is out of range")
+    device_type = (
+        "cuda" if (args.device or "").startswith("cuda") or (args.device is None and _has_cuda()) else "cpu"
+    )
+    workers, threads = default_workers(device_type, os.cpu_count() or 1, args.threads)
     return ServeLimits(
+        workers=args.workers or workers,
+        threads_per_worker=threads,
         max_upload_bytes=int(args.max_upload_mb * MB),
         max_duration_s=args.max_duration,
         max_text_chars=args.max_text_chars,
         queue_capacity=args.queue_size,
     )
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _model_path(model: str | None) -> str:
@@ -106,14 +126,12 @@ def run(args: argparse.Namespace) -> int:
     from loralab.serve.app import create_app
     from loralab.speech.assessor import Assessor
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     print(f"loading {model} ...", flush=True)
     assessor = Assessor.load(model, device=args.device, base_model=args.base_model,
                              batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)  # fmt: skip
     print(f"model: {assessor.description}", flush=True)
+    threads = f", {limits.threads_per_worker} torch thread(s) each" if limits.threads_per_worker else ""
+    print(f"{limits.workers} worker(s){threads}", flush=True)
     print(f"serving on http://{args.host}:{args.port}/  (API docs: /docs; Ctrl-C stops)", flush=True)
     uvicorn.run(create_app(assessor, limits), host=args.host, port=args.port, log_level="info")
     return 0

@@ -57,8 +57,12 @@ class Service:
 
     def __init__(self, assessor, limits: ServeLimits):
         self.assessor, self.limits = assessor, limits
-        self.queue = BatchQueue(self._run_batch, capacity=limits.queue_capacity,
-                                batch_size=assessor.batch_size, batch_wait_s=limits.batch_wait_s)  # fmt: skip
+        # The fast route decodes one recording at a time: a worker takes one, and the others
+        # take the next ones side by side (batching them onto one worker would serialise them).
+        batch_size = 1 if getattr(assessor, "fast", False) else assessor.batch_size
+        self.queue = BatchQueue(self._run_batch, capacity=limits.queue_capacity, batch_size=batch_size,
+                                batch_wait_s=limits.batch_wait_s, workers=limits.workers,
+                                threads_per_worker=limits.threads_per_worker)  # fmt: skip
         self.started = time.time()
 
     def _run_batch(self, recordings: list[Recording]) -> list:
@@ -105,6 +109,8 @@ class Service:
                 "waiting": q.waiting,
                 "capacity": q.capacity,
                 "batch_size": q.batch_size,
+                "workers": q.workers,
+                "running": q.running,
                 "model_busy": q.busy,
             },  # fmt: skip
             "served": {k: round(v, 3) for k, v in q.stats.items()},

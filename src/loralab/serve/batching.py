@@ -2,10 +2,13 @@
 
 Requests put their recordings in an ``asyncio`` queue of fixed capacity; a full queue refuses
 at once (:class:`QueueFull`, answered 503 with ``Retry-After``) instead of letting waits grow
-without bound. One worker takes the first waiting recording, gathers up to ``batch_size - 1``
-more (waiting at most ``batch_wait_s`` for them) and runs the model on the whole batch in one
-thread of its own, so the event loop keeps answering ``/health`` and refusing what does not fit.
-A client that goes away leaves a cancelled future, which the worker skips.
+without bound. Each of ``workers`` workers takes the first waiting recording, gathers up to
+``batch_size - 1`` more (waiting at most ``batch_wait_s`` for them) and runs the model on the
+whole batch in a thread of its own, so the event loop keeps answering ``/health`` and refusing
+what does not fit. Several workers share the one model (inference only reads it) and each runs
+its batches with ``threads_per_worker`` torch threads, so concurrent requests use every core
+instead of queueing behind one another; memory grows only by each batch's activations. A client
+that goes away leaves a cancelled future, which the workers skip.
 """
 
 from __future__ import annotations
@@ -48,16 +51,32 @@ class BatchQueue:
     """``run_batch(payloads) -> results`` (same order) applied to batches of waiting payloads."""
 
     def __init__(self, run_batch: Callable[[Sequence[Any]], Sequence[Any]], *, capacity: int,
-                 batch_size: int, batch_wait_s: float = 0.02):  # fmt: skip
+                 batch_size: int, batch_wait_s: float = 0.02, workers: int = 1,
+                 threads_per_worker: int | None = None):  # fmt: skip
         self.run_batch = run_batch
         self.capacity = capacity
         self.batch_size = max(1, batch_size)
         self.batch_wait_s = batch_wait_s
+        self.workers = max(1, workers)
+        self.threads_per_worker = threads_per_worker
         self.queue: asyncio.Queue[Job] | None = None
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loralab-model")
-        self.worker: asyncio.Task | None = None
+        self.executor = ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix="loralab-model", initializer=self._thread_setup
+        )
+        self.tasks: list[asyncio.Task] = []
         self.stats = {"batches": 0, "assessed": 0, "refused": 0, "failed": 0, "model_seconds": 0.0}
-        self.busy = False
+        self.running = 0  # batches on the model now
+
+    @property
+    def busy(self) -> bool:
+        return self.running > 0
+
+    def _thread_setup(self) -> None:
+        """torch's CPU thread count is per calling thread (OpenMP): each worker thread sets its own."""
+        if self.threads_per_worker:
+            import torch
+
+            torch.set_num_threads(self.threads_per_worker)
 
     @property
     def waiting(self) -> int:
@@ -65,13 +84,15 @@ class BatchQueue:
 
     async def start(self) -> None:
         self.queue = asyncio.Queue()
-        self.worker = asyncio.get_running_loop().create_task(self._work())
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(self._work()) for _ in range(self.workers)]
 
     async def stop(self) -> None:
-        if self.worker is not None:
-            self.worker.cancel()
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
             try:
-                await self.worker
+                await task
             except asyncio.CancelledError:
                 pass
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -80,7 +101,7 @@ class BatchQueue:
         """Seconds until a waiting slot is likely free: the mean batch time times the batches ahead."""
         batches = self.stats["batches"]
         per_batch = self.stats["model_seconds"] / batches if batches else 2.0
-        ahead = math.ceil((self.waiting + 1) / self.batch_size)
+        ahead = math.ceil((self.waiting + 1) / (self.batch_size * self.workers))
         return max(1, math.ceil(per_batch * ahead))
 
     def submit(self, payloads: Sequence[Any]) -> list[asyncio.Future]:
@@ -118,7 +139,7 @@ class BatchQueue:
             if not jobs:
                 continue
             started = time.perf_counter()
-            self.busy = True
+            self.running += 1
             try:
                 results = await loop.run_in_executor(self.executor, self.run_batch, [j.payload for j in jobs])
             except Exception as e:  # the model failed: every waiting request hears why
@@ -128,7 +149,7 @@ class BatchQueue:
                         job.future.set_exception(e)
                 continue
             finally:
-                self.busy = False
+                self.running -= 1
             seconds = time.perf_counter() - started
             self.stats["batches"] += 1
             self.stats["assessed"] += len(jobs)

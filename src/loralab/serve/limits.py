@@ -20,11 +20,28 @@ class ServeLimits:
     max_batch_items: int = 16  # recordings in one /v1/assess/batch request
     queue_capacity: int = 64  # recordings waiting for the model; beyond: 503 + Retry-After
     batch_wait_s: float = 0.02  # how long the first waiting request waits for others to batch with
+    workers: int = 1  # recordings on the model at once (each in a thread of its own)
+    threads_per_worker: int | None = None  # torch CPU threads of each worker (None: torch's default)
 
     def request_bytes(self, batch: bool) -> int:
         """Largest request body accepted: the recordings base64-encoded, plus room for the rest."""
         items = self.max_batch_items if batch else 1
         return items * (self.max_upload_bytes * 4 // 3 + 4096) + MB
+
+
+def default_workers(device_type: str, cores: int, threads: int | None) -> tuple[int, int | None]:
+    """(workers, torch threads per worker) for a server on ``device_type`` with ``cores`` cores.
+
+    A GPU runs one batch at a time (one worker, batches fill it). On a CPU one recording uses
+    its cores poorly (a batch-of-one decoder is mostly small matrix products), so concurrent
+    requests run side by side: up to 4 workers, the cores split among them.
+    """
+    if device_type != "cpu":
+        return 1, threads
+    if threads:
+        return max(1, cores // threads), threads
+    workers = max(1, min(cores, 4))
+    return workers, max(1, cores // workers)
 
 
 def find_demo_model(root: str | Path = "demo_output") -> Path | None:
