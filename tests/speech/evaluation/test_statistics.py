@@ -292,17 +292,20 @@ def test_table3_shows_scc_and_ci(tmp_path):
     write_tables(tmp_path, {1: metrics}, strategy="lora", title="t")
     lines = (tmp_path / "table3.md").read_text().splitlines()
     header = next(line for line in lines if line.startswith("| Strategy"))
-    assert "| Rec | Acc SCC | Flu SCC | Pros SCC | Total SCC | APA parsed |" in header
+    assert "| Rec | Acc SCC | Flu SCC | Pros SCC | Total SCC | Acc MAE |" in header
+    assert "| Acc spread | Flu spread | Pros spread | Total spread | APA parsed |" in header
     ours = next(line for line in lines if "| ours |" in line)
     acc = f"{row['acc_pcc']:.3f} [{row['acc_pcc_ci_low']:.3f}, {row['acc_pcc_ci_high']:.3f}]"
     f1 = f"{row['f1']:.3f} [{row['f1_ci_low']:.3f}, {row['f1_ci_high']:.3f}]"
     assert f"| ours | {acc} |" in ours and f"| {f1} |" in ours
-    assert f"| {row['total_scc']:.3f} | 100.0% |" in ours
+    assert f"| {row['total_scc']:.3f} | {row['acc_mae']:.3f} |" in ours
+    assert f"| {row['total_spread']:.3f} | 100.0% |" in ours
     # The paper's row has no SCC; the difference row neither.
     paper = next(line for line in lines if "| paper |" in line)
-    assert paper.endswith("| 0.682 | – | – | – | – |  |  |")
+    blanks = "  |" * 10  # the paper reports no MAE or spread, nor parse rates
+    assert paper.endswith("| 0.682 | – | – | – | – |" + blanks)
     diff = next(line for line in lines if "| ours - paper |" in line)
-    assert "[" not in diff and diff.endswith("| – | – | – | – |  |  |")
+    assert "[" not in diff and diff.endswith("| – | – | – | – |" + blanks)
     assert "bootstrap 95% percentile interval over 1000 resamples" in "\n".join(lines)
     import csv
 
@@ -354,3 +357,15 @@ def test_aspects_alone_replace_the_joint_answer_and_the_gop_estimates_are_scored
             scipy_stats.pearsonr(estimates, human)[0]
         )
     assert "gop_estimate" not in compute_metrics(records, store, ["apa", "mdd"], None, n_resamples=0)
+
+
+def test_correlation_reports_error_and_spread_that_a_pcc_cannot_see():
+    from loralab.speech.evaluation.metrics import correlation
+
+    human = [2.0, 4.0, 6.0, 8.0, 10.0]
+    flat = [7.9, 7.95, 8.0, 8.05, 8.1]  # a constant with a wobble: perfect PCC, no skill
+    out = correlation(flat, human)
+    assert out["pcc"] == pytest.approx(1.0)
+    assert out["mae"] == pytest.approx((5.9 + 3.95 + 2.0 + 0.05 + 1.9) / 5)
+    assert out["spread_ratio"] == pytest.approx(np.std([-0.1, -0.05, 0, 0.05, 0.1]) / np.std(human))
+    assert correlation([3.0, 3.0, 3.0], [1.0, 2.0, 3.0])["spread_ratio"] == 0.0

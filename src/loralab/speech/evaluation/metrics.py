@@ -37,12 +37,24 @@ BOOTSTRAP_CONFIDENCE = 0.95
 
 def correlation(pred: Sequence[float], human: Sequence[float]) -> dict[str, float]:
     """Pearson r with its two-sided p-value, and Spearman rho; NaN (not an error) when fewer
-    than 3 pairs or either side is constant, where a correlation is undefined."""
+    than 3 pairs or either side is constant, where a correlation is undefined. Beside them, what
+    a correlation cannot see: the mean absolute error (``mae``, in score points) and the spread
+    of the predictions against the human labels' (``spread_ratio``, std over std; a near-constant
+    answer has a high PCC and a ratio near 0)."""
     from scipy import stats
 
     x = np.asarray(pred, dtype=float)
     y = np.asarray(human, dtype=float)
-    out = {"pcc": math.nan, "p_value": math.nan, "spearman": math.nan}
+    out = {
+        "pcc": math.nan,
+        "p_value": math.nan,
+        "spearman": math.nan,
+        "mae": math.nan,
+        "spread_ratio": math.nan,
+    }
+    if len(x):
+        out["mae"] = float(np.abs(x - y).mean())
+        out["spread_ratio"] = float(x.std() / y.std()) if y.std() > 0 else math.nan
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return out
     with warnings.catch_warnings():

@@ -134,14 +134,14 @@ def _score_gop_estimate(metrics: dict, records, store, tasks, boot: dict) -> Non
     """``metrics['gop_estimate']``: per aspect, the estimate a phones_gop prompt gave the model,
     scored on its own (the scorer alone, beside what the model made of it); nothing for other prompts."""
     from loralab.speech.evaluation.metrics import bootstrap_pcc_ci, correlation
-    from loralab.speech.prompts import ESTIMATE_TASKS
+    from loralab.speech.prompts import APA_ASPECT_TASKS
 
     scored = {}
     for task in _apa_tasks(tasks):
         rows = [store.get(r.id, task) or {} for r in records]
-        if task not in ESTIMATE_TASKS or not rows or any(row.get("estimate") is None for row in rows):
+        if task not in APA_ASPECT_TASKS or not rows or any(row.get("estimate") is None for row in rows):
             continue
-        aspect = ESTIMATE_TASKS[task]
+        aspect = task.removeprefix("apa_")
         estimates = [float(row["estimate"]) for row in rows]
         human = [getattr(r.scores, aspect) for r in records]
         scored[aspect] = correlation(estimates, human)
@@ -215,8 +215,8 @@ def _other(convention: str) -> str:
 def summary_row(metrics: dict) -> dict[str, float]:
     """The flat Table-3 row (keys of :data:`~.paper.TABLE3_COLUMNS`) plus parse rates; MDD
     f1/precision/recall are the configured convention's, ``<key>_<other convention>`` the other's.
-    Beside each ``<x>_pcc``: ``<x>_scc`` (Spearman) and ``<x>_pcc_ci_low``/``_high`` (bootstrap
-    interval); beside ``f1``: ``f1_ci_low``/``_high``. NaN where undefined or not computed."""
+    Beside each ``<x>_pcc``: ``<x>_scc`` (Spearman), ``<x>_pcc_ci_low``/``_high`` (bootstrap
+    interval), ``<x>_mae`` and ``<x>_spread`` (predictions' std over the labels'); beside ``f1``: ``f1_ci_low``/``_high``. NaN where undefined or not computed."""
     nan = math.nan
     row: dict[str, float] = {}
     apa = metrics.get("apa")
@@ -230,6 +230,9 @@ def summary_row(metrics: dict) -> dict[str, float]:
         row[key] = apa[aspect]["pcc"] if apa else nan
         row[scc] = apa[aspect].get("spearman", nan) if apa else nan
         row[f"{key}_ci_low"], row[f"{key}_ci_high"] = _ci(apa[aspect], "pcc_ci") if apa else (nan, nan)
+        prefix = key.removesuffix("_pcc")  # what a correlation cannot see: error and spread
+        row[f"{prefix}_mae"] = apa[aspect].get("mae", nan) if apa else nan
+        row[f"{prefix}_spread"] = apa[aspect].get("spread_ratio", nan) if apa else nan
         for name in ("greedy", "expected"):
             if f"apa_{name}" in metrics:
                 row[f"{key}_{name}"] = metrics[f"apa_{name}"][aspect]["pcc"]

@@ -33,6 +33,12 @@ from loralab.speech.evaluation.paper import (
 EXTRA_COLUMNS = ("apa_parse_rate", "mdd_parse_rate")
 SCC_COLUMNS = ("acc_scc", "flu_scc", "pros_scc", "total_scc")
 SCC_HEADERS = {"acc_scc": "Acc SCC", "flu_scc": "Flu SCC", "pros_scc": "Pros SCC", "total_scc": "Total SCC"}
+# What a correlation cannot see, beside it: mean absolute error and the predictions' spread (std
+# over the human labels' std; a near-constant answer can have a high PCC and a ratio near 0).
+SCALE_COLUMNS = tuple(f"{a}_{k}" for k in ("mae", "spread") for a in ("acc", "flu", "pros", "total"))
+SCALE_HEADERS = {
+    c: f"{c.split('_')[0].capitalize()} {'MAE' if c.endswith('mae') else 'spread'}" for c in SCALE_COLUMNS
+}
 # Table-3 columns shown with their bootstrap interval in our rows.
 CI_COLUMNS = ("acc_pcc", "flu_pcc", "pros_pcc", "total_pcc", "f1")
 CI_CSV_COLUMNS = tuple(f"{k}_ci_{end}" for k in CI_COLUMNS for end in ("low", "high"))
@@ -186,7 +192,7 @@ def write_tables(eval_dir: Path, summaries: dict[int, dict], *, strategy: str, t
 def _write_table3_csv(path: Path, rows: list[dict]) -> Path:
     columns = [
         "strategy", "epoch", "source", *TABLE3_COLUMNS, "diagnosis_accuracy", *EXTRA_COLUMNS, "mdd_convention",
-        *SCC_COLUMNS, *CI_CSV_COLUMNS,
+        *SCC_COLUMNS, *SCALE_COLUMNS, *CI_CSV_COLUMNS,
     ]  # fmt: skip
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
@@ -226,6 +232,7 @@ def _table3_md(rows: list[dict]) -> list[str]:
         "Row",
         *(TABLE3_HEADERS[k] for k in TABLE3_COLUMNS),
         *(SCC_HEADERS[k] for k in SCC_COLUMNS),
+        *(SCALE_HEADERS[k] for k in SCALE_COLUMNS),
         "APA parsed",
         "MDD parsed",
     ]
@@ -236,11 +243,12 @@ def _table3_md(rows: list[dict]) -> list[str]:
         if row["source"] == "ours":
             cells += [_with_ci(row, k) if k in CI_COLUMNS else _fmt(row[k]) for k in TABLE3_COLUMNS]
             cells += [_fmt(row.get(k)) for k in SCC_COLUMNS]
+            cells += [_fmt(row.get(k)) for k in SCALE_COLUMNS]
             cells += [_pct(row["apa_parse_rate"]), _pct(row["mdd_parse_rate"])]
         else:
             cells += [_fmt(row[k], signed) for k in TABLE3_COLUMNS]
             cells += [_fmt(row.get(k), signed) for k in SCC_COLUMNS]
-            cells += ["", ""]
+            cells += [""] * len(SCALE_COLUMNS) + ["", ""]  # the paper reports neither
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
