@@ -16,12 +16,10 @@ from loralab.speech.model.gop import (
     GOP_FILE,
     PAUSE_SECONDS,
     GopScorer,
-    WithEstimate,
-    fit_gop_scorer,
     load_gop_scorer,
-    speaker_folds,
     timing_features,
 )
+from loralab.speech.model.gop_fit import WithEstimate, fit_gop_scorer, speaker_folds
 
 
 def _brute_force_ctc_nll(log_probs: torch.Tensor, target: list[int]) -> float:
@@ -100,12 +98,13 @@ def _synthetic_corpus(n_speakers=6, per_speaker=8, seed=0):
 def test_fit_scores_each_utterance_with_a_head_that_did_not_hear_its_speaker():
     from scipy.linalg import lstsq
 
-    from loralab.speech.model.gop import _fit_ctc_head
+    from loralab.speech.model.gop_fit import _fit_ctc_head
 
     records, frames = _synthetic_corpus()
-    scorer, features = fit_gop_scorer(
+    scorer, features, heard = fit_gop_scorer(
         frames, records, aspects=("accuracy",), folds=3, steps=150, lr=3e-2, seed=5
     )
+    assert len(heard) == len(records) and all(isinstance(h, str) for h in heard)
     gops = [row[0] for row in features]
     assert scorer.fit_report["folds"] == 3 and len(scorer.weights) == 1  # the head on everything
     fold = speaker_folds(records, 3)
@@ -116,7 +115,8 @@ def test_fit_scores_each_utterance_with_a_head_that_did_not_hear_its_speaker():
         w, b, _, _ = _fit_ctc_head(
             [frames[j] for j in rows], [targets[j] for j in rows], 6, 150, 3e-2, 5 + 1 + fold[i]
         )
-        alone = GopScorer(scorer.phones, [w], [b], frames_per_second=scorer.frames_per_second)
+        alone = GopScorer(scorer.phones, [w], [b], frames_per_second=scorer.frames_per_second,
+                          confusions=scorer.confusions, threshold=scorer.threshold)  # fmt: skip
         assert features[i] == pytest.approx(alone.features(frames[i], records[i].canonical_phones), rel=1e-5)
     accuracy = [r.scores.accuracy for r in records]
     assert np.corrcoef(gops, accuracy)[0, 1] > 0.8  # held-out GOP follows the mistakes
@@ -137,7 +137,9 @@ def test_fit_refuses_records_without_pronounced_phones():
 def test_saved_scorer_loads_back_identical_and_other_versions_are_refused(tmp_path):
     torch.manual_seed(1)
     calibration = {"accuracy": [0.07, 0.0, 0.1, -0.3, 3.5], "total": [0.05, -1.0, 0.0, 0.2, 6.0]}
-    scorer = GopScorer(["AA", "B"], [torch.randn(3, 4)], [torch.randn(3)], calibration, 24.5, {"folds": 1})
+    calibration = {k: v[:4] + [0.5, -0.2, v[4]] for k, v in calibration.items()}  # six features
+    scorer = GopScorer(["AA", "B"], [torch.randn(3, 4)], [torch.randn(3)], calibration, 24.5, {"folds": 1},
+                       confusions={"AA": ["<DEL>", "B"]}, threshold=2.5)  # fmt: skip
     scorer.save(tmp_path)
     loaded = load_gop_scorer(tmp_path)
     frames = torch.randn(6, 4)
@@ -145,6 +147,8 @@ def test_saved_scorer_loads_back_identical_and_other_versions_are_refused(tmp_pa
     assert (loaded.phones, loaded.calibration, loaded.frames_per_second, loaded.fit_report) == (
         ["AA", "B"], calibration, 24.5, {"folds": 1},
     )  # fmt: skip
+    assert (loaded.confusions, loaded.threshold) == ({"AA": ["<DEL>", "B"]}, 2.5)
+    assert loaded.evidence(frames, "AA B") == scorer.evidence(frames, "AA B")
     from safetensors.torch import load_file, save_file
 
     save_file(
@@ -154,7 +158,7 @@ def test_saved_scorer_loads_back_identical_and_other_versions_are_refused(tmp_pa
         load_gop_scorer(tmp_path)
     other_features = {
         "format_version": "2",
-        "features": '["gop"]',
+        "features": '["gop", "loudness"]',
         "phones": "[]",
         "frames_per_second": "25.0",
     }
@@ -186,6 +190,25 @@ def test_the_estimate_block_stands_only_where_its_aspect_is_asked_alone():
         estimate_block("phones_gop", "apa_total", "A CAT", {"accuracy": 7})
 
 
+def test_heard_gives_no_canonical_phones_and_each_prompt_its_own_evidence():
+    """The listening layout: the sentence alone before the audio (no canonical phones to copy),
+    each aspect's estimate in that aspect's prompt, the diagnosed phones in the MDD prompt."""
+    from loralab.speech.chat_format import reference_of
+    from loralab.speech.prompts import estimate_block, user_content
+
+    record = SimpleNamespace(text="A CAT", canonical_phones="AH K AE T")
+    evidence = {"accuracy": 6, "fluency": 9, "prosodic": 8, "total": 7, "heard_phones": "AH K EH T"}
+    assert reference_of(WithEstimate(record, evidence), "heard") == "Reference text: A CAT\n"
+    for aspect in ("accuracy", "fluency", "prosodic", "total"):
+        block = estimate_block("heard", f"apa_{aspect}", "A CAT", evidence)
+        assert block == f"{aspect.capitalize()} estimate: {evidence[aspect]}\n"
+    assert estimate_block("heard", "mdd", "A CAT", evidence) == "Heard phones: AH K EH T\n"
+    assert estimate_block("heard", "apa", "A CAT", evidence) == ""
+    with pytest.raises(ValueError, match="diagnosed phones"):
+        estimate_block("heard", "mdd", "A CAT", {"accuracy": 6})
+    assert user_content("mdd", "short", "heard").startswith("<|reference|><|audio_1|><|MDD|>")
+
+
 def test_phones_gop_puts_the_task_after_the_audio_and_other_layouts_keep_it_first():
     from loralab.speech.prompts import user_content
 
@@ -207,7 +230,7 @@ def test_phones_gop_refuses_a_trained_encoder_and_tasks_without_accuracy_alone(
             "speech.prompt_reference=phones_gop", "model.unfreeze=[audio_encoder,audio_projector]",
         )  # fmt: skip
     both_problems = str(problem.value)
-    assert "apa_accuracy and apa_total prompts, which speech.tasks lacks" in both_problems
+    assert "apa_accuracy, apa_total prompts, none of which speech.tasks has" in both_problems
     make_cfg(
         "qwen2audio_r64", tiny_qwen2audio_dir, synth_manifest_dir,
         "speech.prompt_reference=phones_gop", "speech.tasks=[apa,apa_accuracy,mdd]",
@@ -217,7 +240,7 @@ def test_phones_gop_refuses_a_trained_encoder_and_tasks_without_accuracy_alone(
 def test_phones_gop_through_training_saving_and_generation(tiny_qwen2audio_dir, synth_manifest_dir, tmp_path):
     from loralab.speech.data.audio import load_audio
     from loralab.speech.evaluation.generate import BatchedGenerator
-    from loralab.speech.model.gop import recording_estimates
+    from loralab.speech.model.gop_fit import recording_estimates
     from loralab.speech.model.load import load_for_inference
     from speech.test_training import build, make_cfg
 
@@ -228,7 +251,7 @@ def test_phones_gop_through_training_saving_and_generation(tiny_qwen2audio_dir, 
     parts = build(cfg)
     scorer = parts.model.gop_scorer
     (record, _), (same, task) = parts.train_dataset[:2]
-    assert same is record and task == "apa_accuracy" and set(record.estimates) == {"accuracy"}
+    assert same is record and task == "apa_accuracy" and set(record.estimates) == {"accuracy", "heard_phones"}
     assert 0 <= record.estimates["accuracy"] <= 10 and set(scorer.calibration) == {"accuracy"}
 
     def prompt(task: str) -> str:

@@ -127,13 +127,16 @@ class SpeechDataConfig:
     prompt_style: Literal["paper", "short"] = doc(
         "paper: the published APA/MDD prompts; short: compact prompts for small models.", "paper"
     )
-    prompt_reference: Literal["none", "text", "phones", "phones_gop"] = doc(
+    prompt_reference: Literal["none", "text", "phones", "phones_gop", "heard"] = doc(
         "Text-aware prompts (not in the paper): none (the paper's layout); text: the sentence read, "
         "before the audio; phones: the sentence and its canonical CMUdict phones; phones_gop: also "
         "'Accuracy estimate: N' / 'Total estimate: N' after the audio in the apa_accuracy / apa_total "
         "prompts, from a scorer on the frozen audio encoder (a linear CTC phone head: goodness of "
         "pronunciation, pauses, phone rate; fit at the start of training and saved with the model), "
-        "and the control token after the audio (Qwen2-Audio family, frozen encoder).",
+        "and the control token after the audio (Qwen2-Audio family, frozen encoder); heard: the "
+        "sentence alone before the audio, and after it what that scorer got from the audio: each "
+        "aspect's estimate in the apa_<aspect> prompts and 'Heard phones: ...' (the canonical phones "
+        "with the edits the recogniser is sure of) in the MDD prompt.",
         "none",
     )
     max_audio_seconds: float = doc("Utterances longer than this are skipped (and counted).", 30.0)

@@ -38,24 +38,26 @@ def validate_config(cfg) -> list[str]:
             f"speech.task_shares must give one share in (0, 1] per task of speech.tasks {cfg.speech.tasks} "
             f"(got {shares}; empty: all)"
         )
-    if cfg.speech.prompt_reference == "phones_gop":
+    if cfg.speech.prompt_reference in ("phones_gop", "heard"):
         problems += _gop_problems(cfg)
     return problems
 
 
 def _gop_problems(cfg) -> list[str]:
-    from loralab.speech.prompts import ESTIMATE_TASKS
+    from loralab.speech.prompts import EVIDENCE
 
+    reference = cfg.speech.prompt_reference
+    tasks = EVIDENCE[reference]
     problems = []
     if cfg.strategy == "unfreeze" and "audio_encoder" in cfg.model.unfreeze:
         problems.append(
-            "speech.prompt_reference=phones_gop reads a GOP scorer fit on the frozen audio encoder's output: "
+            f"speech.prompt_reference={reference} reads a GOP scorer fit on the frozen audio encoder's output: "
             "drop audio_encoder from model.unfreeze, or use prompt_reference phones"
         )
-    if not set(ESTIMATE_TASKS) & set(cfg.speech.tasks):
+    if not set(tasks) & set(cfg.speech.tasks):
         problems.append(
-            f"speech.prompt_reference=phones_gop gives its estimates to the {' and '.join(ESTIMATE_TASKS)} "
-            f"prompts, which speech.tasks lacks (e.g. tasks: [apa, {', '.join(ESTIMATE_TASKS)}, mdd])"
+            f"speech.prompt_reference={reference} gives its evidence to the {', '.join(tasks)} "
+            f"prompts, none of which speech.tasks has (e.g. tasks: [{', '.join(tasks)}])"
         )
     return problems
 

@@ -114,13 +114,14 @@ def build_parts(cfg, runtime, injected: Injected | None = None) -> SystemParts:
         cfg.speech.prompt_style,
         cfg.speech.prompt_reference,
     )
-    if cfg.speech.prompt_reference == "phones_gop":
-        from loralab.speech.model.gop import fit_for_training
-        from loralab.speech.prompts import ESTIMATE_TASKS
+    if cfg.speech.prompt_reference in ("phones_gop", "heard"):
+        from loralab.speech.model.gop_fit import fit_for_training
+        from loralab.speech.prompts import APA_ASPECTS, EVIDENCE
 
+        wanted = {EVIDENCE[cfg.speech.prompt_reference].get(t) for t in cfg.speech.tasks}
         model.gop_scorer, train_records = fit_for_training(
             model.causal_lm, built.backbone, feature_extractor, train_records,
-            aspects=[ESTIMATE_TASKS[t] for t in ESTIMATE_TASKS if t in cfg.speech.tasks],
+            aspects=[a for a in APA_ASPECTS if a in wanted],
             seed=cfg.training.seed, log=print if runtime.is_main else (lambda *_: None),
         )  # fmt: skip
     train_examples = task_examples(train_records, cfg.speech.tasks, cfg.speech.task_shares, cfg.training.seed)

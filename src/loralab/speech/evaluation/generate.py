@@ -123,25 +123,28 @@ class BatchedGenerator:
         """The collator's prompt batch; where the prompt carries an estimate (prompt_reference
         phones_gop, tasks apa_accuracy and apa_total) each record first gets the model's estimates of
         its recording (once per recording and sentence), and ``estimates`` lists the task's."""
-        from loralab.speech.prompts import ESTIMATE_TASKS, uses_estimate
+        from loralab.speech.prompts import HEARD_PHONES, evidence_key
 
         records, audios = list(records), list(audios)
-        if not uses_estimate(self.collator.layout.prompt_reference, task):
+        key = evidence_key(self.collator.layout.prompt_reference, task)
+        if key is None:
             return self.collator.prompt_batch(records, task, audios)
         records = self._with_estimates(records, audios)
         batch = self.collator.prompt_batch(records, task, audios)
-        batch["estimates"] = [r.estimates[ESTIMATE_TASKS[task]] for r in records]
+        if key != HEARD_PHONES:  # the numbers are scored on their own (metrics' gop_estimate)
+            batch["estimates"] = [r.estimates[key] for r in records]
         return batch
 
     def _with_estimates(self, records: list, audios: list) -> list:
         from loralab.errors import LoralabError
         from loralab.speech.data.audio import waveform_key
-        from loralab.speech.model.gop import WithEstimate, recording_estimates
+        from loralab.speech.model.gop_fit import WithEstimate, recording_estimates
 
         inf = self.inference
         if inf.gop_scorer is None:
             raise LoralabError(
-                "speech.prompt_reference=phones_gop needs the model's GOP scorer, and this model has none "
+                f"speech.prompt_reference={self.collator.layout.prompt_reference} needs the model's GOP scorer, "
+                "and this model has none "
                 "(no gop_scorer.safetensors in its folder): use the prompt_reference it was trained with"
             )
         keys = [(waveform_key(a), r.canonical_phones) for r, a in zip(records, audios)]

@@ -31,15 +31,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from loralab.errors import LoralabError
 
 GOP_FILE = "gop_scorer.safetensors"
-GOP_FORMAT_VERSION = 2  # 2: calibrations per aspect over FEATURES (1: GOP -> accuracy only)
-FEATURES = ("gop", "pauses", "phone_rate", "rate_shift")
+# 3: + the per-phone diagnosis (confusions, threshold) and its two features; 2: calibrations per
+# aspect over the first four FEATURES (still read); 1: GOP -> accuracy only (refused)
+GOP_FORMAT_VERSION = 3
+READABLE_VERSIONS = ("2", "3")
+FEATURES = ("gop", "pauses", "phone_rate", "rate_shift", "changed_share", "edit_gain")
 # A silence this long between heard phones is a pause (the synthetic corpus joins chunks spoken
 # at different rates with 0.06 s, and pauses last 0.35-0.9 s; on its test split 0.25-0.4 s give
 # the same fluency PCC of the features, 0.95-0.97).
@@ -75,9 +78,14 @@ class GopScorer:
     phones: list[str]
     weights: list  # K tensors (classes x width)
     biases: list  # K tensors (classes)
-    calibration: dict = field(default_factory=dict)  # aspect -> coefficients of FEATURES, then intercept
+    calibration: dict = field(default_factory=dict)  # aspect -> coefficients of feature_names, then intercept
     frames_per_second: float = DEFAULT_FRAMES_PER_SECOND
     fit_report: dict = field(default_factory=dict)
+    # the per-phone diagnosis (loralab.speech.model.diagnosis): per canonical class the edits to try,
+    # and the edit score above which a phone is diagnosed as said otherwise (inf: never)
+    confusions: dict = field(default_factory=dict)
+    threshold: float = math.inf
+    feature_names: tuple = FEATURES  # what the calibrations weigh (a format-2 file: the first four)
 
     def log_probs(self, frames):
         """Per frame, the heads' mean log-probabilities over blank + phones."""
@@ -112,15 +120,51 @@ class GopScorer:
             )  # fmt: skip
         return 100.0 * math.exp(-float(nll) / len(target))
 
-    def features(self, frames, canonical_phones: str) -> list[float]:
-        """The recording's :data:`FEATURES` (GOP against ``canonical_phones``, then timing)."""
+    def analyse(self, frames, canonical_phones: str) -> tuple[list[float], list[str]]:
+        """(the recording's :attr:`feature_names`, the phones diagnosed as said): GOP against
+        ``canonical_phones``, timing, and the per-phone diagnosis (the canonical phones with the
+        edits that explain the audio better, :mod:`loralab.speech.model.diagnosis`)."""
         import torch
 
+        from loralab.speech.model.diagnosis import diagnosed_phones, phone_edits
+
+        canonical = [p.rstrip("012") for p in canonical_phones.split()]
         if len(frames) < 1:
-            return [0.0] * len(FEATURES)
+            return [0.0] * len(self.feature_names), canonical
         with torch.no_grad():
             log_probs = self.log_probs(frames)
-        return [self._gop(log_probs, canonical_phones), *timing_features(log_probs, self.frames_per_second)]
+        known = [p for p in canonical if p in self.phones]
+        edits = phone_edits(log_probs, self.phone_ids(known), self._confusion_ids()) if known else None
+        heard = diagnosed_phones(known, edits, self.phones, self.threshold) if edits else known
+        gains = [max(0.0, e.score) for e in edits] if edits else [0.0]
+        named = {
+            "gop": self._gop(log_probs, canonical_phones),
+            **dict(zip(FEATURES[1:4], timing_features(log_probs, self.frames_per_second))),
+            "changed_share": sum(e.score > self.threshold for e in edits) / len(edits) if edits else 0.0,
+            "edit_gain": sum(gains) / len(gains),
+        }
+        return [named[n] for n in self.feature_names], heard
+
+    def features(self, frames, canonical_phones: str) -> list[float]:
+        """The recording's :attr:`feature_names` (see :meth:`analyse`)."""
+        return self.analyse(frames, canonical_phones)[0]
+
+    def evidence(self, frames, canonical_phones: str) -> dict:
+        """What the prompts read of one recording: each calibrated aspect's estimate (0-10) and,
+        where the scorer diagnoses phones, ``heard_phones`` (the diagnosed phones, space separated)."""
+        features, heard = self.analyse(frames, canonical_phones)
+        out: dict = self.estimates(features)
+        if math.isfinite(self.threshold):
+            out["heard_phones"] = " ".join(heard)
+        return out
+
+    def _confusion_ids(self) -> dict[int, list[int]] | None:
+        """The confusions as class indices (phone names on disk), None when there are none."""
+        if not self.confusions:
+            return None
+        index = {p: i + 1 for i, p in enumerate(self.phones)}
+        return {index[c]: [0 if t == "<DEL>" else index[t] for t in to if t == "<DEL>" or t in index]
+                for c, to in self.confusions.items() if c in index}  # fmt: skip
 
     def estimates(self, features: Sequence[float]) -> dict[str, int]:
         """Per calibrated aspect, its estimate (an integer 0-10) for a recording's ``features``."""
@@ -143,7 +187,9 @@ class GopScorer:
         meta = {
             "format_version": str(GOP_FORMAT_VERSION),
             "phones": json.dumps(self.phones),
-            "features": json.dumps(FEATURES),
+            "features": json.dumps(list(self.feature_names)),
+            "confusions": json.dumps(self.confusions),
+            "threshold": repr(self.threshold),
             "frames_per_second": repr(self.frames_per_second),
             "fit_report": json.dumps(self.fit_report),
         }
@@ -166,12 +212,13 @@ def load_gop_scorer(folder: str | Path) -> GopScorer:
         )
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-        if meta.get("format_version") != str(GOP_FORMAT_VERSION):
+        if meta.get("format_version") not in READABLE_VERSIONS:
             raise LoralabError(
                 f"{path}: GOP scorer format {meta.get('format_version')!r}; this loralab reads "
-                f"{GOP_FORMAT_VERSION} (retrain with this version)"
+                f"{', '.join(READABLE_VERSIONS)} (retrain with this version)"
             )
-        if json.loads(meta.get("features", "[]")) != list(FEATURES):
+        names = json.loads(meta.get("features", "[]"))
+        if not names or any(n not in FEATURES for n in names):
             raise LoralabError(
                 f"{path}: the scorer is calibrated on the features {meta.get('features')}; this loralab "
                 f"computes {list(FEATURES)} (retrain with this version)"
@@ -189,166 +236,7 @@ def load_gop_scorer(folder: str | Path) -> GopScorer:
         calibration=calibration,
         frames_per_second=float(meta["frames_per_second"]),
         fit_report=json.loads(meta.get("fit_report", "{}")),
+        confusions=json.loads(meta.get("confusions", "{}")),
+        threshold=float(meta.get("threshold", "inf")),
+        feature_names=tuple(names),
     )
-
-
-# -- fitting (at the start of training) ----------------------------------------------------
-def _fit_ctc_head(frames: list, targets: list[list[int]], num_classes: int, steps: int, lr: float, seed: int):
-    """A linear layer trained with CTC, full batch with Adam: (weight, bias, first loss, last loss)."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    head = torch.nn.Linear(frames[0].shape[1], num_classes)
-    with torch.no_grad():
-        head.weight.normal_(0.0, head.in_features**-0.5, generator=generator)
-        head.bias.zero_()
-    x = torch.nn.utils.rnn.pad_sequence([f.float() for f in frames], batch_first=True)
-    lengths = torch.tensor([len(f) for f in frames])
-    y = torch.cat([torch.tensor(t) for t in targets])
-    y_lengths = torch.tensor([len(t) for t in targets])
-    optimizer = torch.optim.Adam(head.parameters(), lr=lr)
-    first = last = float("nan")
-    for step in range(steps):
-        log_probs = head(x).log_softmax(-1).transpose(0, 1)
-        loss = torch.nn.functional.ctc_loss(log_probs, y, lengths, y_lengths, zero_infinity=True)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        first = loss.item() if step == 0 else first
-        last = loss.item()
-    return head.weight.detach().clone(), head.bias.detach().clone(), first, last
-
-
-def speaker_folds(records: Sequence, folds: int) -> list[int]:
-    """Each record's fold: speakers in sorted order dealt round-robin into ``folds`` folds."""
-    speakers = sorted({r.speaker for r in records})
-    fold_of = {s: i % folds for i, s in enumerate(speakers)}
-    return [fold_of[r.speaker] for r in records]
-
-
-def fit_gop_scorer(frames: list, records: Sequence, *, aspects: Sequence[str] = ("accuracy", "total"),
-                   folds: int = 3, steps: int = 300, lr: float = 3e-3, seed: int = 0) -> tuple[GopScorer, list]:  # fmt: skip
-    """Fit the scorer on training ``records`` (their encoder ``frames``): (scorer, each record's
-    cross-fitted :data:`FEATURES`). Each fold's head scores the speakers it did not see; the
-    calibration of each of ``aspects`` is fit on those features; the saved scorer is one more
-    head, on every utterance (on the demo's test split its accuracy estimate correlates with
-    accuracy at 0.66-0.68, the fold heads' average at 0.54; its total estimate with the total at 0.78)."""
-    import numpy as np
-
-    phones = sorted(
-        {p.rstrip("012") for r in records for p in (r.canonical_phones + " " + r.pronounced_phones).split()}
-    )
-    probe = GopScorer(phones, [], [])
-    targets = [probe.phone_ids(r.pronounced_phones) for r in records]
-    usable = [i for i, t in enumerate(targets) if 0 < len(t) <= len(frames[i])]
-    if len(usable) < 2:
-        raise LoralabError(
-            "speech.prompt_reference=phones_gop: fewer than 2 training utterances have pronounced phones that "
-            "fit their audio; the GOP scorer needs the manifest's pronounced phones (loralab speech prepare)"
-        )
-    rates = [
-        len(frames[i]) / r.duration for i, r in enumerate(records) if (getattr(r, "duration", 0) or 0) > 0
-    ]
-    fps = float(np.median(rates)) if rates else DEFAULT_FRAMES_PER_SECOND
-    k_folds = max(1, min(folds, len({records[i].speaker for i in usable})))
-    fold = speaker_folds(records, k_folds)
-    losses = []
-
-    def fit_head(rows: list[int], head_seed: int) -> GopScorer:
-        w, b, first, last = _fit_ctc_head(
-            [frames[i] for i in rows], [targets[i] for i in rows], len(phones) + 1, steps, lr, head_seed
-        )
-        losses.append((round(first, 3), round(last, 3)))
-        return GopScorer(phones, [w], [b], frames_per_second=fps)
-
-    held_out = (
-        {k: fit_head([i for i in usable if fold[i] != k], seed + 1 + k) for k in range(k_folds)}
-        if k_folds > 1
-        else {}
-    )
-    final = fit_head(usable, seed)
-    # one speaker: nothing to hold out (the report says so)
-    features = [
-        held_out.get(fold[i], final).features(f, r.canonical_phones)
-        for i, (f, r) in enumerate(zip(frames, records))
-    ]
-    x = np.c_[np.asarray(features, dtype=float), np.ones(len(records))]
-    calibration, fit_pcc = {}, {}
-    for aspect in aspects:
-        y = np.array([getattr(r.scores, aspect) for r in records], dtype=float)
-        coefficients = np.linalg.lstsq(x, y, rcond=None)[0]
-        calibration[aspect] = [float(c) for c in coefficients]
-        fitted = x @ coefficients
-        spread = fitted.std() > 0 and y.std() > 0
-        fit_pcc[aspect] = round(float(np.corrcoef(fitted, y)[0, 1]), 4) if spread else float("nan")
-    report = {
-        "utterances": len(usable),
-        "folds": k_folds,
-        "cross_fitted": k_folds > 1,
-        "ctc_loss_first_last": losses,
-        "frames_per_second": round(fps, 3),
-        "train_estimate_pcc": fit_pcc,
-    }
-    return GopScorer(phones, final.weights, final.biases, calibration, fps, report), features
-
-
-def encoder_frames(model, backbone, feature_extractor, audios: Sequence, batch_size: int = 16) -> list:
-    """The frozen audio encoder's valid output frames per waveform, as the model computes them."""
-    import torch
-
-    frames = []
-    for start in range(0, len(audios), batch_size):
-        chunk = list(audios[start : start + batch_size])
-        inputs, counts = backbone.audio_features(feature_extractor, chunk)
-        with torch.no_grad():
-            outputs = backbone.audio_encoder_outputs(model, inputs)
-        frames += [row[:n].detach().float().cpu() for row, n in zip(outputs, counts)]
-    return frames
-
-
-# -- using it: records seen with their estimates ---------------------------------------------
-class WithEstimate:
-    """A record (or assess item) seen with its ``estimates`` (aspect -> 0-10); every other attribute
-    is the record's."""
-
-    def __init__(self, record, estimates: Mapping[str, int]):
-        self._record = record
-        self.estimates = dict(estimates)
-
-    def __getattr__(self, name: str):
-        # Only called for names not set here; "_record" itself missing means a copy or an unpickling
-        # in progress (DataLoader workers under spawn), which must not recurse.
-        if name == "_record":
-            raise AttributeError(name)
-        return getattr(self._record, name)
-
-
-def recording_estimates(scorer: GopScorer, model, backbone, feature_extractor, records: Sequence,
-                        audios: Sequence) -> list[dict[str, int]]:  # fmt: skip
-    """The scorer's estimates (aspect -> 0-10) of each recording against its record's canonical phones."""
-    frames = encoder_frames(model, backbone, feature_extractor, audios)
-    return [scorer.estimates(scorer.features(f, r.canonical_phones)) for f, r in zip(frames, records)]
-
-
-def fit_for_training(model, backbone, feature_extractor, records: Sequence, *, aspects: Sequence[str],
-                     seed: int = 0, log=print) -> tuple[GopScorer, list[WithEstimate]]:  # fmt: skip
-    """The scorer fit on the training ``records``, and the records with their cross-fitted estimates.
-
-    The encoder runs here as in training (through the encoder output cache when installed, so
-    training reads these outputs back instead of encoding the clips again)."""
-    import time
-
-    from loralab.speech.data.audio import load_audio
-
-    started = time.time()
-    log(f"GOP scorer: encoding {len(records)} training recordings")
-    frames = encoder_frames(model, backbone, feature_extractor, [load_audio(r.audio_path) for r in records])
-    scorer, features = fit_gop_scorer(frames, records, aspects=aspects, seed=seed)
-    report = scorer.fit_report
-    fits = ", ".join(f"{aspect} {pcc:.3f}" for aspect, pcc in report["train_estimate_pcc"].items())
-    log(
-        f"GOP scorer: a CTC phone head on {report['utterances']} utterances ({report['folds']} folds of speakers), "
-        f"{len(scorer.phones)} phones; calibrated on held-out features, PCC on the training split: {fits} "
-        f"({time.time() - started:.0f} s)"
-    )
-    return scorer, [WithEstimate(r, scorer.estimates(x)) for r, x in zip(records, features)]

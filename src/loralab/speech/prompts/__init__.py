@@ -23,6 +23,10 @@ PCC 0.44-0.61, its answers 0.93 correlated with the accuracy answers). ``phones_
 the control token after the audio (``<|reference|><|audio_1|><|APA|>{prompt}``,
 :data:`TASK_AFTER_AUDIO`), so that every prompt of one recording (APA, the aspects, MDD) shares
 everything up to the end of the audio: the fast route (``assess``, ``serve``) prefills that once.
+``heard`` (the layout of a model that listens, :data:`EVIDENCE`) gives the sentence alone before
+the audio (no canonical phones to copy) and after it, per task, what the scorer got from the
+audio: each aspect's estimate in that aspect's prompt (all four), and in the MDD prompt
+``Heard phones: <the phones diagnosed as said>`` (:mod:`loralab.speech.model.diagnosis`).
 The default, ``none``, is the paper's layout.
 """
 
@@ -40,18 +44,30 @@ STYLES = ("paper", "short")
 CONTROL_TOKENS = {"apa": "<|APA|>", "mdd": "<|MDD|>", **{t: "<|APA|>" for t in APA_ASPECT_TASKS}}
 AUDIO_PLACEHOLDER = "<|audio_1|>"
 REFERENCE_PLACEHOLDER = "<|reference|>"
-PROMPT_REFERENCES = ("none", "text", "phones", "phones_gop")
+PROMPT_REFERENCES = ("none", "text", "phones", "phones_gop", "heard")
 # Layouts whose task (control token, estimate, prompt) follows the reference and the audio, so that
 # every prompt of a recording shares them. phones_gop only: the layouts of models trained before
 # stay as they were (a phones_gop model of an earlier layout is refused by its scorer's format).
-TASK_AFTER_AUDIO = ("phones_gop",)
+TASK_AFTER_AUDIO = ("phones_gop", "heard")
 # The prompts of phones_gop that carry an estimate, and of which aspect.
 ESTIMATE_TASKS = {"apa_accuracy": "accuracy", "apa_total": "total"}
+HEARD_PHONES = "heard_phones"  # the scorer's diagnosed phones (loralab.speech.model.gop.GopScorer.evidence)
+# Per layout, the prompts that carry the scorer's evidence, and which of it.
+EVIDENCE = {
+    "phones_gop": ESTIMATE_TASKS,
+    "heard": {**{t: t.removeprefix("apa_") for t in APA_ASPECT_TASKS}, "mdd": HEARD_PHONES},
+}
+
+
+def evidence_key(reference: str, task: str) -> str | None:
+    """What of the scorer's evidence ``task``'s prompt under ``reference`` carries (an aspect, or
+    :data:`HEARD_PHONES`), None when it carries none."""
+    return EVIDENCE.get(reference, {}).get(task)
 
 
 def uses_estimate(reference: str, task: str) -> bool:
-    """Whether ``task``'s prompt under ``reference`` carries the GOP scorer's accuracy estimate."""
-    return reference == "phones_gop" and task in ESTIMATE_TASKS
+    """Whether ``task``'s prompt under ``reference`` carries the GOP scorer's evidence."""
+    return evidence_key(reference, task) is not None
 
 
 @cache
@@ -82,25 +98,28 @@ def reference_block(reference: str, text: str, canonical_phones: str | None = No
     if reference == "none":
         return ""
     block = f"Reference text: {text}\n"
-    if reference in ("phones", "phones_gop"):
+    if reference in ("phones", "phones_gop"):  # heard: no canonical phones to copy
         if not canonical_phones:
             raise ValueError(f"prompt reference '{reference}' needs the canonical phones of {text!r}")
         block += f"Canonical phones: {canonical_phones}\n"
     return block
 
 
-def estimate_block(reference: str, task: str, text: str, estimates: Mapping[str, int] | None) -> str:
-    """What follows the audio in ``task``'s prompt for one utterance: its aspect's estimate where
-    the prompt carries one (:func:`uses_estimate`), else ''."""
-    if not uses_estimate(reference, task):
+def estimate_block(reference: str, task: str, text: str, estimates: Mapping[str, int | str] | None) -> str:
+    """What follows the audio in ``task``'s prompt for one utterance: the scorer's evidence where
+    the prompt carries some (:func:`evidence_key`), else ''."""
+    key = evidence_key(reference, task)
+    if key is None:
         return ""
-    aspect = ESTIMATE_TASKS[task]
-    if (estimates or {}).get(aspect) is None:
+    if (estimates or {}).get(key) is None:
+        what = "diagnosed phones" if key == HEARD_PHONES else f"{key} estimate"
         raise ValueError(
-            f"prompt reference 'phones_gop' needs the GOP scorer's {aspect} estimate of {text!r} "
+            f"prompt reference '{reference}' needs the GOP scorer's {what} of {text!r} "
             "(a model trained with it keeps the scorer in gop_scorer.safetensors)"
         )
-    return f"{aspect.capitalize()} estimate: {int(estimates[aspect])}\n"
+    if key == HEARD_PHONES:
+        return f"Heard phones: {estimates[key]}\n"
+    return f"{key.capitalize()} estimate: {int(estimates[key])}\n"
 
 
 def aspect_prompt(aspect: str, style: str) -> str:
