@@ -58,12 +58,20 @@ def answer_variety(eval_dir: Path, epoch: int, score_decoding: str = "greedy") -
     from loralab.speech.evaluation.store import PREDICTIONS_FILE, PredictionStore
 
     answers: dict[str, set] = {}
-    for (_, task), row in PredictionStore(eval_dir / f"epoch-{epoch}" / PREDICTIONS_FILE).records.items():
+    merged: dict[str, list] = {}  # per utterance, its APA answers (one task, or one per aspect)
+    for (uid, task), row in sorted(
+        PredictionStore(eval_dir / f"epoch-{epoch}" / PREDICTIONS_FILE).records.items()
+    ):
         answer = row["raw"]
-        if task == "apa" and score_decoding == "expected" and row.get("expected"):
+        if task.startswith("apa") and score_decoding == "expected" and row.get("expected"):
             answer = tuple(sorted((k, round(v, 2)) for k, v in row["expected"].items()))
         answers.setdefault(task, set()).add(answer)
-    return {task: len(raw) for task, raw in sorted(answers.items())}
+        if task.startswith("apa"):
+            merged.setdefault(uid, []).append(answer)
+    counts = {task: len(raw) for task, raw in sorted(answers.items())}
+    if merged:  # the whole APA answer of each utterance (one task, or one per aspect)
+        counts["apa"] = len({tuple(a) for a in merged.values()})
+    return counts
 
 
 def _status(run_dir: Path) -> dict:
