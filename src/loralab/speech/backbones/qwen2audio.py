@@ -94,6 +94,9 @@ class Qwen2AudioBackbone(Backbone):
     )
     audio_encoder_prefixes = ("model.audio_tower.",)
     audio_projector_prefixes = ("model.multi_modal_projector.",)
+    # The Whisper encoder's sinusoidal position table: transformers builds it frozen
+    # (Qwen2AudioEncoder: embed_positions.requires_grad_(False)); training it is not the model.
+    fixed_parameters = ("model.audio_tower.embed_positions.weight",)
     audio_input_keys = ("input_features", "feature_attention_mask")
     window_seconds = WINDOW_SECONDS
 

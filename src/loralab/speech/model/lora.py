@@ -197,6 +197,7 @@ def unfreeze(model, groups: list[str], backbone) -> int:
 
     When either is unfrozen, both are kept in fp32 (the frozen one too): the encoder's output
     feeds the projector directly, and mixed bf16/fp32 weights on that path fail without autocast.
+    The backbone's ``fixed_parameters`` (e.g. a sinusoidal position table) stay frozen.
     """
     import torch
 
@@ -207,7 +208,7 @@ def unfreeze(model, groups: list[str], backbone) -> int:
         plain = base_name(name)
         if plain.startswith(audio_path):
             param.data = param.data.to(torch.float32)
-        if plain.startswith(prefixes):
+        if plain.startswith(prefixes) and plain not in backbone.fixed_parameters:
             param.requires_grad_(True)
             count += 1
     return count
