@@ -84,7 +84,9 @@ def _resolve_parts(cfg, runtime, given: Injected) -> Injected:
     if model_dir is None and (given.base_model is None or given.backbone is None or given.tokenizer is None):
         model_dir = resolve_model_dir(cfg.model.name_or_path, cfg.model.revision)
     backbone = given.backbone or resolve_backbone(model_dir, cfg.model.family)
-    tokenizer = given.tokenizer or load_tokenizer(model_dir, trust_remote_code=cfg.model.trust_remote_code)
+    tokenizer = given.tokenizer or load_tokenizer(
+        model_dir, trust_remote_code=cfg.model.trust_remote_code, backbone=backbone
+    )
     feature_extractor = given.feature_extractor or backbone.load_feature_extractor(model_dir)
     if given.base_model is not None:
         model = training.prepare_training_model(cfg, given.base_model, backbone)

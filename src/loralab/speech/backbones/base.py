@@ -58,6 +58,10 @@ class Backbone:
     def audio_token_id(self, model_config) -> int:
         raise NotImplementedError
 
+    def default_chat_template(self) -> str:
+        """The family's chat template, for a tokenizer that ships none (the processor's default)."""
+        raise NotImplementedError
+
     def removed_parameters(self, model) -> int:
         """Parameters dropped at load time (e.g. an unused vision encoder), still reported."""
         return 0

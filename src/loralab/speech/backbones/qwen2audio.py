@@ -162,6 +162,13 @@ class Qwen2AudioBackbone(Backbone):
     def audio_token_id(self, model_config) -> int:
         return int(model_config.audio_token_id)
 
+    def default_chat_template(self) -> str:
+        """Qwen2AudioProcessor's default (ChatML with a default system turn), which transformers
+        uses when the checkpoint's tokenizer files carry no template."""
+        from transformers import Qwen2AudioProcessor
+
+        return Qwen2AudioProcessor.default_chat_template.fget(None)
+
     def min_samples(self, feature_extractor) -> int:
         return int(feature_extractor.n_fft)
 
