@@ -23,6 +23,9 @@ PUBLISHED_CONFIGS: dict[str, tuple[str, dict]] = {
             num_key_value_heads=8,
             vocab_size=200064,
             tie_word_embeddings=True,
+            # The released audio_processor.config says t5_bias_max_distance 500 (the class default
+            # is 1000: 16,000 relative-bias parameters too many).
+            audio_config=dict(bias_max_distance=500),
         ),
     ),
     # Whisper-large-v3-style encoder (the class defaults: 32 layers, d_model 1280, 128 mels) + Qwen-7B.
@@ -79,6 +82,18 @@ PUBLISHED_CONFIGS: dict[str, tuple[str, dict]] = {
         )
         for name in ("HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct")
     },
+}
+
+
+# LoRA adapters a released checkpoint ships (folder, rank, target regex): the hub counts them in
+# the model's parameter total (Phi-4-multimodal-instruct's 5.57B holds both; the original layout
+# bakes them into the weights, the native one keeps them in these folders).
+_PHI4_DECODER = r"model.layers.\d+.((self_attn.(qkv|o)_proj)|(mlp.(gate_up|down)_proj))"
+RELEASED_ADAPTERS: dict[str, tuple[tuple[str, int, str], ...]] = {
+    "microsoft/Phi-4-multimodal-instruct": (
+        ("speech-lora", 320, _PHI4_DECODER),
+        ("vision-lora", 256, _PHI4_DECODER),
+    ),
 }
 
 

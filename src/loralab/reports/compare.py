@@ -22,7 +22,7 @@ from loralab.engine.run_dir import RunDir
 from loralab.engine.system import ReferenceResults, system_module
 from loralab.errors import LoralabError
 from loralab.reports.formatting import fmt_count, fmt_duration, fmt_num, json_safe, md_table
-from loralab.reports.params import ParamSummary, count_for_config, from_groups
+from loralab.reports.params import ParamSummary, count_for_config, from_groups, with_released
 from loralab.reports.run_log import TRAINING_CONFIG_FILE, headline_metrics
 from loralab.reports.status import RunStatus, build_status
 
@@ -63,7 +63,7 @@ def load_entry(arg: str) -> CompareEntry:
         )
     cfg = load_config(arg)
     kind = "config file" if path.is_file() else "preset"
-    return CompareEntry(cfg.name, kind, str(arg), cfg, count_for_config(cfg))
+    return CompareEntry(cfg.name, kind, str(arg), cfg, with_released(cfg, count_for_config(cfg)))
 
 
 def _pct(p: ParamSummary) -> str:
@@ -74,6 +74,10 @@ def _trainable(p: ParamSummary) -> str:
     return (
         (">= " if p.partial else "") + fmt_count(p.trainable) if p.trainable is not None else p.note or "n/a"
     )
+
+
+def _released(p: ParamSummary) -> str:
+    return f"{fmt_count(p.released[0])}: {p.released[1]}" if p.released else "n/a"
 
 
 def config_rows(entries: list[CompareEntry]) -> list[tuple[str, list]]:
@@ -103,6 +107,7 @@ def config_rows(entries: list[CompareEntry]) -> list[tuple[str, list]]:
         ("trainable parameters", [_trainable(e.params) for e in entries]),
         ("total parameters", [fmt_count(e.params.total) for e in entries]),
         ("trainable %", [_pct(e.params) for e in entries]),
+        ("released checkpoint (hub count)", [_released(e.params) for e in entries]),
         (
             "parameter count from",
             [e.params.source + (" (see notes)" if e.params.note else "") for e in entries],

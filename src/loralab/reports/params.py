@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loralab.config.schema import ExperimentConfig
-from loralab.engine.known_models import local_model_dir, published_config
+from loralab.engine.known_models import RELEASED_ADAPTERS, local_model_dir, published_config
 from loralab.engine.system import system_module
 
 
@@ -38,6 +38,9 @@ class ParamSummary:
     source: str
     note: str = ""
     partial: bool = False  # trainable modules known to be missing from ``trainable``
+    # (parameters of the base model as released, with the adapters it ships; how counted): the
+    # number a model hub shows. None when unknown.
+    released: tuple[int, str] | None = None
 
     @property
     def percent(self) -> float | None:
@@ -178,4 +181,53 @@ def count_for_config(cfg: ExperimentConfig) -> ParamSummary:
         summary.note += "" if local is None else f"; the system's count failed: {reason}"
     else:
         summary.note = f"system count not used: {reason}; {summary.note}"
+    return summary
+
+
+def _local_adapters(folder: Path) -> list[tuple[str, int]]:
+    """(subfolder, parameters) of each adapter a local model folder ships (safetensors headers only)."""
+    from safetensors import safe_open
+
+    found = []
+    for weights in sorted(folder.glob("*/adapter_model.safetensors")):
+        with safe_open(str(weights), framework="pt") as f:
+            count = 0
+            for key in f.keys():
+                n = 1
+                for d in f.get_slice(key).get_shape():
+                    n *= d
+                count += n
+        found.append((weights.parent.name, count))
+    return found
+
+
+def released_checkpoint(cfg: ExperimentConfig, summary: ParamSummary) -> tuple[int, str] | None:
+    """The base model's parameters as released, its shipped adapters included (the hub's count):
+    the count's total less the LoRA being trained, plus each shipped adapter (read from a local
+    folder's adapter headers, else from :data:`RELEASED_ADAPTERS` and the layer shapes)."""
+    if summary.total is None or "lora" not in summary.groups:
+        return None
+    base = summary.total - summary.groups["lora"][1]
+    local = local_model_dir(cfg.model.name_or_path, cfg.model.revision)
+    if local is not None:
+        shipped = _local_adapters(local)
+    else:
+        specs = RELEASED_ADAPTERS.get(cfg.model.name_or_path, ())
+        shipped = []
+        if specs:
+            model, _ = _meta_model(cfg.model.name_or_path, cfg.model.revision)
+            for folder, rank, targets in specs:
+                shipped.append(
+                    (f"{folder} r={rank}", rank * sum(i + o for _, i, o in lora_shapes(model, targets)))
+                )
+    how = "base model" + "".join(f" + {name} ({n:,})" for name, n in shipped)
+    return base + sum(n for _, n in shipped), how
+
+
+def with_released(cfg: ExperimentConfig, summary: ParamSummary) -> ParamSummary:
+    """``summary`` with :attr:`ParamSummary.released` filled in where it can be counted offline."""
+    try:
+        summary.released = released_checkpoint(cfg, summary)
+    except Exception:  # noqa: BLE001 - an extra row: never worth failing the table for
+        summary.released = None
     return summary

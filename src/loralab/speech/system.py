@@ -12,7 +12,6 @@ evaluate``) is :mod:`loralab.speech.contract`'s, exported here.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,7 +84,9 @@ def _resolve_parts(cfg, runtime, given: Injected) -> Injected:
     if model_dir is None and (given.base_model is None or given.backbone is None or given.tokenizer is None):
         model_dir = resolve_model_dir(cfg.model.name_or_path, cfg.model.revision)
     backbone = given.backbone or resolve_backbone(model_dir, cfg.model.family)
-    tokenizer = given.tokenizer or load_tokenizer(model_dir, trust_remote_code=cfg.model.trust_remote_code)
+    tokenizer = given.tokenizer or load_tokenizer(
+        model_dir, trust_remote_code=cfg.model.trust_remote_code, backbone=backbone
+    )
     feature_extractor = given.feature_extractor or backbone.load_feature_extractor(model_dir)
     if given.base_model is not None:
         model = training.prepare_training_model(cfg, given.base_model, backbone)
@@ -198,9 +199,11 @@ def count_parameters(cfg) -> dict[str, ParamCount]:
 
     The model is built on the meta device; LoRA parameters are counted from the targeted layers'
     shapes (r x (in + out) each). For ``lora.init = pretrained`` the adapter's own
-    ``target_modules`` are used when its adapter_config.json is at hand.
+    targets are used when its adapter_config.json is at hand (the modules its tensors name, or a
+    list of plain names restricted to the text decoder).
     """
     from loralab.speech.model import lora as lora_setup
+    from loralab.speech.model.adapter_targets import adapter_target_regex
     from loralab.speech.model.layout import SPEECH_ADAPTER_DIR
 
     model, backbone, model_dir = _meta_model(cfg)
@@ -216,8 +219,8 @@ def count_parameters(cfg) -> dict[str, ParamCount]:
             else (model_dir / SPEECH_ADAPTER_DIR if model_dir else None)
         )
         if adapter is not None and (adapter / "adapter_config.json").is_file():
-            saved = lora_setup.read_adapter_config(adapter)["target_modules"]
-            targets = saved if isinstance(saved, str) else "|".join(f".*\\.{re.escape(t)}" for t in saved)
+            saved = lora_setup.read_adapter_config(adapter).get("target_modules")
+            targets = adapter_target_regex(model, adapter, saved or targets, backbone.default_lora_targets)
     lora_params, _ = lora_setup.lora_parameter_count(model, targets, cfg.lora.rank)
     groups["lora"] = ParamCount(lora_params, lora_params)
     return lora_setup.with_total(groups)

@@ -31,6 +31,8 @@ class Backbone:
     audio_encoder_prefixes: tuple[str, ...] = ()
     audio_projector_prefixes: tuple[str, ...] = ()
     vision_prefixes: tuple[str, ...] = ()
+    # Parameters the model class itself freezes (fixed tables, not learned): never unfrozen.
+    fixed_parameters: tuple[str, ...] = ()
     # Batch keys the model's forward/generate take besides input_ids and attention_mask.
     audio_input_keys: tuple[str, ...] = ()
     window_seconds: float | None = None  # the encoder's fixed window (longer audio is cropped)
@@ -54,6 +56,10 @@ class Backbone:
         raise NotImplementedError
 
     def audio_token_id(self, model_config) -> int:
+        raise NotImplementedError
+
+    def default_chat_template(self) -> str:
+        """The family's chat template, for a tokenizer that ships none (the processor's default)."""
         raise NotImplementedError
 
     def removed_parameters(self, model) -> int:

@@ -15,6 +15,13 @@ from loralab.errors import LoralabError
 from loralab.speech.backbones.base import Backbone
 
 AUDIO_EMBED = "model.embed_tokens_extend.audio_embed."
+# Phi-4's turn layout ('<|user|>...<|end|><|assistant|>'), for a tokenizer without a template.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+)
 
 
 def audio_embed_count(num_samples: int, feature_extractor) -> int:
@@ -104,6 +111,9 @@ class Phi4MultimodalBackbone(Backbone):
 
     def audio_token_id(self, model_config) -> int:
         return int(model_config.audio_config.audio_token_id)
+
+    def default_chat_template(self) -> str:
+        return CHAT_TEMPLATE
 
     def removed_parameters(self, model) -> int:
         from loralab.speech.model.weights import VisionEncoderRemoved

@@ -94,6 +94,9 @@ class Qwen2AudioBackbone(Backbone):
     )
     audio_encoder_prefixes = ("model.audio_tower.",)
     audio_projector_prefixes = ("model.multi_modal_projector.",)
+    # The Whisper encoder's sinusoidal position table: transformers builds it frozen
+    # (Qwen2AudioEncoder: embed_positions.requires_grad_(False)); training it is not the model.
+    fixed_parameters = ("model.audio_tower.embed_positions.weight",)
     audio_input_keys = ("input_features", "feature_attention_mask")
     window_seconds = WINDOW_SECONDS
 
@@ -158,6 +161,13 @@ class Qwen2AudioBackbone(Backbone):
 
     def audio_token_id(self, model_config) -> int:
         return int(model_config.audio_token_id)
+
+    def default_chat_template(self) -> str:
+        """Qwen2AudioProcessor's default (ChatML with a default system turn), which transformers
+        uses when the checkpoint's tokenizer files carry no template."""
+        from transformers import Qwen2AudioProcessor
+
+        return Qwen2AudioProcessor.default_chat_template.fget(None)
 
     def min_samples(self, feature_extractor) -> int:
         return int(feature_extractor.n_fft)

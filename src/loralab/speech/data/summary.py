@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from loralab import __version__
-from loralab.speech.data.phones import strip_stress
+from loralab.speech.data.phones import L2_PHONES, normalize_pronounced, strip_stress
 from loralab.speech.data.records import MANIFEST_VERSION, SCORE_ASPECTS, UtteranceRecord
 from loralab.speech.data.sources import Problem
 from loralab.speech.data.targets import round_score
@@ -41,6 +41,41 @@ def _split_summary(records: list[UtteranceRecord]) -> dict[str, Any]:
     }
 
 
+# The corpus's mispronunciation labels exist in two versions: before the fix of July 2024
+# (jimbozhang/speechocean762 issues #10 and #11, pull request #13) they carry '*' distortion
+# marks and six non-CMU L2 phones; after it, CMU phones only. The Hugging Face copy
+# (mispeech/speechocean762) received the fix on 2026-04-30.
+ANNOTATION_VERSIONS = {
+    "pre-2024-07": "labels with '*' distortion marks and/or non-CMU L2 phones (before the July 2024 fix)",
+    "post-2024-07": "CMU phones only (the July 2024 fix)",
+    "none": "no mispronunciation labels in this copy (an older Hugging Face export)",
+}
+
+
+def _odd(label: str) -> bool:
+    """A label of the pre-fix version: a '*' mark or an L2 phone."""
+    return any(t.endswith("*") or strip_stress(t.rstrip("*")) in L2_PHONES for t in label.split())
+
+
+def annotation_version(annotations: Counter, distortion: str) -> dict[str, Any]:
+    """Which label version ``annotations`` (pronounced-phone label -> count) are, and what the
+    manifest made of each odd label (the phones its MDD target holds instead)."""
+    odd = {label: n for label, n in annotations.items() if _odd(label)}
+    version = "none" if not annotations else ("pre-2024-07" if odd else "post-2024-07")
+    return {
+        "version": version,
+        "meaning": ANNOTATION_VERSIONS[version],
+        "labels": sum(annotations.values()),
+        "odd_labels": {
+            label: {
+                "count": odd[label],
+                "became": " ".join(normalize_pronounced(label, distortion)) or "(deleted)",
+            }
+            for label in sorted(odd)
+        },
+    }
+
+
 def build_summary(
     records: dict[str, list[UtteranceRecord]],
     skipped: list[Problem],
@@ -66,6 +101,7 @@ def build_summary(
             "pronounced": _histogram(p for w in words for p in w.pronounced_phones),
             "annotated_pronounced_symbols": {k: annotations[k] for k in sorted(annotations)},
         },
+        "mispronunciation_labels": annotation_version(annotations, options.get("distortion", "closest")),
         "skipped": {
             "count": len(skipped),
             "items": [{"id": p.id, "split": p.split, "reason": p.message} for p in skipped],

@@ -3,7 +3,8 @@
 Utterances are sorted by audio length (longest first: an out-of-memory batch shows up at
 once, not after an hour) and cut into batches; each batch's audio is loaded and turned into
 features once and used for both tasks. Prompts are LEFT-padded so that every row's next
-token sits at the same position; the KV cache is on; decoding is greedy; every row stops at
+token sits at the same position; the KV cache is on; decoding is greedy (settings from
+:mod:`~.decoding`, the checkpoint's generation_config set aside); every row stops at
 one of the model's end tokens (``<|end|>``, ``<|endoftext|>``), and only the generated tokens
 are decoded (never the prompt, the mistake of the earlier attempt).
 
@@ -14,6 +15,7 @@ The model is anything with the fields of ``loralab.speech.model.load.InferenceMo
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -116,6 +118,12 @@ class BatchedGenerator:
         )
         self.model_inputs = ("input_ids", "attention_mask", *inference.backbone.audio_input_keys)
         self._estimates: dict[tuple[str, str], dict] = {}  # (waveform key, canonical phones) -> estimates
+        # Greedy in every route: the checkpoint's generation_config cannot change it (see .decoding).
+        from loralab.speech.evaluation.decoding import greedy_only
+
+        self.decoding_notes = greedy_only(inference.model)
+        for note in self.decoding_notes:
+            print(f"note: {note}", file=sys.stderr)
         # Each batch's clips are encoded for APA, then reused for MDD (where the family can).
         inference.backbone.enable_encoder_cache(inference.model, max_items=2 * batch_size)
 
@@ -206,20 +214,19 @@ class BatchedGenerator:
         return answers
 
     def _generate(self, inputs: dict, task: str, end_ids: list[int], pad_id: int):
+        from loralab.speech.evaluation.decoding import generate_settings
+
         inf = self.inference
-        return inf.model.generate(
-            **inputs,
-            max_new_tokens=self.max_new_tokens[task],
-            do_sample=False,
-            num_beams=1,
-            use_cache=True,
-            eos_token_id=end_ids,
+        settings = generate_settings(
+            self.max_new_tokens[task],
+            end_ids,
+            pad_id,
             # A generated audio token would make the model re-run the audio encoder on its
             # features mid-generation (and fail); an untrained model may well emit one.
-            suppress_tokens=[int(inf.audio_token_id)],
+            suppress=[int(inf.audio_token_id)],
             min_new_tokens=self.max_new_tokens[task] if self.fixed_length else None,
-            pad_token_id=pad_id,
         )
+        return inf.model.generate(**inputs, **settings)
 
     def plan(self, records: Sequence, todo: Callable[[Any, str], bool], tasks: Sequence[str]):
         """Batches (records, tasks-needed) in longest-first order, skipping finished pairs."""

@@ -30,15 +30,28 @@ UNFROZEN_FILE = "unfrozen.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 
 
-def load_tokenizer(model_dir: str | Path, trust_remote_code: bool = False):
+def load_tokenizer(model_dir: str | Path, trust_remote_code: bool = False, backbone=None):
+    """The tokenizer of a model folder; one without a chat template gets its family's default
+    (the processor's, as transformers would use it), with a note on stderr."""
+    import sys
+
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
-    if not getattr(tokenizer, "chat_template", None):
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer
+    if backbone is None and not (Path(model_dir) / "config.json").is_file():
         raise LoralabError(
-            f"the tokenizer in {model_dir} has no chat template; loralab lays out prompts with it "
-            "(Phi-4-multimodal's is '<|user|>...<|end|><|assistant|>')"
+            f"the tokenizer in {model_dir} has no chat template, and the folder has no config.json to tell "
+            "its model family (whose default template would do); copy the tokenizer files with their "
+            "chat_template (tokenizer_config.json or chat_template.jinja)"
         )
+    backbone = backbone or resolve_backbone(model_dir, check_weights=False)
+    tokenizer.chat_template = backbone.default_chat_template()
+    print(
+        f"note: the tokenizer in {model_dir} has no chat template; using the {backbone.title} default",
+        file=sys.stderr,
+    )
     return tokenizer
 
 
@@ -194,7 +207,7 @@ def _text_and_audio_processors(adapter_dir: Path | None, base_dir: Path, backbon
         if adapter_dir is not None and (adapter_dir / "tokenizer_config.json").is_file()
         else base_dir
     )
-    tokenizer = load_tokenizer(files_dir)
+    tokenizer = load_tokenizer(files_dir, backbone=backbone)
     feature_extractor = backbone.load_feature_extractor(
         files_dir if (files_dir / "preprocessor_config.json").is_file() else base_dir
     )

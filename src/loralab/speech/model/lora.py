@@ -24,10 +24,13 @@ from loralab.engine.activation_checkpointing import quiet_deprecated_checkpointi
 from loralab.engine.system import ParamCount
 from loralab.errors import LoralabError
 from loralab.safe_files import load_safetensors, read_json
+from loralab.speech.model.adapter_targets import (
+    ADAPTER_WEIGHTS,
+    PEFT_PREFIX,
+    adapter_target_regex,
+)
 
-PEFT_PREFIX = "base_model.model."
 _WRAPPER_PREFIXES = re.compile(r"^(module\.)?(peft_model\.)?(base_model\.model\.)?")
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 GROUP_ORDER = ("lora", "audio_encoder", "audio_projector", "text_decoder", "vision", "total")
 
@@ -177,9 +180,10 @@ def add_pretrained_lora(model, adapter_dir: Path, lora_cfg):
         )
     saved = read_adapter_config(adapter_dir)
     check_pretrained_matches(saved, lora_cfg, adapter_dir)
-    targets = saved.get("target_modules") or lora_cfg.target_modules
-    if isinstance(targets, list):  # PEFT stores plain module names as a list
-        targets = "|".join(f".*\\.{re.escape(t)}" for t in targets)
+    # The modules its tensors name (a list of plain names would also hit the audio encoder).
+    targets = adapter_target_regex(
+        model, adapter_dir, saved.get("target_modules") or lora_cfg.target_modules, lora_cfg.target_modules
+    )
     _check_targets(model, targets)
     peft_model = wrap_with_lora(
         model, _lora_config(saved["r"], saved["lora_alpha"], lora_cfg.dropout, targets)
@@ -193,6 +197,7 @@ def unfreeze(model, groups: list[str], backbone) -> int:
 
     When either is unfrozen, both are kept in fp32 (the frozen one too): the encoder's output
     feeds the projector directly, and mixed bf16/fp32 weights on that path fail without autocast.
+    The backbone's ``fixed_parameters`` (e.g. a sinusoidal position table) stay frozen.
     """
     import torch
 
@@ -203,7 +208,7 @@ def unfreeze(model, groups: list[str], backbone) -> int:
         plain = base_name(name)
         if plain.startswith(audio_path):
             param.data = param.data.to(torch.float32)
-        if plain.startswith(prefixes):
+        if plain.startswith(prefixes) and plain not in backbone.fixed_parameters:
             param.requires_grad_(True)
             count += 1
     return count
@@ -246,9 +251,7 @@ def merge_adapter(model, adapter_dir: Path) -> tuple[Any, int]:
     """``model`` with the adapter in ``adapter_dir`` merged into its weights (for inference)."""
 
     saved = read_adapter_config(adapter_dir)
-    targets = saved["target_modules"]
-    if isinstance(targets, list):
-        targets = "|".join(f".*\\.{re.escape(t)}" for t in targets)
+    targets = adapter_target_regex(model, adapter_dir, saved.get("target_modules"))
     config = _lora_config(saved["r"], saved["lora_alpha"], 0.0, targets)
     peft_model = wrap_with_lora(model, config)
     load_adapter_weights(peft_model, adapter_dir)

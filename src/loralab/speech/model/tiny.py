@@ -10,12 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 # Phi-4-multimodal's chat format (the tokenizer's own template on the hub does the same).
-PHI4_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
-)
+from loralab.speech.backbones.phi4mm import CHAT_TEMPLATE as PHI4_CHAT_TEMPLATE
+
 AUDIO_TOKEN = "<|endoftext11|>"
 IMAGE_TOKEN = "<|endoftext10|>"
 CONTROL_TOKENS = ["<|APA|>", "<|MDD|>"]
