@@ -46,6 +46,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first.get("loc", ()))
         return _error(422, "invalid_request", f"{where}: {first.get('msg', 'invalid request')}")
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        # Starlette logs the traceback after this; the client still gets JSON, never text/plain.
+        return _error(500, "internal_error", f"{request.method} {request.url.path}: the service failed "
+                      f"on this request ({type(exc).__name__}); the server log has the details")  # fmt: skip
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")

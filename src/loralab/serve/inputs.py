@@ -95,11 +95,14 @@ def decode_recording(data: bytes, label: str, limits: ServeLimits) -> tuple[np.n
                        f"the limit is {limits.max_upload_bytes / MB:g} MB")  # fmt: skip
     if not data:
         raise ApiError(422, "empty_audio", f"{label}: the recording is empty (0 bytes)")
+    header_rate = check_header(data, label, limits)
     try:
-        samples, rate = decode_audio(data, name=label)
+        # One frame past the limit: a header that under-states the length is caught below.
+        samples, rate = decode_audio(
+            data, name=label, max_frames=int(limits.max_duration_s * header_rate) + 1
+        )
     except DataError:
-        raise ApiError(422, "not_audio", f"{label}: these bytes are not audio that can be decoded "
-                       f"({data[:4]!r}...); send WAV, FLAC, OGG (Vorbis/Opus) or MP3") from None  # fmt: skip
+        raise _not_audio(data, label) from None
     duration = len(samples) / rate if rate else 0.0
     if duration > limits.max_duration_s:
         raise ApiError(413, "audio_too_long", f"{label}: the recording lasts {duration:.1f} s; the limit is "
@@ -109,6 +112,37 @@ def decode_recording(data: bytes, label: str, limits: ServeLimits) -> tuple[np.n
     except DataError as e:
         raise ApiError(422, "bad_audio", str(e)) from None
     return resample(samples, rate), duration, rate
+
+
+def _not_audio(data: bytes, label: str) -> ApiError:
+    return ApiError(422, "not_audio", f"{label}: these bytes are not audio that can be decoded "
+                    f"({data[:4]!r}...); send WAV, FLAC, OGG (Vorbis/Opus) or MP3")  # fmt: skip
+
+
+def check_header(data: bytes, label: str, limits: ServeLimits) -> int:
+    """The sample rate the header declares, after checking its channels, rate and length against
+    ``limits`` without decoding (413/422): the decoded size is not the uploaded size."""
+    import io
+
+    import soundfile as sf
+
+    try:
+        info = sf.info(io.BytesIO(data))
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
+        raise _not_audio(data, label) from None
+    if info.samplerate <= 0:
+        raise _not_audio(data, label)
+    if info.channels > limits.max_channels:
+        raise ApiError(422, "too_many_channels", f"{label}: the recording has {info.channels} channels; "
+                       f"the limit is {limits.max_channels} (send mono or stereo)")  # fmt: skip
+    if info.samplerate > limits.max_sample_rate:
+        raise ApiError(422, "sample_rate_too_high", f"{label}: the sample rate is {info.samplerate} Hz; the "
+                       f"limit is {limits.max_sample_rate} Hz (speech is assessed at 16 kHz)")  # fmt: skip
+    declared = info.frames / info.samplerate
+    if declared > limits.max_duration_s:
+        raise ApiError(413, "audio_too_long", f"{label}: the recording lasts {declared:.1f} s; the limit is "
+                       f"{limits.max_duration_s:g} s (one sentence per recording)")  # fmt: skip
+    return info.samplerate
 
 
 def _check_part_type(content_type: str | None, label: str) -> None:
@@ -195,6 +229,9 @@ async def json_items(request, limits: ServeLimits, batch: bool) -> list[tuple[by
         body = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, "bad_json", f"the body is not valid JSON ({e})") from None
+    except RecursionError:
+        raise ApiError(400, "bad_json", "the body nests arrays or objects too deeply to read; send "
+                       '{"audio_base64": ..., "text": ...}') from None  # fmt: skip
     if not batch:
         return [_json_item(body, 0, limits)]
     items = body.get("items") if isinstance(body, dict) else None

@@ -16,6 +16,9 @@ class ServeLimits:
 
     max_upload_bytes: int = 10 * MB  # one recording, as uploaded (before decoding)
     max_duration_s: float = 30.0  # one recording, decoded
+    # Read from the header before decoding: a few hundred kB of FLAC can hold hours of 8 channels.
+    max_channels: int = 8
+    max_sample_rate: int = 96000  # Hz; speech needs 16 kHz, studio recorders give 44.1-96 kHz
     max_text_chars: int = 500  # the reference sentence
     max_batch_items: int = 16  # recordings in one /v1/assess/batch request
     queue_capacity: int = 64  # recordings waiting for the model; beyond: 503 + Retry-After

@@ -29,8 +29,11 @@ def waveform_key(waveform) -> str:
     return hashlib.sha1(np.ascontiguousarray(waveform, dtype=np.float32).tobytes()).hexdigest()
 
 
-def decode_audio(source: str | Path | bytes, name: str | None = None) -> tuple[np.ndarray, int]:
-    """Decode a file or in-memory bytes to (float32 mono samples, sample rate), unchecked otherwise."""
+def decode_audio(
+    source: str | Path | bytes, name: str | None = None, max_frames: int | None = None
+) -> tuple[np.ndarray, int]:
+    """Decode a file or in-memory bytes to (float32 mono samples, sample rate), unchecked otherwise;
+    ``max_frames``: decode at most that many frames (a bound that does not trust the header)."""
     import soundfile as sf
 
     label = name or str(source if not isinstance(source, bytes) else "<bytes>")
@@ -39,7 +42,10 @@ def decode_audio(source: str | Path | bytes, name: str | None = None) -> tuple[n
     check_wav_length(source, label)
     try:
         data, sample_rate = sf.read(
-            io.BytesIO(source) if isinstance(source, bytes) else str(source), dtype="float32", always_2d=True
+            io.BytesIO(source) if isinstance(source, bytes) else str(source),
+            frames=-1 if max_frames is None else max_frames,
+            dtype="float32",
+            always_2d=True,
         )
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
         raise DataError(f"{label}: cannot decode audio (corrupt or unsupported format: {e})") from e
