@@ -105,3 +105,13 @@ def test_an_unexpected_failure_is_json_not_text(stub_server):
     assert status == 500 and headers["content-type"] == "application/json"
     assert data["error"]["code"] == "internal_error" and "RuntimeError" in data["error"]["message"]
     assert json.loads(json.dumps(data))  # a JSON body, parsed by the client
+
+
+def test_a_recording_cut_short_gets_a_note_and_one_far_too_short_a_422(server):
+    sentence = "We call it a bear in the zoo"  # 17 phones: 0.8 s is 21 phones/s, 0.25 s is 68
+    status, _, data = server.assess(wav_bytes(0.8), sentence)
+    assert status == 200, data
+    assert any("short for its sentence" in note and "17 phones" in note for note in data["notes"])
+    status, _, data = server.assess(wav_bytes(0.25), sentence)
+    assert status == 422 and data["error"]["code"] == "text_too_long_for_audio"
+    assert "17 phones" in data["error"]["message"] and "0.25 s" in data["error"]["message"]

@@ -247,6 +247,14 @@ async def json_items(request, limits: ServeLimits, batch: bool) -> list[tuple[by
 
 def check_item(data: bytes, label: str, text: Any, allow: bool, limits: ServeLimits, where: str) -> Recording:
     """A checked :class:`Recording` (the text first: it is cheap and the commoner mistake)."""
+    from loralab.errors import DataError
+    from loralab.speech.evaluation.assess import AssessItem
+    from loralab.speech.evaluation.reading_length import check_reading_length
+
     text = check_text(text, limits, allow, where)
     samples, duration, rate = decode_recording(data, label, limits)
+    try:
+        check_reading_length(len(AssessItem("", label, text).canonical_phones.split()), duration, label)
+    except DataError as e:
+        raise ApiError(422, "text_too_long_for_audio", str(e)) from None
     return Recording(text, samples, label, duration, rate)

@@ -120,6 +120,7 @@ def evaluate_run(
         f"evaluating {len(plan.targets)} model(s) of {run.path.name} on {len(plan.records)} "
         f"'{plan.split}' utterances, tasks {tasks}"
     )
+    _warn_short_recordings(plan.records, log)
     for target in plan.targets:
         epoch_dir = run.eval_epoch_dir(plan.split, target.epoch)
         earlier = _earlier_budgets(epoch_dir) if not restart and not max_new_tokens else None
@@ -142,6 +143,25 @@ def evaluate_run(
     log(f"tables: {paths['table3_md']}")
     _loaded.clear()
     return out_root
+
+
+def _warn_short_recordings(records, log) -> list[str]:
+    """Name the utterances whose recording is short for their sentence (cut off?): the model scores
+    them anyway, and those scores say little."""
+    from loralab.speech.evaluation.reading_length import FAST_PHONES_PER_SECOND, phone_rate
+
+    short = [
+        r.id
+        for r in records
+        if phone_rate(len(r.canonical_phones.split()), r.duration) > FAST_PHONES_PER_SECOND
+    ]
+    if short:
+        listed = ", ".join(short[:10]) + (f" and {len(short) - 10} more" if len(short) > 10 else "")
+        log(
+            f"warning: {len(short)} utterance(s) have a recording short for their sentence (over "
+            f"{FAST_PHONES_PER_SECOND:g} canonical phones per second: cut off?), so their scores say little: {listed}"
+        )
+    return short
 
 
 def _settings(plan: _Plan, target: Selected, base_model, budgets) -> dict:
