@@ -88,7 +88,7 @@ def safe_label(name: str | None, default: str) -> str:
 def decode_recording(data: bytes, label: str, limits: ServeLimits) -> tuple[np.ndarray, float, int]:
     """(16 kHz samples, duration in seconds, source sample rate) of uploaded bytes; 413/422 otherwise."""
     from loralab.errors import DataError
-    from loralab.speech.data.audio import check_audio, decode_audio, resample
+    from loralab.speech.data.audio import ChannelsCancel, check_audio, decode_audio, resample
 
     if len(data) > limits.max_upload_bytes:
         raise ApiError(413, "audio_too_large", f"{label}: the recording is {len(data) / MB:.1f} MB; "
@@ -101,6 +101,8 @@ def decode_recording(data: bytes, label: str, limits: ServeLimits) -> tuple[np.n
         samples, rate = decode_audio(
             data, name=label, max_frames=int(limits.max_duration_s * header_rate) + 1
         )
+    except ChannelsCancel as e:
+        raise ApiError(422, "bad_audio", str(e)) from None
     except DataError:
         raise _not_audio(data, label) from None
     duration = len(samples) / rate if rate else 0.0

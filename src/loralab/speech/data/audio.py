@@ -22,6 +22,10 @@ MIN_SAMPLE_RATE = 8000
 SILENCE_PEAK = 1e-4
 
 
+class ChannelsCancel(DataError):
+    """Channels loud alone, silent mixed to mono (one is phase-inverted)."""
+
+
 def waveform_key(waveform) -> str:
     """A content key of a waveform (sha1 of its float32 samples): the same recording, the same key."""
     import hashlib
@@ -50,7 +54,23 @@ def decode_audio(
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
         raise DataError(f"{label}: cannot decode audio (corrupt or unsupported format: {e})") from e
     mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    _check_cancelled_channels(data, mono, label)
     return np.ascontiguousarray(mono), int(sample_rate)
+
+
+def _check_cancelled_channels(data: np.ndarray, mono: np.ndarray, label: str) -> None:
+    """Channels that are loud alone but silent mixed (one phase-inverted) are an error saying so,
+    not "silent": the fix is in the file (keep one channel), not in the recording."""
+    if data.shape[1] < 2 or not data.size:
+        return
+    channel_peak = float(np.abs(data).max())
+    mixed_peak = float(np.abs(mono).max())
+    if channel_peak >= SILENCE_PEAK and mixed_peak < SILENCE_PEAK:
+        raise ChannelsCancel(
+            f"{label}: its {data.shape[1]} channels cancel out when mixed to mono (peak {channel_peak:.2f} in a "
+            f"channel, {mixed_peak:.1e} mixed): one channel is phase-inverted. Keep one channel "
+            "(e.g. sox in.wav out.wav remix 1) or invert one, and send that file"
+        )
 
 
 def check_wav_length(source: str | Path | bytes, label: str) -> None:
