@@ -56,3 +56,53 @@ def test_a_sequence_mostly_of_x_says_the_prediction_rests_on_its_length():
         "length, not its sequence"
     ]
     assert encode_sequence("MKTAYIAKQRX", where="s")[1] == []
+
+
+def test_a_manifest_word_without_mispronunciations_names_the_file_and_word(cli, tmp_path):
+    import json
+
+    from loralab.speech.data.records import read_manifest
+
+    corpus = make_corpus(tmp_path / "so")
+    out = tmp_path / "m"
+    assert cli("speech", "prepare", "--source", corpus, "--out", out)[0] == 0
+    path = out / "train.jsonl"
+    record = json.loads(path.read_text())
+    del record["words"][0]["mispronunciations"]
+    path.write_text(json.dumps(record) + "\n")
+    with pytest.raises(DataError) as info:
+        read_manifest(out, "train")
+    assert f"{path}:1: utterance 000010001 word 0 ('A'): 'mispronunciations' is 'missing'" in str(info.value)
+
+
+def test_a_dc_offset_alone_is_silent_saying_so(tmp_path):
+    from loralab.speech.data.audio import check_audio
+
+    with pytest.raises(DataError, match=r"take: the audio is silent: a constant level of \+0\.200"):
+        check_audio(np.full(RATE, 0.2, np.float32), RATE, "take")
+    check_audio(0.2 + tone(), RATE, "take")  # an offset under a real signal is fine
+
+
+def test_line_wrapped_base64_is_read():
+    import base64
+    import textwrap
+
+    from loralab.serve.inputs import _json_item
+
+    wav = io.BytesIO()
+    sf.write(wav, tone(), RATE, format="WAV")
+    wrapped = "\n".join(textwrap.wrap(base64.b64encode(wav.getvalue()).decode(), 76)) + "\n"
+    data, _, text, _ = _json_item({"audio_base64": wrapped, "text": "a"}, 0, ServeLimits())
+    assert data == wav.getvalue() and text == "a"
+
+
+def test_text_that_disagrees_with_its_words_is_a_warning_naming_it(cli, tmp_path):
+    import json
+
+    corpus = make_corpus(tmp_path / "so")
+    edit_scores(corpus, "000010001", text="THE")
+    code, err = cli("speech", "prepare", "--source", corpus, "--out", tmp_path / "m")
+    assert code == 0, err
+    items = json.loads((tmp_path / "m" / "summary.json").read_text())["warnings"]["items"]
+    [item] = [w for w in items if w["kind"] == "text_words_mismatch"]
+    assert item["id"] == "000010001" and "'THE' differs from its annotated words 'A'" in item["message"]

@@ -213,10 +213,11 @@ def _json_item(item: Any, i: int, limits: ServeLimits) -> tuple[bytes, str, Any,
     if len(encoded) > limits.max_upload_bytes * 4 // 3 + 8:
         raise ApiError(413, "audio_too_large", f"{where}: the recording is over the "
                        f"{limits.max_upload_bytes / MB:g} MB limit")  # fmt: skip
+    if encoded.startswith("data:"):
+        encoded = encoded.split(",", 1)[-1]
     try:
-        data = base64.b64decode(
-            encoded.split(",", 1)[-1] if encoded.startswith("data:") else encoded, validate=True
-        )
+        # Line-wrapped base64 (MIME, `base64` without -w 0) is the same data: whitespace is dropped.
+        data = base64.b64decode("".join(encoded.split()), validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(422, "bad_base64", f"{where}: 'audio_base64' is not valid base64") from None
     label = safe_label(

@@ -134,6 +134,9 @@ def check_audio(samples: np.ndarray, sample_rate: int, name: str) -> None:
         raise DataError(f"{name}: the audio holds NaN or infinite samples")
     if peak < SILENCE_PEAK:
         raise DataError(f"{name}: the audio is silent (peak amplitude {peak:.2e})")
+    offset = float(np.mean(samples, dtype=np.float64))
+    if float(np.max(np.abs(samples - offset))) < SILENCE_PEAK:  # a constant level: no sound in it
+        raise DataError(f"{name}: the audio is silent: a constant level of {offset:+.3f} (a DC offset only)")
 
 
 @cache

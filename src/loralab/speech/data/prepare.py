@@ -277,6 +277,16 @@ def _refuse_what_is_wrong(src, found: _Collected, skip_bad: bool, allow_missing:
 def _warnings(raw: RawUtterance, parsed: ParsedEntry) -> list[dict]:
     """Oddities that do not make an utterance bad but must not pass silently."""
     found = []
+    said, listed = parsed.text.upper().split(), [w.text.upper() for w in parsed.words]
+    if said != listed:
+        found.append(
+            {
+                "id": raw.id,
+                "kind": "text_words_mismatch",
+                "message": f"the text {' '.join(said)!r} differs from its annotated words {' '.join(listed)!r}: "
+                "the answers use the text, the phone targets the words",
+            }
+        )
     for w, i in parsed.unannotated_low_phones:
         found.append(
             {
