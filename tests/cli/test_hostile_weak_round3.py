@@ -106,3 +106,19 @@ def test_text_that_disagrees_with_its_words_is_a_warning_naming_it(cli, tmp_path
     items = json.loads((tmp_path / "m" / "summary.json").read_text())["warnings"]["items"]
     [item] = [w for w in items if w["kind"] == "text_words_mismatch"]
     assert item["id"] == "000010001" and "'THE' differs from its annotated words 'A'" in item["message"]
+
+
+def test_accented_spellings_are_found_in_cmudict_and_digits_are_named():
+    from loralab.serve.inputs import check_text
+    from loralab.speech.evaluation.assess import AssessItem, _assessment, canonical_words
+
+    assert canonical_words("CAFÉ naïve") == [
+        ("CAFÉ", ["K", "AH", "F", "EY"], "cmudict"),
+        ("NAÏVE", ["N", "AY", "IY", "V"], "cmudict"),
+    ]
+    result = _assessment(AssessItem("1", "a.wav", "I have 3 cats"), "{}", "{}")
+    assert "'3' has no letters to pronounce, so it was not assessed (write numbers as words)" in result.notes
+    assert not any("letter-to-sound" in note for note in result.notes)
+    with pytest.raises(ApiError) as info:
+        check_text("I have 3 cats", ServeLimits(), allow_guessed=True)
+    assert info.value.code == "unpronounceable_words" and "3 -> three" in info.value.message

@@ -68,6 +68,10 @@ def check_text(text: Any, limits: ServeLimits, allow_guessed: bool = False, wher
     words = canonical_words(text)
     if not word_tokens(text) or not any(phones for _, phones, _ in words):
         raise ApiError(422, "no_words", f"'{where}' holds no words to pronounce: {text[:80]!r}")
+    unspeakable = [w for w, phones, _ in words if not phones]
+    if unspeakable:  # digits: no phones to assess, and no guess either
+        raise ApiError(422, "unpronounceable_words", f"'{where}' holds {', '.join(dict.fromkeys(unspeakable))}: "
+                       "no letters to pronounce; write numbers as words (3 -> three)")  # fmt: skip
     unknown = [w for w, _, lexicon in words if lexicon == "guessed"]
     if unknown and not allow_guessed:
         listed = ", ".join(dict.fromkeys(unknown))

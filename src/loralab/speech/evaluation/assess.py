@@ -313,6 +313,8 @@ def _assessment(item: AssessItem, apa_raw: str, mdd_raw: str) -> Assessment:
     words = diagnose_words(item.text, phones)
     notes = [
         f"'{w.word}' is not in CMUdict: its canonical phones are a letter-to-sound guess"
+        if w.canonical
+        else f"'{w.word}' has no letters to pronounce, so it was not assessed (write numbers as words)"
         for w in words
         if w.lexicon == "guessed"
     ]
