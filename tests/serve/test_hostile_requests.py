@@ -115,3 +115,22 @@ def test_a_recording_cut_short_gets_a_note_and_one_far_too_short_a_422(server):
     status, _, data = server.assess(wav_bytes(0.25), sentence)
     assert status == 422 and data["error"]["code"] == "text_too_long_for_audio"
     assert "17 phones" in data["error"]["message"] and "0.25 s" in data["error"]["message"]
+
+
+def test_a_body_that_never_arrives_is_a_json_408_within_the_read_timeout():
+    import socket
+    import time
+
+    from loralab.serve.app import create_app
+
+    limits = ServeLimits(read_timeout_s=0.5)
+    with running_server(create_app(_StubAssessor(), limits)) as client:
+        started = time.monotonic()
+        with socket.create_connection((client.host, client.port), timeout=30) as sock:
+            sock.sendall(
+                b"POST /v1/assess HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 1000\r\n\r\n{"audio_base64": '
+            )  # and nothing more
+            reply = sock.recv(65536).decode()
+        assert time.monotonic() - started < 20
+    assert reply.startswith("HTTP/1.1 408") and "application/json" in reply and "request_timeout" in reply

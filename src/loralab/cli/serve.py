@@ -115,5 +115,8 @@ def run(args: argparse.Namespace) -> int:
                              batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)  # fmt: skip
     print(f"model: {assessor.description}", flush=True)
     print(f"serving on http://{args.host}:{args.port}/  (API docs: /docs; Ctrl-C stops)", flush=True)
-    uvicorn.run(create_app(assessor, limits), host=args.host, port=args.port, log_level="info")
+    # timeout_keep_alive: an idle kept-alive connection is closed after 5 s (uvicorn's default, said here)
+    uvicorn.run(
+        create_app(assessor, limits), host=args.host, port=args.port, log_level="info", timeout_keep_alive=5
+    )
     return 0

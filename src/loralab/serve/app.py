@@ -73,7 +73,13 @@ class Service:
     async def read(self, request: Request, batch: bool) -> list[Recording]:
         kind = request_kind(request.headers.get("content-type"))
         reader = multipart_items if kind == "multipart" else json_items
-        raw = await reader(request, self.limits, batch)
+        try:  # a client that sends its body slowly (or never) must not hold a connection for ever
+            raw = await asyncio.wait_for(reader(request, self.limits, batch), self.limits.read_timeout_s)
+        except TimeoutError:
+            raise ApiError(408, "request_timeout", f"the request body did not arrive within "
+                           f"{self.limits.read_timeout_s:g} s; send it whole") from None  # fmt: skip
+        if await request.is_disconnected():  # gone while we read: no model time for it
+            raise ApiError(499, "client_closed", "the client closed the connection before assessment")
         out = []
         for i, (data, label, text, allow) in enumerate(raw, 1):
             where = f"text #{i}" if batch else "text"

@@ -22,6 +22,7 @@ class ServeLimits:
     max_text_chars: int = 500  # the reference sentence
     max_batch_items: int = 16  # recordings in one /v1/assess/batch request
     queue_capacity: int = 64  # recordings waiting for the model; beyond: 503 + Retry-After
+    read_timeout_s: float = 60.0  # to receive a whole request body (10 MB at ~1.4 Mbit/s)
     batch_wait_s: float = 0.02  # how long the first waiting request waits for others to batch with
 
     def request_bytes(self, batch: bool) -> int:
