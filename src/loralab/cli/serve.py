@@ -133,5 +133,8 @@ def run(args: argparse.Namespace) -> int:
     threads = f", {limits.threads_per_worker} torch thread(s) each" if limits.threads_per_worker else ""
     print(f"{limits.workers} worker(s){threads}", flush=True)
     print(f"serving on http://{args.host}:{args.port}/  (API docs: /docs; Ctrl-C stops)", flush=True)
-    uvicorn.run(create_app(assessor, limits), host=args.host, port=args.port, log_level="info")
+    # timeout_keep_alive: an idle kept-alive connection is closed after 5 s (uvicorn's default, said here)
+    uvicorn.run(
+        create_app(assessor, limits), host=args.host, port=args.port, log_level="info", timeout_keep_alive=5
+    )
     return 0

@@ -140,6 +140,10 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+# The words YAML 1.1 turns into booleans: a choice spelled so (mixed_precision: no) is meant as the word.
+_YAML_BOOL_WORDS = {False: {"no", "off", "false", "n"}, True: {"yes", "on", "true", "y"}}
+
+
 def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
     """Check ``value`` against annotation ``tp``; returns the (possibly converted) value."""
     origin = get_origin(tp)
@@ -157,6 +161,9 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
                 continue
         raise bad
     if origin is Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads no/off/false (yes/on/true) as a bool
+            spelled = [a for a in get_args(tp) if str(a).lower() in _YAML_BOOL_WORDS[value]]
+            value = spelled[0] if len(spelled) == 1 else value
         if value in get_args(tp):
             return value
         close = difflib.get_close_matches(str(value), [str(a) for a in get_args(tp)], n=1)

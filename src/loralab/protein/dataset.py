@@ -60,6 +60,12 @@ def encode_sequence(sequence: str, where: str = "sequence") -> tuple[np.ndarray,
         notes.append(f"{where}: {ambiguous} ambiguous letter(s) (B/Z/J) read as X (unknown residue)")
         for c in AMBIGUOUS_LETTERS:
             seq = seq.replace(c, "X")
+    unknown = seq.count("X")
+    if unknown * 2 >= len(seq):  # the model then sees little but the chain's length
+        notes.append(
+            f"{where}: {unknown} of {len(seq)} residues are X (unknown): the prediction rests on the "
+            "chain's length, not its sequence"
+        )
     return np.array([RESIDUE_INDEX[c] for c in seq], dtype=np.int64), notes
 
 

@@ -35,7 +35,16 @@ from loralab.protein.inference import (
     mds_coordinates,
     predict_distance_matrices,
 )
+from loralab.protein.memory import available_memory, check_fits_in_memory, pair_bytes  # noqa: F401 (exported)
 from loralab.protein.plots import save_heatmaps
+
+LONG_CHAIN = 1000  # residues: from here the 3D reconstruction takes long enough to announce
+
+
+def _say(text: str) -> None:
+    import sys
+
+    print(text, file=sys.stderr, flush=True)
 
 
 def read_fasta(path: str | Path) -> list[tuple[str, str]]:
@@ -91,10 +100,17 @@ def predict_sequences(
     out_dir.mkdir(parents=True, exist_ok=True)
     examples, summaries = _read_sequences(sequences, cfg.protein.max_length if crop else None)
     runtime = inference_runtime(device)
-    check_fits_in_memory(summaries, cfg, runtime)  # before the model loads or a huge tensor is made
+    # before the model loads or a huge tensor is made
+    fitting = check_fits_in_memory(summaries, cfg, runtime, batch_size=batch_size)
+    if fitting < batch_size:
+        _say(f"note: predicting {fitting} sequence(s) at a time, not {batch_size}: a batch of the longest "
+             f"ones would not fit in the {runtime.device.type} memory there is")  # fmt: skip
     model, cfg, checkpoint = load_trained_model(checkpoint, runtime)
-    matrices = predict_distance_matrices(model, examples, batch_size, runtime, progress=len(examples) > 4)
+    matrices = predict_distance_matrices(model, examples, fitting, runtime, progress=len(examples) > 4)
     for ex, summary, D in zip(examples, summaries, matrices):
+        if len(D) >= LONG_CHAIN:
+            _say(f"{ex.id}: {len(D)} residues: reconstructing the 3D trace (MDS and chain refinement on "
+                 f"[L, L] arrays) takes minutes at this length; --no-refine makes it faster")  # fmt: skip
         summary.update(_write_prediction(out_dir, ex.id, ex.residue_index, D, checkpoint, refine))
     for summary in summaries:
         summary["model"] = str(checkpoint)
@@ -182,58 +198,3 @@ def _earlier_predictions(path: Path, replaced: set[str]) -> list[dict]:
     for entry in kept:
         entry.setdefault("model", report.get("model"))
     return kept
-
-
-def pair_bytes(cfg, runtime) -> int:
-    """Bytes per residue pair at the peak of a forward pass, roughly: the [L, L, channels] pair
-    features and MLP activations (in the weight dtype), plus the float32/float64 copies of the
-    distance map that MDS works on."""
-    import torch
-
-    head = cfg.protein_head
-    channels = head.pair_dim + head.hidden_dim + max(head.distogram_bins, 0)
-    channels += 2 * getattr(head, "trunk_channels", 0) if getattr(head, "trunk_blocks", 0) else 0
-    element = torch.finfo(runtime.weight_dtype).bits // 8
-    return element * channels + 4 + 8 + 8
-
-
-def available_memory(device) -> int | None:
-    """Free bytes on ``device`` (a CUDA GPU's free memory, else the host's MemAvailable)."""
-    import torch
-
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        import os
-
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def check_fits_in_memory(summaries: list[dict], cfg, runtime, available: int | None = None) -> None:
-    """A DataError, before anything is allocated, when the longest sequence's [L, L] pair tensors
-    would not fit in the memory there is; says how long a sequence fits."""
-    if not summaries:
-        return
-    longest = max(summaries, key=lambda s: s["predicted_length"])
-    n = longest["predicted_length"]
-    per_pair = pair_bytes(cfg, runtime)
-    available = available_memory(runtime.device) if available is None else available
-    if available is None or n * n * per_pair <= 0.8 * available:
-        return
-    fits = int((0.8 * available / per_pair) ** 0.5)
-    gib = 1024**3
-    raise DataError(
-        f"sequence '{longest['given_name']}': {n} residues need about {n * n * per_pair / gib:,.1f} GiB "
-        f"for the [L, L] pair features ({per_pair} bytes per residue pair), but {runtime.device.type} has "
-        f"{available / gib:,.1f} GiB available: up to about {fits:,} residues fit. Crop it (leave out "
-        f"--no-crop: the model's protein.max_length is {cfg.protein.max_length}), split it into domains, "
-        "or use a machine with more memory"
-    )

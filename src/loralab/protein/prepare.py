@@ -120,11 +120,7 @@ def prepare_structures(
         read_promod3(promod3, promod3_limit, found)
     kept = _drop_duplicates(found.candidates, found.skipped)
     if not kept:
-        raise DataError(
-            f"no chain passed the filters under {structures_dir} ({len(found.files)} structure files, "
-            f"{len(found.skipped)} chains left out); see the reasons by running with looser --min-length/"
-            "--max-length/--max-missing-fraction"
-        )
+        raise DataError(_nothing_kept(structures_dir, found))
     clusters = _cluster_and_split(kept, identity_threshold, fractions, seed, found.warnings, progress)
     out_dir = Path(out_dir)
     write_records(out_dir, kept)
@@ -139,6 +135,35 @@ def prepare_structures(
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=int) + "\n")
     return out_dir
+
+
+_FILTER_FLAGS = {
+    "too_short": "--min-length",
+    "too_long": "--max-length",
+    "too_incomplete": "--max-missing-fraction",
+    "too_unknown": "--max-unknown-fraction",
+}
+
+
+def _nothing_kept(structures_dir, found: Collected) -> str:
+    """Why no chain is left, with the reasons themselves; loosening a filter is suggested only
+    where a filter left chains out (not for files that hold no protein chain at all)."""
+    reasons = [f"{s['file']} chain {s['chain']}: {s['reason']}" for s in found.skipped]
+    reasons += [f"{f['file']}: {f['reason']}" for f in found.failed]
+    listed = "".join(f"\n  - {r}" for r in reasons[:8]) + (
+        f"\n  ... and {len(reasons) - 8} more" if len(reasons) > 8 else ""
+    )
+    flags = sorted({_FILTER_FLAGS[s["kind"]] for s in found.skipped if s["kind"] in _FILTER_FLAGS})
+    hint = (
+        f"loosen {', '.join(flags)} if those chains are wanted"
+        if flags
+        else "none of them is a protein chain with C-alpha atoms (ligands, waters, nucleic acids or "
+        "HETATM records only?): give files that hold amino-acid chains"
+    )
+    return (
+        f"no chain passed under {structures_dir} ({len(found.files)} structure files, {len(found.skipped)} "
+        f"chains left out):{listed}\n{hint}"
+    )
 
 
 def _check_arguments(fractions: dict, min_length: int, max_length: int, structures_dir, promod3) -> None:

@@ -193,9 +193,19 @@ def read_structure(path) -> ParsedStructure:
                 shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
                 skipped.append((chain_id, f"no amino-acid residues ({shown})"))
             continue
-        residues = _highest_occupancy_conformers(residues)
+        residues, repeated = _highest_occupancy_conformers(residues)
+        if repeated:
+            shown = ", ".join(repeated[:5]) + (", ..." if len(repeated) > 5 else "")
+            messages.append(
+                f"{path} chain {chain_id}: residue number(s) {shown} used by two different residues (not "
+                "alternate conformers): both kept, in file order; renumber the file if that is wrong"
+            )
         if not any(_best_ca(r) is not None for r in residues):
             skipped.append((chain_id, f"{len(residues)} amino-acid residues but no C-alpha atom"))
+            continue
+        collapsed = _collapsed_coordinates(residues)
+        if collapsed:
+            skipped.append((chain_id, collapsed))
             continue
         entity = st.get_entity_of(polymer) if len(polymer) else None
         seqres = list(entity.full_sequence) if entity is not None and entity.name in has_seqres else []
@@ -255,17 +265,38 @@ def _best_ca(residue):
     return best
 
 
-def _highest_occupancy_conformers(residues: list) -> list:
-    """One residue per (number, insertion code): the one with the best-occupied C-alpha."""
+def _collapsed_coordinates(residues: list) -> str | None:
+    """Why the C-alpha atoms cannot be a structure (all at one point: zeros or a placeholder), or None."""
+    cas = [a.pos for a in map(_best_ca, residues) if a is not None]
+    if len(cas) < 2:
+        return None
+    xyz = np.array([[p.x, p.y, p.z] for p in cas])
+    if float(np.ptp(xyz, axis=0).max()) >= 0.5:  # A; bonded C-alphas are 3.8 A apart
+        return None
+    x, y, z = xyz[0]
+    return f"all {len(cas)} C-alpha atoms at one point ({x:.1f}, {y:.1f}, {z:.1f}): no coordinates (a placeholder?)"
+
+
+def _is_alternate(a, b) -> bool:
+    """Two residues of one number are alternate conformers (atoms with altloc labels)."""
+    return any(atom.altloc != "\0" for residue in (a, b) for atom in residue)
+
+
+def _highest_occupancy_conformers(residues: list) -> tuple[list, list[str]]:
+    """One residue per (number, insertion code): the one with the best-occupied C-alpha; and the
+    numbers two different residues share (no altloc: a numbering error, both kept)."""
     kept: list = []
+    repeated: list[str] = []
     for residue in residues:
-        if kept and kept[-1].seqid == residue.seqid:
+        if kept and kept[-1].seqid == residue.seqid and not _is_alternate(kept[-1], residue):
+            repeated.append(_number(residue))  # kept below: dropping it would lose a residue
+        elif kept and kept[-1].seqid == residue.seqid:
             ca_new, ca_old = _best_ca(residue), _best_ca(kept[-1])
             if ca_new is not None and (ca_old is None or ca_new.occ > ca_old.occ):
                 kept[-1] = residue
             continue
         kept.append(residue)
-    return kept
+    return kept, repeated
 
 
 def _number(residue) -> str:

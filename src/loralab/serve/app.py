@@ -46,6 +46,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first.get("loc", ()))
         return _error(422, "invalid_request", f"{where}: {first.get('msg', 'invalid request')}")
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        # Starlette logs the traceback after this; the client still gets JSON, never text/plain.
+        return _error(500, "internal_error", f"{request.method} {request.url.path}: the service failed "
+                      f"on this request ({type(exc).__name__}); the server log has the details")  # fmt: skip
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -71,7 +77,13 @@ class Service:
     async def read(self, request: Request, batch: bool) -> list[Recording]:
         kind = request_kind(request.headers.get("content-type"))
         reader = multipart_items if kind == "multipart" else json_items
-        raw = await reader(request, self.limits, batch)
+        try:  # a client that sends its body slowly (or never) must not hold a connection for ever
+            raw = await asyncio.wait_for(reader(request, self.limits, batch), self.limits.read_timeout_s)
+        except TimeoutError:
+            raise ApiError(408, "request_timeout", f"the request body did not arrive within "
+                           f"{self.limits.read_timeout_s:g} s; send it whole") from None  # fmt: skip
+        if await request.is_disconnected():  # gone while we read: no model time for it
+            raise ApiError(499, "client_closed", "the client closed the connection before assessment")
         out = []
         for i, (data, label, text, allow) in enumerate(raw, 1):
             where = f"text #{i}" if batch else "text"

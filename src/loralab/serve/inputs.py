@@ -68,6 +68,10 @@ def check_text(text: Any, limits: ServeLimits, allow_guessed: bool = False, wher
     words = canonical_words(text)
     if not word_tokens(text) or not any(phones for _, phones, _ in words):
         raise ApiError(422, "no_words", f"'{where}' holds no words to pronounce: {text[:80]!r}")
+    unspeakable = [w for w, phones, _ in words if not phones]
+    if unspeakable:  # digits: no phones to assess, and no guess either
+        raise ApiError(422, "unpronounceable_words", f"'{where}' holds {', '.join(dict.fromkeys(unspeakable))}: "
+                       "no letters to pronounce; write numbers as words (3 -> three)")  # fmt: skip
     unknown = [w for w, _, lexicon in words if lexicon == "guessed"]
     if unknown and not allow_guessed:
         listed = ", ".join(dict.fromkeys(unknown))
@@ -88,18 +92,23 @@ def safe_label(name: str | None, default: str) -> str:
 def decode_recording(data: bytes, label: str, limits: ServeLimits) -> tuple[np.ndarray, float, int]:
     """(16 kHz samples, duration in seconds, source sample rate) of uploaded bytes; 413/422 otherwise."""
     from loralab.errors import DataError
-    from loralab.speech.data.audio import check_audio, decode_audio, resample
+    from loralab.speech.data.audio import ChannelsCancel, check_audio, decode_audio, resample
 
     if len(data) > limits.max_upload_bytes:
         raise ApiError(413, "audio_too_large", f"{label}: the recording is {len(data) / MB:.1f} MB; "
                        f"the limit is {limits.max_upload_bytes / MB:g} MB")  # fmt: skip
     if not data:
         raise ApiError(422, "empty_audio", f"{label}: the recording is empty (0 bytes)")
+    header_rate = check_header(data, label, limits)
     try:
-        samples, rate = decode_audio(data, name=label)
+        # One frame past the limit: a header that under-states the length is caught below.
+        samples, rate = decode_audio(
+            data, name=label, max_frames=int(limits.max_duration_s * header_rate) + 1
+        )
+    except ChannelsCancel as e:
+        raise ApiError(422, "bad_audio", str(e)) from None
     except DataError:
-        raise ApiError(422, "not_audio", f"{label}: these bytes are not audio that can be decoded "
-                       f"({data[:4]!r}...); send WAV, FLAC, OGG (Vorbis/Opus) or MP3") from None  # fmt: skip
+        raise _not_audio(data, label) from None
     duration = len(samples) / rate if rate else 0.0
     if duration > limits.max_duration_s:
         raise ApiError(413, "audio_too_long", f"{label}: the recording lasts {duration:.1f} s; the limit is "
@@ -109,6 +118,37 @@ def decode_recording(data: bytes, label: str, limits: ServeLimits) -> tuple[np.n
     except DataError as e:
         raise ApiError(422, "bad_audio", str(e)) from None
     return resample(samples, rate), duration, rate
+
+
+def _not_audio(data: bytes, label: str) -> ApiError:
+    return ApiError(422, "not_audio", f"{label}: these bytes are not audio that can be decoded "
+                    f"({data[:4]!r}...); send WAV, FLAC, OGG (Vorbis/Opus) or MP3")  # fmt: skip
+
+
+def check_header(data: bytes, label: str, limits: ServeLimits) -> int:
+    """The sample rate the header declares, after checking its channels, rate and length against
+    ``limits`` without decoding (413/422): the decoded size is not the uploaded size."""
+    import io
+
+    import soundfile as sf
+
+    try:
+        info = sf.info(io.BytesIO(data))
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
+        raise _not_audio(data, label) from None
+    if info.samplerate <= 0:
+        raise _not_audio(data, label)
+    if info.channels > limits.max_channels:
+        raise ApiError(422, "too_many_channels", f"{label}: the recording has {info.channels} channels; "
+                       f"the limit is {limits.max_channels} (send mono or stereo)")  # fmt: skip
+    if info.samplerate > limits.max_sample_rate:
+        raise ApiError(422, "sample_rate_too_high", f"{label}: the sample rate is {info.samplerate} Hz; the "
+                       f"limit is {limits.max_sample_rate} Hz (speech is assessed at 16 kHz)")  # fmt: skip
+    declared = info.frames / info.samplerate
+    if declared > limits.max_duration_s:
+        raise ApiError(413, "audio_too_long", f"{label}: the recording lasts {declared:.1f} s; the limit is "
+                       f"{limits.max_duration_s:g} s (one sentence per recording)")  # fmt: skip
+    return info.samplerate
 
 
 def _check_part_type(content_type: str | None, label: str) -> None:
@@ -177,10 +217,11 @@ def _json_item(item: Any, i: int, limits: ServeLimits) -> tuple[bytes, str, Any,
     if len(encoded) > limits.max_upload_bytes * 4 // 3 + 8:
         raise ApiError(413, "audio_too_large", f"{where}: the recording is over the "
                        f"{limits.max_upload_bytes / MB:g} MB limit")  # fmt: skip
+    if encoded.startswith("data:"):
+        encoded = encoded.split(",", 1)[-1]
     try:
-        data = base64.b64decode(
-            encoded.split(",", 1)[-1] if encoded.startswith("data:") else encoded, validate=True
-        )
+        # Line-wrapped base64 (MIME, `base64` without -w 0) is the same data: whitespace is dropped.
+        data = base64.b64decode("".join(encoded.split()), validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(422, "bad_base64", f"{where}: 'audio_base64' is not valid base64") from None
     label = safe_label(
@@ -195,6 +236,9 @@ async def json_items(request, limits: ServeLimits, batch: bool) -> list[tuple[by
         body = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, "bad_json", f"the body is not valid JSON ({e})") from None
+    except RecursionError:
+        raise ApiError(400, "bad_json", "the body nests arrays or objects too deeply to read; send "
+                       '{"audio_base64": ..., "text": ...}') from None  # fmt: skip
     if not batch:
         return [_json_item(body, 0, limits)]
     items = body.get("items") if isinstance(body, dict) else None
@@ -210,6 +254,14 @@ async def json_items(request, limits: ServeLimits, batch: bool) -> list[tuple[by
 
 def check_item(data: bytes, label: str, text: Any, allow: bool, limits: ServeLimits, where: str) -> Recording:
     """A checked :class:`Recording` (the text first: it is cheap and the commoner mistake)."""
+    from loralab.errors import DataError
+    from loralab.speech.evaluation.assess import AssessItem
+    from loralab.speech.evaluation.reading_length import check_reading_length
+
     text = check_text(text, limits, allow, where)
     samples, duration, rate = decode_recording(data, label, limits)
+    try:
+        check_reading_length(len(AssessItem("", label, text).canonical_phones.split()), duration, label)
+    except DataError as e:
+        raise ApiError(422, "text_too_long_for_audio", str(e)) from None
     return Recording(text, samples, label, duration, rate)

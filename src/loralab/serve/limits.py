@@ -16,9 +16,13 @@ class ServeLimits:
 
     max_upload_bytes: int = 10 * MB  # one recording, as uploaded (before decoding)
     max_duration_s: float = 30.0  # one recording, decoded
+    # Read from the header before decoding: a few hundred kB of FLAC can hold hours of 8 channels.
+    max_channels: int = 8
+    max_sample_rate: int = 96000  # Hz; speech needs 16 kHz, studio recorders give 44.1-96 kHz
     max_text_chars: int = 500  # the reference sentence
     max_batch_items: int = 16  # recordings in one /v1/assess/batch request
     queue_capacity: int = 64  # recordings waiting for the model; beyond: 503 + Retry-After
+    read_timeout_s: float = 60.0  # to receive a whole request body (10 MB at ~1.4 Mbit/s)
     batch_wait_s: float = 0.02  # how long the first waiting request waits for others to batch with
     workers: int = 1  # recordings on the model at once (each in a thread of its own)
     threads_per_worker: int | None = None  # torch CPU threads of each worker (None: torch's default)

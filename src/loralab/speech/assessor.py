@@ -10,7 +10,6 @@ prompt, expected-score decoding, one-aspect-at-a-time APA tasks) and runs
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +19,10 @@ from loralab.speech.evaluation.assess import AssessItem, Assessment, assess_item
 
 
 def _model_card(path: Path) -> dict:
-    """``final_model/``'s card (the settings it was trained with); {} when there is none."""
-    from loralab.speech.model.load import MODEL_CARD
+    """``final_model/``'s card (the settings it was trained with), checked; {} when there is none."""
+    from loralab.speech.model.card import read_model_card
 
-    try:
-        card = json.loads((path / MODEL_CARD).read_text())
-    except (OSError, ValueError):
-        return {}
-    return card if isinstance(card, dict) else {}
+    return read_model_card(path)
 
 
 def _run_config(path: Path) -> dict:
@@ -122,10 +117,11 @@ class Assessor:
         from loralab.speech.model.load import load_for_inference
 
         path = resolve_model_path(model)
+        settings = AssessSettings.of_model(path, prompt_style)  # a bad model card fails before the load
         inference = load_for_inference(path, device=device, base_model=base_model, precision=precision)
         return cls(
             inference,
-            AssessSettings.of_model(path, prompt_style),
+            settings,
             name=model_id(path),
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,

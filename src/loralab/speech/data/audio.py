@@ -22,6 +22,10 @@ MIN_SAMPLE_RATE = 8000
 SILENCE_PEAK = 1e-4
 
 
+class ChannelsCancel(DataError):
+    """Channels loud alone, silent mixed to mono (one is phase-inverted)."""
+
+
 def waveform_key(waveform) -> str:
     """A content key of a waveform (sha1 of its float32 samples): the same recording, the same key."""
     import hashlib
@@ -29,8 +33,11 @@ def waveform_key(waveform) -> str:
     return hashlib.sha1(np.ascontiguousarray(waveform, dtype=np.float32).tobytes()).hexdigest()
 
 
-def decode_audio(source: str | Path | bytes, name: str | None = None) -> tuple[np.ndarray, int]:
-    """Decode a file or in-memory bytes to (float32 mono samples, sample rate), unchecked otherwise."""
+def decode_audio(
+    source: str | Path | bytes, name: str | None = None, max_frames: int | None = None
+) -> tuple[np.ndarray, int]:
+    """Decode a file or in-memory bytes to (float32 mono samples, sample rate), unchecked otherwise;
+    ``max_frames``: decode at most that many frames (a bound that does not trust the header)."""
     import soundfile as sf
 
     label = name or str(source if not isinstance(source, bytes) else "<bytes>")
@@ -39,12 +46,31 @@ def decode_audio(source: str | Path | bytes, name: str | None = None) -> tuple[n
     check_wav_length(source, label)
     try:
         data, sample_rate = sf.read(
-            io.BytesIO(source) if isinstance(source, bytes) else str(source), dtype="float32", always_2d=True
+            io.BytesIO(source) if isinstance(source, bytes) else str(source),
+            frames=-1 if max_frames is None else max_frames,
+            dtype="float32",
+            always_2d=True,
         )
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
         raise DataError(f"{label}: cannot decode audio (corrupt or unsupported format: {e})") from e
     mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    _check_cancelled_channels(data, mono, label)
     return np.ascontiguousarray(mono), int(sample_rate)
+
+
+def _check_cancelled_channels(data: np.ndarray, mono: np.ndarray, label: str) -> None:
+    """Channels that are loud alone but silent mixed (one phase-inverted) are an error saying so,
+    not "silent": the fix is in the file (keep one channel), not in the recording."""
+    if data.shape[1] < 2 or not data.size:
+        return
+    channel_peak = float(np.abs(data).max())
+    mixed_peak = float(np.abs(mono).max())
+    if channel_peak >= SILENCE_PEAK and mixed_peak < SILENCE_PEAK:
+        raise ChannelsCancel(
+            f"{label}: its {data.shape[1]} channels cancel out when mixed to mono (peak {channel_peak:.2f} in a "
+            f"channel, {mixed_peak:.1e} mixed): one channel is phase-inverted. Keep one channel "
+            "(e.g. sox in.wav out.wav remix 1) or invert one, and send that file"
+        )
 
 
 def check_wav_length(source: str | Path | bytes, label: str) -> None:
@@ -108,6 +134,9 @@ def check_audio(samples: np.ndarray, sample_rate: int, name: str) -> None:
         raise DataError(f"{name}: the audio holds NaN or infinite samples")
     if peak < SILENCE_PEAK:
         raise DataError(f"{name}: the audio is silent (peak amplitude {peak:.2e})")
+    offset = float(np.mean(samples, dtype=np.float64))
+    if float(np.max(np.abs(samples - offset))) < SILENCE_PEAK:  # a constant level: no sound in it
+        raise DataError(f"{name}: the audio is silent: a constant level of {offset:+.3f} (a DC offset only)")
 
 
 @cache

@@ -118,9 +118,18 @@ def _lexicon_key(word: str) -> str:
     return word.strip().strip('.,;:!?"()[]').lower()
 
 
+def fold_accents(word: str) -> str:
+    """``word`` without diacritics (CAFÉ -> CAFE, naïve -> naive): CMUdict spells loanwords so."""
+    import unicodedata
+
+    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
+
+
 def cmudict_pronunciation(word: str) -> list[str] | None:
-    """The first CMUdict pronunciation of ``word`` (ARPAbet with stress), or None when it is missing."""
-    entries = _cmudict().get(_lexicon_key(word))
+    """The first CMUdict pronunciation of ``word`` (ARPAbet with stress), or None when it is missing;
+    an accented spelling is looked up as written, then without its accents."""
+    lexicon = _cmudict()
+    entries = lexicon.get(_lexicon_key(word)) or lexicon.get(_lexicon_key(fold_accents(word)))
     return list(entries[0]) if entries else None
 
 
@@ -149,7 +158,7 @@ def guess_pronunciation(word: str) -> list[str]:
     (IY, or AY in a one-vowel word); the first vowel carries primary stress, later ones none.
     Non-letters are ignored; a word without letters gives ``[]``.
     """
-    letters = re.sub(r"[^a-z]", "", word.lower())
+    letters = re.sub(r"[^a-z]", "", fold_accents(word).lower())  # é is e, not dropped
     if len(letters) > 2 and letters.endswith("e") and letters[-2] not in "aeiouy":
         letters = letters[:-1]  # silent final e
     phones: list[str] = []

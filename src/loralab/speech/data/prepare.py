@@ -8,6 +8,11 @@ Output folder::
     audio/<utterance id>.wav  16 kHz mono 16-bit PCM (soundfile decode, channel mean,
                               scipy resample_poly)
 
+The new manifest is built aside (``--out/.prepare-partial/``) and swapped in only when it is
+complete: a failed run leaves the manifest already in ``--out`` as it was. An utterance id becomes
+a file name only when it is a plain name (letters, digits, ``.``, ``_``, ``+``, ``-``, not starting
+with ``.``): ``../x`` or ``a/b`` is a bad item, never a path outside ``audio/``.
+
 Bad input (a missing/corrupt/empty/silent/low-rate wav, a scores entry missing a field, an
 utterance without audio or audio without an entry, phones vs phones-accuracy length mismatch,
 a phone outside the inventory, a mispronunciation index out of range) is a ``DataError``
@@ -19,6 +24,8 @@ release the GIL), with a bounded number of utterances in flight so memory stays 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,6 +54,20 @@ from loralab.speech.data.targets import (
 
 AUDIO_FOLDER = "audio"
 MAX_LISTED_PROBLEMS = 10
+STAGING_FOLDER = ".prepare-partial"  # inside --out: the same file system, so the swap is renames
+OLD_FOLDER = ".prepare-old"  # the replaced manifest, for the moment of the swap
+MANIFEST_FILES = (*(f"{split}.jsonl" for split in SPLITS), "summary.json")
+_SAFE_ID = re.compile(r"[\w+-][\w.+-]{0,199}")
+
+
+def id_problem(utt_id: str) -> str | None:
+    """Why ``utt_id`` cannot name its audio file (``audio/<id>.wav``), or None when it can."""
+    if isinstance(utt_id, str) and _SAFE_ID.fullmatch(utt_id):
+        return None
+    return (
+        f"utterance id {utt_id!r} cannot be a file name (only letters, digits, '.', '_', '+', '-', "
+        "at most 200, not starting with '.'): rename it in wav.scp and scores.json"
+    )
 
 
 def default_workers() -> int:
@@ -114,25 +135,56 @@ def prepare_speechocean762(
     """
     src = open_source(source)
     out_dir = Path(out_dir)
-    audio_dir = (out_dir / AUDIO_FOLDER).resolve()
-    audio_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*(out_dir / f"{s}.jsonl" for s in SPLITS), out_dir / "summary.json"]:
-        stale.unlink(missing_ok=True)  # a failed run must not leave an older manifest looking current
-
-    found = _Collected(bad=list(src.problems))
-    _collect(src, found, audio_dir, distortion, workers or default_workers(), progress)
-    _refuse_what_is_wrong(src, found, skip_bad, allow_missing_mispronunciations)
-    for split in SPLITS:
-        found.records[split].sort(key=lambda r: r.id)
-        write_manifest(found.records[split], out_dir, split)
+    final_dir = out_dir.resolve()
+    stage = final_dir / STAGING_FOLDER
+    shutil.rmtree(stage, ignore_errors=True)  # left by a killed run: ours, and incomplete
+    (stage / AUDIO_FOLDER).mkdir(parents=True)
     options = {
         "skip_bad": skip_bad,
         "distortion": distortion,
         "allow_missing_mispronunciations": allow_missing_mispronunciations,
     }
+    try:
+        records, summary = _build(src, stage, options, workers or default_workers(), progress)
+    except BaseException as e:
+        shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(e, DataError) and (final_dir / "train.jsonl").is_file():
+            raise DataError(f"{e}\n(the manifest already in {final_dir} was left as it was)") from e
+        raise
+    _swap_in(stage, final_dir)
+    for split_records in records.values():
+        for record in split_records:
+            record.audio_path = str(final_dir / AUDIO_FOLDER / Path(record.audio_path).name)
+    return Manifest(manifest_dir=out_dir, splits=records, summary=summary)
+
+
+def _build(src, stage: Path, options: dict, workers: int, progress: bool) -> tuple[dict, dict]:
+    """The whole manifest written into ``stage``: (records per split, summary)."""
+    found = _Collected(bad=list(src.problems))
+    _collect(src, found, stage / AUDIO_FOLDER, options["distortion"], workers, progress)
+    _refuse_what_is_wrong(src, found, options["skip_bad"], options["allow_missing_mispronunciations"])
+    for split in SPLITS:
+        found.records[split].sort(key=lambda r: r.id)
+        write_manifest(found.records[split], stage, split)
     summary = build_summary(found.records, found.bad, found.warnings, src.description, src.layout, options)
-    write_summary(summary, out_dir)
-    return Manifest(manifest_dir=out_dir, splits=found.records, summary=summary)
+    write_summary(summary, stage)
+    return found.records, summary
+
+
+def _swap_in(stage: Path, out_dir: Path) -> None:
+    """Replace the manifest in ``out_dir`` (its split files, summary and audio) by the complete one
+    in ``stage``: renames within one file system, the old one deleted only after."""
+    old = out_dir / OLD_FOLDER
+    shutil.rmtree(old, ignore_errors=True)
+    old.mkdir()
+    names = (*MANIFEST_FILES, AUDIO_FOLDER)
+    for name in names:
+        if (out_dir / name).exists():
+            os.replace(out_dir / name, old / name)
+    for name in names:
+        os.replace(stage / name, out_dir / name)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 @dataclass
@@ -187,6 +239,10 @@ def _collect(src, found: _Collected, audio_dir: Path, distortion: str, workers: 
                 found.bad.append(Problem(raw.id, raw.split, "duplicate utterance id"))
                 continue
             seen.add(raw.id)
+            unsafe = id_problem(raw.id)
+            if unsafe is not None:
+                found.bad.append(Problem(raw.id, raw.split, unsafe))
+                continue
             parsed = _parse(raw, found, distortion)
             if parsed is None:
                 continue
@@ -221,6 +277,16 @@ def _refuse_what_is_wrong(src, found: _Collected, skip_bad: bool, allow_missing:
 def _warnings(raw: RawUtterance, parsed: ParsedEntry) -> list[dict]:
     """Oddities that do not make an utterance bad but must not pass silently."""
     found = []
+    said, listed = parsed.text.upper().split(), [w.text.upper() for w in parsed.words]
+    if said != listed:
+        found.append(
+            {
+                "id": raw.id,
+                "kind": "text_words_mismatch",
+                "message": f"the text {' '.join(said)!r} differs from its annotated words {' '.join(listed)!r}: "
+                "the answers use the text, the phone targets the words",
+            }
+        )
     for w, i in parsed.unannotated_low_phones:
         found.append(
             {

@@ -126,8 +126,13 @@ class UtteranceRecord:
         check_sentence_scores(values.get("id"), values["scores"])
         values["scores"] = SentenceScores(**values["scores"])
         words = []
-        for word in values["words"]:
-            _check_keys(WordRecord, word, "word")
+        for n, word in enumerate(values["words"]):
+            _check_keys(WordRecord, word, f"word {n}")
+            if not isinstance(word.get("mispronunciations"), list):
+                raise DataError(
+                    f"utterance {values.get('id')} word {n} ('{word.get('text')}'): 'mispronunciations' is "
+                    f"{word.get('mispronunciations', 'missing')!r}, not a list (write [] for none, or re-run prepare)"
+                )
             word = dict(word)
             word["mispronunciations"] = [Mispronunciation(**m) for m in word["mispronunciations"]]
             words.append(WordRecord(**word))

@@ -75,6 +75,8 @@ def _parse_word(utt_id: str, w: int, word: dict, distortion: str, parsed: Parsed
     accuracies = [_number(a, f"{where} phones-accuracy") for a in word["phones-accuracy"]]
     if len(phones) != len(accuracies):
         raise DataError(f"{where}: {len(phones)} phones but {len(accuracies)} phones-accuracy values")
+    if not phones:  # it would vanish from the phone targets while its word stays in the text
+        raise DataError(f"{where}: an empty phone list; a word is annotated with its canonical phones")
     for phone in phones:
         if not isinstance(phone, str) or not is_canonical_phone(phone):
             raise DataError(f"{where}: canonical phone {phone!r} is not in the phone inventory (39 ARPAbet)")

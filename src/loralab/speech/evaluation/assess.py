@@ -22,6 +22,12 @@ from loralab.errors import DataError
 from loralab.speech.evaluation.align import phone_tokens, slot_alignment, word_tokens
 from loralab.speech.evaluation.generate import BatchedGenerator, answer_token_budget
 from loralab.speech.evaluation.parse import APA_ASPECTS, parse_answer
+from loralab.speech.evaluation.reading_length import (
+    check_context,
+    check_reading_length,
+    model_context,
+    short_recording_note,
+)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
@@ -198,6 +204,7 @@ def load_items(items: Sequence[AssessItem]) -> dict[str, object]:
     audios = {item.id: load_audio(item.audio_path) for item in items}
     for item in items:
         item.duration = len(audios[item.id]) / 16000
+        check_reading_length(len(item.canonical_phones.split()), item.duration, item.audio_path)
     return audios
 
 
@@ -214,6 +221,7 @@ def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None 
     constrained to its template under expected-score decoding, greedy answers verified against
     the ideal answer), the same answers and expected scores as batched ``generate``."""
     audios = audios if audios is not None else load_items(items)
+    _check_context(inference, items, prompt_reference)
     generator = BatchedGenerator(
         inference, prompt_style=prompt_style, prompt_reference=prompt_reference, batch_size=batch_size
     )
@@ -226,12 +234,24 @@ def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None 
         if score_decoding == "expected":
             read = {k: round(v, 1) for k, v in expected.get(item.id, {}).items() if k in result.scores}
             result.scores.update(read)
+        note = short_recording_note(len(item.canonical_phones.split()), item.duration)
+        result.notes += [note] if note else []
         if window is not None and item.duration > window:
             result.notes.append(
                 f"the recording is {item.duration:.1f} s long; this model's audio encoder hears only its "
                 f"first {window:g} s (split longer recordings into sentences)"
             )
     return results
+
+
+def _check_context(inference, items: Sequence[AssessItem], prompt_reference: str) -> None:
+    """Refuse a sentence whose answer (and reference) cannot fit the model's context (no model work)."""
+    context = model_context(inference.model)
+    for item in items:
+        needed = _budgets(inference.tokenizer, item.text)["mdd"]
+        if prompt_reference != "none":
+            needed += len(inference.tokenizer(f"{item.text} {item.canonical_phones}")["input_ids"])
+        check_context(needed, context, item.audio_path)
 
 
 def _decode_fast(generator, order, audios, apa_tasks, batch_size, max_new_tokens, score_decoding):
@@ -293,6 +313,8 @@ def _assessment(item: AssessItem, apa_raw: str, mdd_raw: str) -> Assessment:
     words = diagnose_words(item.text, phones)
     notes = [
         f"'{w.word}' is not in CMUdict: its canonical phones are a letter-to-sound guess"
+        if w.canonical
+        else f"'{w.word}' has no letters to pronounce, so it was not assessed (write numbers as words)"
         for w in words
         if w.lexicon == "guessed"
     ]

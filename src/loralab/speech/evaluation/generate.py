@@ -158,10 +158,15 @@ class BatchedGenerator:
         keys = [(waveform_key(a), r.canonical_phones) for r, a in zip(records, audios)]
         todo = sorted({k: i for i, k in enumerate(keys) if k not in self._estimates}.values())
         if todo:
-            values = recording_estimates(
-                inf.gop_scorer, inf.model, inf.backbone, inf.feature_extractor,
-                [records[i] for i in todo], [audios[i] for i in todo],
-            )  # fmt: skip
+            try:
+                values = recording_estimates(
+                    inf.gop_scorer, inf.model, inf.backbone, inf.feature_extractor,
+                    [records[i] for i in todo], [audios[i] for i in todo],
+                )  # fmt: skip
+            except RuntimeError as e:
+                if "shapes cannot be multiplied" not in str(e):
+                    raise
+                raise _other_encoder(inf.gop_scorer, e) from None
             self._estimates.update({keys[i]: v for i, v in zip(todo, values)})
             while len(self._estimates) > 4 * self.batch_size:
                 self._estimates.pop(next(iter(self._estimates)))  # oldest first
@@ -255,3 +260,16 @@ class BatchedGenerator:
                 on_answers(answers)
                 done += len(answers)
         return done
+
+
+def _other_encoder(scorer, error: Exception):
+    """The error of a GOP scorer fit on another model's encoder (its heads' input width differs)."""
+    from loralab.errors import LoralabError
+    from loralab.speech.model.gop import GOP_FILE
+
+    width = scorer.weights[0].shape[1] if scorer.weights else "?"
+    return LoralabError(
+        f"{GOP_FILE}: the GOP scorer takes {width}-wide encoder frames, and this model's audio encoder "
+        f"gives frames of another width ({error}): the scorer was fit on another model. Copy the model "
+        "folder whole (adapter and scorer together), or retrain"
+    )

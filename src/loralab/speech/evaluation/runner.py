@@ -35,6 +35,19 @@ def resolve_manifest_dir(manifest_dir: str | Path, run_dir: Path) -> Path:
     return path
 
 
+# Recorded for the reader, not compared: each prediction carries the fingerprint of its inputs
+# (speech.evaluation.fingerprint), so a moved or copied manifest folder is the same data.
+RECORDED_ONLY = frozenset({"manifest_dir"})
+
+
+def _comparable(key: str, value):
+    """A setting as compared: a checkpoint by its folder name (checkpoint-epoch-N, final_model), so a
+    moved run folder resumes its evaluation; a base model by its name."""
+    if key == "model" and isinstance(value, str) and not value.startswith("base:"):
+        return Path(value).name
+    return value
+
+
 def _check_settings(epoch_dir: Path, settings: dict, restart: bool) -> None:
     from loralab.speech.evaluation.store import PREDICTIONS_FILE
 
@@ -44,7 +57,11 @@ def _check_settings(epoch_dir: Path, settings: dict, restart: bool) -> None:
             (epoch_dir / name).unlink(missing_ok=True)
     elif file.is_file():
         old = json.loads(file.read_text())
-        changed = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v]
+        changed = [
+            f"{k}: {old.get(k)!r} -> {v!r}"
+            for k, v in settings.items()
+            if k not in RECORDED_ONLY and _comparable(k, old.get(k)) != _comparable(k, v)
+        ]
         if changed:
             raise LoralabError(
                 f"{epoch_dir} holds predictions made with other settings ({'; '.join(changed)}); "
@@ -108,11 +125,21 @@ def evaluate_run(
     progress: bool = True,
     log=print,
 ) -> Path:
-    """Evaluate the chosen checkpoints of a speech run; returns the eval folder (tables inside)."""
+    """Evaluate the chosen checkpoints of a speech run; returns the eval folder (tables inside).
+    One evaluation at a time per eval folder (:mod:`~.eval_lock`)."""
+    from loralab.speech.evaluation.eval_lock import evaluation_lock
+
+    plan = _plan(run_dir, checkpoints, split, limit, batch_size, manifest_dir)
+    with evaluation_lock(plan.run.eval_dir(plan.split)):
+        return _evaluate_plan(plan, base_model, max_new_tokens, device, restart, progress, log)
+
+
+def _evaluate_plan(
+    plan: _Plan, base_model, max_new_tokens, device, restart: bool, progress: bool, log
+) -> Path:
     from loralab.engine.events import EventLog
     from loralab.speech.evaluation.tables import read_epoch_summaries, write_tables
 
-    plan = _plan(run_dir, checkpoints, split, limit, batch_size, manifest_dir)
     cfg, run, tasks = plan.cfg, plan.run, plan.tasks
     events = EventLog(run.path)
     budgets: dict[str, int] | None = None
@@ -120,6 +147,7 @@ def evaluate_run(
         f"evaluating {len(plan.targets)} model(s) of {run.path.name} on {len(plan.records)} "
         f"'{plan.split}' utterances, tasks {tasks}"
     )
+    _warn_short_recordings(plan.records, log)
     for target in plan.targets:
         epoch_dir = run.eval_epoch_dir(plan.split, target.epoch)
         earlier = _earlier_budgets(epoch_dir) if not restart and not max_new_tokens else None
@@ -142,6 +170,25 @@ def evaluate_run(
     log(f"tables: {paths['table3_md']}")
     _loaded.clear()
     return out_root
+
+
+def _warn_short_recordings(records, log) -> list[str]:
+    """Name the utterances whose recording is short for their sentence (cut off?): the model scores
+    them anyway, and those scores say little."""
+    from loralab.speech.evaluation.reading_length import FAST_PHONES_PER_SECOND, phone_rate
+
+    short = [
+        r.id
+        for r in records
+        if phone_rate(len(r.canonical_phones.split()), r.duration) > FAST_PHONES_PER_SECOND
+    ]
+    if short:
+        listed = ", ".join(short[:10]) + (f" and {len(short) - 10} more" if len(short) > 10 else "")
+        log(
+            f"warning: {len(short)} utterance(s) have a recording short for their sentence (over "
+            f"{FAST_PHONES_PER_SECOND:g} canonical phones per second: cut off?), so their scores say little: {listed}"
+        )
+    return short
 
 
 def _settings(plan: _Plan, target: Selected, base_model, budgets) -> dict:
@@ -218,13 +265,26 @@ def evaluate_target(target, records, tasks, epoch_dir: Path, *, cfg, budgets, ba
     """Generate what is missing for one model, then score it; returns (and writes) metrics.json."""
     from tqdm.auto import tqdm
 
+    from loralab.speech.evaluation.fingerprint import SOURCE_KEY, record_fingerprint
     from loralab.speech.evaluation.generate import BatchedGenerator
     from loralab.speech.evaluation.parse import parse_answer
     from loralab.speech.evaluation.scoring import compute_metrics
     from loralab.speech.evaluation.store import PREDICTIONS_FILE, PredictionStore
 
     store = PredictionStore(epoch_dir / PREDICTIONS_FILE)
-    pending = sum((r.id, t) not in store for r in records for t in tasks)
+    sources = {r.id: record_fingerprint(r) for r in records}
+
+    def missing(r, t) -> bool:  # not on disk, or made from other inputs than the manifest's now
+        entry = store.get(r.id, t)
+        return entry is None or entry.get(SOURCE_KEY) != sources[r.id]
+
+    pending = sum(missing(r, t) for r in records for t in tasks)
+    stale = sum((r.id, t) in store for r in records for t in tasks if missing(r, t))
+    if stale:
+        log(
+            f"epoch {target.epoch}: {stale} answer(s) on disk were made from other inputs than the manifest "
+            "holds now (text, phones or audio edited since, or written by an older loralab): generating them again"
+        )
     if pending:
         done_before = len(records) * len(tasks) - pending
         log(
@@ -245,7 +305,14 @@ def evaluate_target(target, records, tasks, epoch_dir: Path, *, cfg, budgets, ba
             lines = []
             for a in answers:
                 parsed = parse_answer(a.task, a.raw)
-                lines.append({**a.to_dict(), "values": parsed.values, "errors": parsed.errors})
+                lines.append(
+                    {
+                        **a.to_dict(),
+                        "values": parsed.values,
+                        "errors": parsed.errors,
+                        SOURCE_KEY: sources[a.id],
+                    }
+                )
             store.append_many(lines)
             bar.update(len(answers))
             if time.monotonic() - last_beat[0] >= HEARTBEAT_SECONDS:
@@ -253,7 +320,7 @@ def evaluate_target(target, records, tasks, epoch_dir: Path, *, cfg, budgets, ba
                 last_beat[0] = time.monotonic()
 
         try:
-            generator.run(records, tasks, lambda r, t: (r.id, t) not in store, on_answers)
+            generator.run(records, tasks, missing, on_answers)
         finally:
             bar.close()
     metrics = compute_metrics(

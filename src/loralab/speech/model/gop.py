@@ -71,6 +71,11 @@ def timing_features(log_probs, frames_per_second: float) -> list[float]:
     return [float(paused.sum()), len(heard) / speech_seconds, abs(pace(gaps[:half]) - pace(gaps[half:]))]
 
 
+def ctc_min_frames(target: Sequence[int]) -> int:
+    """Frames a CTC alignment of ``target`` needs: one per label, plus a blank between repeats."""
+    return len(target) + sum(a == b for a, b in zip(target, target[1:]))
+
+
 @dataclass
 class GopScorer:
     """K linear CTC heads (encoder width -> blank + phones) and per aspect a calibration of FEATURES."""
@@ -112,6 +117,10 @@ class GopScorer:
 
         target = self.phone_ids(canonical_phones)
         if not target:
+            return 0.0
+        if len(log_probs) < ctc_min_frames(target):
+            # No alignment exists (too little audio for the sentence): the worst GOP, not the
+            # NLL 0 = GOP 100 that zero_infinity would make of the infinite loss.
             return 0.0
         with torch.no_grad():
             nll = torch.nn.functional.ctc_loss(
