@@ -144,6 +144,23 @@ def test_an_answer_that_only_depends_on_the_sentence_cannot_pass_the_sentence_sw
     assert (real["held"], real["n"], real["passed"]) == (5, 10, False)
 
 
+def test_scores_that_listen_with_copied_phones_fail_the_wrong_sentence(
+    synth_manifest_dir, synth_corpus_dir, clips, spoken
+):
+    """Accuracy falls with the wrong sentence, but no word is flagged: the diagnosis copies."""
+    hears = listener(spoken)
+
+    def scores_only(text, samples):
+        return hears(text, samples)[0], canonical(text)
+
+    checks = run_checks(scores_only, synth_manifest_dir, synth_corpus_dir, clips)["checks"]
+    wrong = checks["wrong_sentence"]
+    assert all(row["accuracy_other"] <= row["accuracy_own"] - 2 for row in wrong["items"])
+    assert all(row["flagged_other"] == 0.0 for row in wrong["items"])
+    assert (wrong["held"], wrong["passed"]) == (0, False)
+    assert checks["pauses"]["passed"] and checks["librivox"]["passed"]
+
+
 def test_unreadable_phones_are_no_diagnosis(clips):
     """No phone transcript: the clip cannot count as "few words flagged"."""
     fake = FakeAssessor(lambda text, samples: (dict(CONSTANT), None))
