@@ -93,7 +93,9 @@ def clips(tmp_path_factory):
 @pytest.fixture(scope="module")
 def spoken(synth_manifest_dir, clips):
     """What every recording of the checks really says, by its waveform."""
-    heard = {waveform_key(load_audio(r.audio_path)): r.text for r in read_manifest(synth_manifest_dir, "test")}
+    heard = {
+        waveform_key(load_audio(r.audio_path)): r.text for r in read_manifest(synth_manifest_dir, "test")
+    }
     return heard | {waveform_key(load_audio(path)): text for path, text in clips}
 
 
