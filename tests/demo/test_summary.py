@@ -125,3 +125,35 @@ def test_the_paper_prompt_command_the_summary_prints_is_a_valid_configuration():
     assert (cfg.speech.prompt_reference, list(cfg.speech.tasks), list(cfg.speech.task_shares)) == (
         "none", ["apa", "mdd"], [1.0, 0.5],
     )  # fmt: skip
+
+
+def test_listening_checks_are_required_in_full_mode_and_printed_one_line_each(tmp_path):
+    wrong = {"check": "wrong sentence", "unit": "pairs", "n": 16, "held": 6, "needed": 13, "passed": False,
+             "target": "t"}  # fmt: skip
+    pauses = {
+        "check": "pauses",
+        "unit": "sentences",
+        "n": 6,
+        "held": 6,
+        "needed": 5,
+        "passed": True,
+        "target": "t",
+    }
+    real = {"check": "LibriVox", "skipped": "no LibriVox clips", "passed": False}
+    listening = {"checks": {"wrong_sentence": wrong, "pauses": pauses, "librivox": real}, "passed": False}
+    results = {"speech": {"runs": {"unfreeze": {"metrics": {}, "listening": listening}}}}
+    checks = {c["check"]: c for c in acceptance_checks(FULL_PLAN, results, 100.0)}
+    assert checks["speech listening: wrong sentence"]["value"] == "6/16 pairs (need 13)"
+    assert (
+        checks["speech listening: wrong sentence"]["required"]
+        and checks["speech listening: pauses"]["passed"]
+    )
+    assert not checks["speech listening: LibriVox"]["passed"]
+    clock = StageClock(log=lambda _: None)
+    summary = build_summary(plan=FULL_PLAN, clock=clock, results=results, errors={}, out_dir=tmp_path,
+                            started_at=0.0, threads=2)  # fmt: skip
+    assert summary["ok"] is False and summary["listening"] is listening
+    text = render_summary(summary, tmp_path / "summary.json")
+    assert "listening wrong sentence: 6/16 pairs hold (need 13) [FAIL]" in text
+    assert "listening pauses: 6/6 sentences hold (need 5) [PASS]" in text
+    assert "[FAIL] speech listening: wrong sentence: 6/16 pairs (need 13)" in text

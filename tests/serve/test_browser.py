@@ -157,3 +157,73 @@ def test_page_records_from_the_microphone(tiny_assessor, scripted_answers, brows
         assert seconds >= 1.0  # the whole take reached the server as audio
         health = client.get("/health")[2]
     assert health["served"]["assessed"] == 1
+
+
+# A recording with one known substituted phone: CALL (K AO L) spoken by espeak-ng as K AA L.
+SUBSTITUTED = {"word": "CALL", "expected": "AO", "heard": "AA"}
+SPOKEN = (("W", "IY"), ("K", "AA", "L"), ("IH", "T"), ("B", "EH", "R"))
+
+
+@pytest.fixture
+def substituted_recording(tmp_path, monkeypatch):
+    """The recording (espeak-ng speaks SPOKEN) and, scripted, the answer of a model that hears it."""
+    if not shutil.which("espeak-ng"):
+        pytest.skip("espeak-ng is missing: apt-get install espeak-ng")
+    import soundfile as sf
+
+    from loralab.speech.data.espeak import ESPEAK_SAMPLE_RATE, espeak_word, speak_phonemes
+    from loralab.speech.evaluation.fast_decode import FastDecoder
+    from loralab.speech.evaluation.generate import BatchedGenerator, GeneratedAnswer
+
+    path = tmp_path / "call as caal.wav"
+    words = " ".join(
+        espeak_word([(p, "1" if p in ("IY", "AA", "IH", "EH") else "") for p in w]) for w in SPOKEN
+    )
+    sf.write(path, speak_phonemes(words), ESPEAK_SAMPLE_RATE)
+    heard = {
+        "word_transcript": "we call it bear",
+        "phoneme_transcript": " ".join(p for w in SPOKEN for p in w),
+    }
+
+    def generate(self, task, audios, rows):
+        raw = json.dumps(heard if task == "mdd" else APA)
+        return [GeneratedAnswer(r.id, task, raw, 9, False) for r in rows]
+
+    monkeypatch.setattr(BatchedGenerator, "generate", generate)
+    monkeypatch.setattr(
+        FastDecoder, "answer", lambda self, task, audio, row, **_: generate(self, task, [audio], [row])[0]
+    )
+    return path
+
+
+def test_page_marks_the_word_with_the_substituted_phone(tiny_assessor, substituted_recording, browser):
+    """Only CALL is wrong; the page names its expected phone AO and the heard AA, in the sentence
+    (expected and heard phones under the word) and in the table of wrong sounds."""
+    from selenium.webdriver.common.by import By
+
+    from loralab.serve.app import create_app
+
+    with running_server(create_app(tiny_assessor)) as client:
+        browser.get(f"http://127.0.0.1:{client.port}/")
+        browser.find_element(By.ID, "text").send_keys("We call it bear")
+        browser.find_element(By.ID, "file").send_keys(str(substituted_recording))
+        browser.find_element(By.ID, "assess").click()
+        _wait(browser, lambda d: d.find_element(By.ID, "result").is_displayed())
+        spans = {
+            s.get_attribute("data-word"): s for s in browser.find_elements(By.CSS_SELECTOR, "#sentence .word")
+        }
+        assert {w: s.get_attribute("data-status") for w, s in spans.items()} == {
+            "WE": "ok", "CALL": "bad", "IT": "ok", "BEAR": "ok"
+        }  # fmt: skip
+        call = spans[SUBSTITUTED["word"]]
+        phones = [p.text for p in call.find_elements(By.CLASS_NAME, "phones")]
+        assert phones == ["K AO L", "K AA L"]  # expected, then heard
+        assert call.get_attribute("title") == "expected: K AO L\nheard: K AA L"
+        rows = [
+            [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+            for row in browser.find_elements(By.CSS_SELECTOR, "#phone-errors tbody tr")
+        ]
+        assert rows == [
+            [SUBSTITUTED["word"], "said differently", SUBSTITUTED["expected"], SUBSTITUTED["heard"]]
+        ]
+        assert browser.find_element(By.ID, "no-errors").get_attribute("hidden")

@@ -132,6 +132,16 @@ def train_and_evaluate(
             )
     else:
         clock.skip("speech", f"real speech ({label})", f"not in the {plan.mode} plan")
+    if plan.real_speech:  # held-out checks: the same plan flag as the real-speech line
+        with clock.stage("speech", f"listening checks ({label})", "wrong sentence, pauses, LibriVox"):
+            from loralab.demo.listening import listening_checks
+            from loralab.demo.real_speech import librivox_clips
+
+            result["listening"] = listening_checks(
+                RunDir(run_dir).final_model, cfg.speech.manifest_dir, librivox_clips()
+            )
+    else:
+        clock.skip("speech", f"listening checks ({label})", f"not in the {plan.mode} plan")
     with clock.stage("speech", f"status ({label})"):
         result.update(_status(run_dir))
     return result

@@ -99,6 +99,16 @@ def _listening_checks(speech: dict, full: bool, baseline: dict | None = None) ->
     return checks
 
 
+def _listening_value(check: dict) -> str:
+    """A listening check's counts, or why it was not measured."""
+    if "skipped" in check:
+        return f"skipped: {check['skipped']}"
+    value = f"{check['held']}/{check['n']} {check['unit']} (need {check['needed']})"
+    if "few_flagged" in check:
+        value += f"; {check['few_flagged']}/{len(check['clips'])} clips with few words flagged"
+    return value
+
+
 def acceptance_checks(plan: dict, results: dict, total_seconds: float) -> list[dict]:
     """What the demo promises, measured. In quick mode the learning checks are informational
     (a handful of steps shows the plumbing, not learning). The wall-time budget is never a
@@ -117,6 +127,9 @@ def acceptance_checks(plan: dict, results: dict, total_seconds: float) -> list[d
             name = f"speech {task.upper()} answers that parse (test split)"
             checks.append(_check(name, rate, f">= {PARSE_RATE_TARGET:.0%}", ok, full))
         checks += _listening_checks(speech, full, (results.get("speech") or {}).get("mdd_baseline"))
+    for check in ((speech.get("listening") or {}).get("checks") or {}).values():
+        checks.append(_check(f"speech listening: {check['check']}", _listening_value(check),
+                             check.get("target", "measured"), check["passed"], full))  # fmt: skip
     if "training_loss" in speech:
         loss = speech["training_loss"]
         value = f"{loss.get('mean_first_logged')} -> {loss.get('mean_last_logged')}"
@@ -156,6 +169,7 @@ def build_summary(*, plan: dict, clock: StageClock, results: dict, errors: dict,
         "wall_seconds_by_system": clock.seconds_by_system(),
         "speech": results.get("speech"),
         "protein": results.get("protein"),
+        "listening": (results.get("speech") or {}).get("runs", {}).get("unfreeze", {}).get("listening"),
         "errors": errors,
         "checks": checks,
         "ok": not errors and all(c["passed"] for c in checks if c["required"]),
@@ -232,6 +246,10 @@ def _speech_lines(speech: dict) -> list[str]:
             )
         elif real.get("skipped"):
             lines.append(f"  {'':<10} real speech: skipped ({real['skipped']})")
+        if run.get("listening"):
+            from loralab.demo.listening import check_line
+
+            lines += [f"  {'':<10} {check_line(c)}" for c in run["listening"]["checks"].values()]
         if "status_md" in run:
             lines.append(f"  {'':<10} status: {run['status_md']} (+ {len(run.get('plots', []))} plots)")
     return lines
