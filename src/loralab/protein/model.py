@@ -329,7 +329,8 @@ def load_backbone(model_cfg, runtime, context: str = "causal"):
 
 
 def truncate_layers(backbone, layers: int | None):
-    """Keep the first ``layers`` decoder layers of ``backbone`` (None: all), config updated."""
+    """Keep the first ``layers`` decoder layers of ``backbone`` (None: all; 0: none, the token
+    embeddings and final norm only), config updated."""
     if layers is None:
         return backbone
     blocks = getattr(backbone, "layers", None)
@@ -344,6 +345,12 @@ def truncate_layers(backbone, layers: int | None):
     if isinstance(getattr(backbone.config, "layer_types", None), list):
         backbone.config.layer_types = backbone.config.layer_types[:layers]
     return backbone
+
+
+# With no decoder layer left (protein_head.backbone_layers: 0, the backbone ablation) the
+# projections LoRA targets are gone; LoRA then adapts the token embedding, so the ablation
+# keeps the same parts (adapter, residue embedding, head) and the same save/load path.
+EMBEDDING_LORA_TARGET = "embed_tokens"
 
 
 def attach_lora(backbone, cfg):
@@ -362,7 +369,7 @@ def attach_lora(backbone, cfg):
         r=cfg.lora.rank,
         lora_alpha=cfg.lora.alpha,
         lora_dropout=cfg.lora.dropout,
-        target_modules=cfg.lora.target_modules,
+        target_modules=cfg.lora.target_modules if _has_layers(backbone) else EMBEDDING_LORA_TARGET,
         bias="none",
     )
     try:
@@ -374,6 +381,10 @@ def attach_lora(backbone, cfg):
             f"lora.target_modules '{cfg.lora.target_modules}' matches no module of {cfg.model.name_or_path} "
             f"({e}). Linear modules there look like: {linear}. The regex must full-match these names."
         ) from None
+
+
+def _has_layers(backbone) -> bool:
+    return len(getattr(backbone, "layers", None) or []) > 0
 
 
 def build_protein_model(cfg, runtime, *, backbone=None, tokenizer=None) -> ProteinDistanceModel:
