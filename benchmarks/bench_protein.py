@@ -11,12 +11,15 @@ structures of MDAnalysisTests (``dssp/``, ~40 training chains through ``protein
 prepare``), windows of 128 residues; batch 8 vs batch 1, runs interleaved, median of
 ``--repeats``. Ratio = proteins/s batched / batch-1.
 
-GPU figure (CUDA only; skipped with the reason otherwise): a Qwen2.5-0.5B-sized backbone
+GPU figures (CUDA only; skipped with the reason otherwise): a Qwen2.5-0.5B-sized backbone
 (the published Qwen2Config dimensions, random bf16 weights) with the preset
 ``qwen2.5-0.5b`` (LoRA r=8 on q,k,v,o,gate,up,down, pair head 128/256, 64-bin distogram,
 bf16 autocast, gradient checkpointing) on synthetic chains whose lengths follow the
 user's data (normal, mean 200, sd 45, clipped to 60-256): batch 8 (the preset) vs batch
-1. Target >= 50 proteins/s; the user's original code did ~5 (batch 1, 1.6 s per 8).
+1. Target >= 50 proteins/s; the user's original code did ~5 (batch 1, 1.6 s per 8). Beside
+them the real-scale preset ``protein/qwen2.5-0.5b-promod3`` (bidirectional context, 8-block
+pair trunk, 256-residue crops): proteins/s and peak memory, to set against ``loralab
+estimate protein/qwen2.5-0.5b-promod3`` (README).
 Context mechanism (CPU, same run, same data and tiny backbone, batch 8): the old causal
 backbone with the pair MLP vs the whole-sequence context of the ``protein/cpu`` preset
 (bidirectional attention mask + a 4-block 2D-convolution pair trunk), and the bidirectional
@@ -199,9 +202,11 @@ def gpu_bench(work: Path, proteins: int, baseline_proteins: int) -> dict:
         "device": torch.cuda.get_device_name(0),
         "model": "Qwen2.5-0.5B dimensions, random bf16 weights",
     }
-    for name, batch_size, n in (("batched", 8, proteins), ("baseline_batch_1", 1, baseline_proteins)):
+    runs = (("batched", "qwen2.5-0.5b", 8, proteins), ("baseline_batch_1", "qwen2.5-0.5b", 1, baseline_proteins),
+            ("promod3_preset", "protein/qwen2.5-0.5b-promod3", 8, proteins))  # fmt: skip
+    for name, preset, batch_size, n in runs:
         torch.cuda.reset_peak_memory_stats()
-        cfg = load_config("qwen2.5-0.5b", [
+        cfg = load_config(preset, [
             f"model.name_or_path={backbone}", f"output_dir={work / f'gpu_{name}'}", "training.epochs=1",
             f"training.batch_size={batch_size}", "training.gradient_accumulation=1", "training.log_every=1",
             "evaluation.every_epoch=false",

@@ -126,6 +126,31 @@ def test_backbone_layers_keeps_the_first_layers(backbone_dir):
     assert len(layers) == 2 and model.backbone.config.num_hidden_layers == 2
 
 
+def test_backbone_layers_zero_is_the_token_embedding_ablation(backbone_dir, tmp_path):
+    from loralab.protein.checkpoint_io import load_protein_trainable, save_protein_trainable
+
+    model = make_model(backbone_dir, backbone_layers=0, context="bidirectional", trunk_blocks=1)
+    inner = model.backbone.base_model.model
+    assert len(inner.layers) == 0 and model.backbone.config.num_hidden_layers == 0
+    lora = [n for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]
+    assert lora and all("embed_tokens" in n for n in lora)  # LoRA adapts the embedding instead
+    residues = torch.tensor([[1, 5, 7, 2, 9, 3]])
+    out = model(residue_index=residues)
+    assert out["distance"].shape == (1, 6, 6)
+    # No transformer layer: a residue's features depend on its own letter only, so two chains
+    # that share residue 0's letter give residue 0 the same features (not so with layers).
+    embed = model.backbone.get_input_embeddings()
+    other = torch.tensor([[1, 8, 8, 8, 8, 8]])
+    first = [model.backbone(inputs_embeds=embed(r)).last_hidden_state[0, 0] for r in (residues, other)]
+    torch.testing.assert_close(first[0], first[1])
+    out["log_distance"].sum().backward()
+    assert model.residue_embedding.weight.grad.abs().sum() > 0
+    save_protein_trainable(model, tmp_path)
+    again = make_model(backbone_dir, backbone_layers=0, context="bidirectional", trunk_blocks=1)
+    load_protein_trainable(again, tmp_path)
+    torch.testing.assert_close(again(residue_index=residues)["distance"], out["distance"].detach())
+
+
 def test_distogram_expected_distance_and_contact_probability_match_numpy():
     torch.manual_seed(1)
     bins = 8

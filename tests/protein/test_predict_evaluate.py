@@ -188,8 +188,25 @@ def test_evaluate_run_scores_checkpoints_beside_an_independently_checked_baselin
     ]
     assert float(rows[0]["baseline_distance_mae"]) == pytest.approx(np.mean(errors), abs=1e-3)
 
+    # MDS reconstruction quality of the first chain, from scratch: Pearson r of the distances
+    # between the predicted PDB's C-alphas and the true distances, observed pairs i < j.
+    pdb = (eval_dir / "epoch-2" / "structures" / f"{rows[0]['id']}.pred.pdb").read_text().splitlines()
+    X = np.array([[float(a[30:38]), float(a[38:46]), float(a[46:54])] for a in pdb if a.startswith("ATOM")])
+    T = record.coords[:n].astype(np.float64)
+    iu = [(i, j) for i in range(n) for j in range(i + 1, n) if record.mask[i] and record.mask[j]]
+    pred_d = [np.linalg.norm(X[i] - X[j]) for i, j in iu]
+    true_d = [np.linalg.norm(T[i] - T[j]) for i, j in iu]
+    assert float(rows[0]["mds_quality"]) == pytest.approx(np.corrcoef(pred_d, true_d)[0, 1], abs=2e-3)
+
     summary = (eval_dir / "summary.md").read_text()
     assert "| epoch-1 |" in summary and "| epoch-2 |" in summary and "baseline: separation mean" in summary
+    final = json.loads((eval_dir / "epoch-2" / "metrics.json").read_text())["model"]
+    target_rows = [line for line in summary.splitlines() if line.startswith("| MDS reconstruction quality |")]
+    met = "yes" if final["mds_quality"] > 0.7 else "no"
+    assert target_rows == [
+        f"| MDS reconstruction quality | > 0.7 | {final['mds_quality']:.4f} | "
+        f"{json.loads((eval_dir / 'epoch-2' / 'metrics.json').read_text())['baseline']['mds_quality']:.4f} | {met} |"
+    ]
     evals = [e for e in read_events(run_dir) if e["event"] == "eval"]
     assert [e["epoch"] for e in evals] == [1, 2] and evals[1]["step"] == 6
     assert "baseline_distance_mae" in evals[0]["metrics"]

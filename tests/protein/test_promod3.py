@@ -132,3 +132,13 @@ def test_real_structuredb_export(tmp_path):
         ok = np.isfinite(c.coords).all(axis=1)
         steps = np.linalg.norm(np.diff(c.coords[ok], axis=0), axis=1)
         assert 3.6 < np.median(steps) < 4.0  # real C-alpha traces
+
+
+def test_asking_for_more_chains_than_the_database_holds_gives_the_count(fixture_npz, monkeypatch):
+    from loralab.protein import promod3_source
+
+    # The export (Debian's Python) stands in as the fixture: 15 chains in the window asked for.
+    monkeypatch.setattr(promod3_source, "export_structuredb", lambda out, limit, lo, hi: fixture_npz)
+    assert len(promod3_source.promod3_chains("auto", 15, 1, 200)) == 15
+    with pytest.raises(DataError, match=r"asked for 16 ProMod3 chains .* holds 15 in that length window"):
+        promod3_source.promod3_chains("auto", 16, 1, 200)

@@ -32,7 +32,9 @@ def save_protein_trainable(model, out_dir: str | Path) -> None:
     model = unwrap(model)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.backbone.save_pretrained(out_dir, safe_serialization=True)
+    # save_embedding_layers=False: with LoRA on the token embedding (the backbone ablation) PEFT
+    # would otherwise copy the whole frozen embedding (vocabulary x hidden) into every checkpoint.
+    model.backbone.save_pretrained(out_dir, safe_serialization=True, save_embedding_layers=False)
     state = {k: v.detach().float().cpu().contiguous() for k, v in model.trainable_state().items()}
     save_file(state, str(out_dir / HEAD_FILE))
     meta = {

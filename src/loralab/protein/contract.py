@@ -28,8 +28,10 @@ def validate_config(cfg) -> list[str]:
         )
     if head.trunk_blocks < 0 or head.trunk_channels < 1:
         problems.append("protein_head.trunk_blocks must be >= 0 and trunk_channels >= 1")
-    if head.backbone_layers is not None and head.backbone_layers < 1:
-        problems.append("protein_head.backbone_layers must be >= 1 (or null: all layers)")
+    if head.backbone_layers is not None and head.backbone_layers < 0:
+        problems.append(
+            "protein_head.backbone_layers must be >= 0 (0: token embeddings only, the ablation; null: all layers)"
+        )
     return problems
 
 

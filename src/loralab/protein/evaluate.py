@@ -54,6 +54,7 @@ SUMMARY_COLUMNS = {
     "distance_mae": "MAE (A)",
     "distance_rmse": "RMSE (A)",
     "distance_pearson": "Pearson",
+    "mds_quality": "MDS quality",
     "distance_mae_long": "MAE long (A)",
     "contact_p_at_L_sep24": "P@L long",
     "contact_p_at_L5_sep24": "P@L/5 long",

@@ -58,6 +58,9 @@ CONTACT_CUTOFF = 8.0  # A, C-alpha contact (as loralab.protein.metrics)
 HEAD_FILE = "protein_head.safetensors"
 HEAD_META_FILE = "protein_head.json"
 ADAPTER_FILE = "adapter_model.safetensors"
+# No decoder layer left (backbone_layers: 0, the ablation): LoRA adapts the token embedding,
+# so the ablation keeps the same parts (adapter, residue embedding, head) and save/load path.
+EMBEDDING_LORA_TARGET = "embed_tokens"
 
 
 def distance_to_target(distances: torch.Tensor) -> torch.Tensor:
@@ -329,7 +332,7 @@ def load_backbone(model_cfg, runtime, context: str = "causal"):
 
 
 def truncate_layers(backbone, layers: int | None):
-    """Keep the first ``layers`` decoder layers of ``backbone`` (None: all), config updated."""
+    """Keep the first ``layers`` decoder layers of ``backbone`` (None: all; 0: none), config updated."""
     if layers is None:
         return backbone
     blocks = getattr(backbone, "layers", None)
@@ -358,11 +361,12 @@ def attach_lora(backbone, cfg):
     backbone.requires_grad_(False)
     if cfg.model.gradient_checkpointing:
         enable_activation_checkpointing(backbone)  # non-reentrant
+    targets = cfg.lora.target_modules if len(getattr(backbone, "layers", [])) else EMBEDDING_LORA_TARGET
     lora = LoraConfig(
         r=cfg.lora.rank,
         lora_alpha=cfg.lora.alpha,
         lora_dropout=cfg.lora.dropout,
-        target_modules=cfg.lora.target_modules,
+        target_modules=targets,
         bias="none",
     )
     try:

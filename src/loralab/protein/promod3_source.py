@@ -160,6 +160,13 @@ def promod3_chains(
         return read_promod3_npz(spec)
     tmp = Path(tempfile.mkdtemp(prefix="loralab_promod3_"))
     try:
-        return read_promod3_npz(export_structuredb(tmp / "structuredb.npz", limit, min_length, max_length))
+        chains = read_promod3_npz(export_structuredb(tmp / "structuredb.npz", limit, min_length, max_length))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if limit is not None and len(chains) < limit:
+        raise DataError(
+            f"asked for {limit} ProMod3 chains (--promod3-limit) of {min_length}-{max_length} residues, but the "
+            f"StructureDB holds {len(chains)} in that length window. Ask for at most {len(chains)}, or widen "
+            "the window (--min-length/--max-length; longer chains are cropped in training)."
+        )
+    return chains

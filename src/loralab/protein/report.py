@@ -17,6 +17,37 @@ import numpy as np
 from loralab.json_numbers import jsonable
 from loralab.protein.scoring import ROW_INFO, mean_metrics, true_distances
 
+# The user's status report set these targets for its distance-matrix model (the protein
+# reference): (metric key, "<" or ">", threshold, label).
+SEED_TARGETS = (
+    ("distance_mae", "<", 5.0, "distance MAE (A)"),
+    ("distance_rmse", "<", 7.0, "distance RMSE (A)"),
+    ("distance_pearson", ">", 0.7, "distance Pearson"),
+    ("mds_quality", ">", 0.7, "MDS reconstruction quality"),
+)
+
+
+def seed_target_rows(model: dict, baseline: dict) -> list[dict]:
+    """One row per status-report target: the model's and the baseline's value and whether the
+    model meets it (None when the metric is missing)."""
+    rows = []
+    for key, op, threshold, label in SEED_TARGETS:
+        value = model.get(key)
+        known = isinstance(value, (int, float)) and math.isfinite(value)
+        met = (value < threshold if op == "<" else value > threshold) if known else None
+        rows.append({"metric": key, "label": label, "target": f"{op} {threshold:g}", "model": value,
+                     "baseline": baseline.get(key), "met": met})  # fmt: skip
+    return rows
+
+
+def _seed_target_lines(model: dict, baseline: dict) -> list[str]:
+    lines = ["", "## The status report's targets (last checkpoint)", "",
+             "| metric | target | model | baseline | met |", "|---|---|---|---|---|"]  # fmt: skip
+    for r in seed_target_rows(model, baseline):
+        met = "n/a" if r["met"] is None else "yes" if r["met"] else "no"
+        lines.append(f"| {r['label']} | {r['target']} | {_fmt(r['model'])} | {_fmt(r['baseline'])} | {met} |")
+    return lines
+
 
 def _fmt(value) -> str:
     if isinstance(value, float):
@@ -114,6 +145,8 @@ def write_summary(eval_root: Path, columns: dict[str, str]) -> Path:
         "|" + "---|" * len(header),
     ]
     lines += ["| " + " | ".join(r) + " |" for r in table]
+    if items:
+        lines += _seed_target_lines(items[-1][1]["model"], items[-1][1]["baseline"])
     md = Path(eval_root) / "summary.md"
     md.write_text("\n".join(lines) + "\n")
     return md

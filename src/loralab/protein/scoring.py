@@ -118,10 +118,21 @@ def score_structure(pred_D, example, refine: bool = True) -> tuple[dict, np.ndar
         "mirror_chosen": float(by_reference.mirrored),
         "handedness_rule_agrees": float(by_rule.mirrored == by_reference.mirrored),
         "mds_stress": fit_stress,
+        "mds_quality": mds_quality(X, example),
     }
     geometry = geometry_check(chosen)
     metrics.update({k: float(geometry[k]) for k in ("mean_ca_ca", "clashes", "clash_fraction", "sane")})
     return metrics, chosen
+
+
+def mds_quality(X, example) -> float:
+    """The status report's "MDS reconstruction quality": Pearson r between the C-alpha distances of
+    the reconstructed coordinates and the true distances, over the pairs i < j of observed
+    residues (rotation, translation and mirror invariant; 1 = the true shape up to scale)."""
+    from loralab.protein.geometry import distance_matrix
+    from loralab.protein.metrics import distance_metrics
+
+    return distance_metrics(distance_matrix(X), true_distances(example), example.mask)["pearson"]
 
 
 def validation_metrics(model, dataset, baseline, batch_size: int, runtime) -> dict[str, float]:
