@@ -39,6 +39,9 @@ class DemoPlan:
     # ProMod3 StructureDB chains (40-128 residues, spread over the database) added when
     # Debian's python3-promod3 is installed (make sysdeps installs it as root); 0: none.
     protein_promod3_chains: int = 0
+    # the backbone ablation (token embeddings only) trained and evaluated beside the model: ~100 s
+    # more than the 15 minutes hold with the listening checks; the README gives its figures and command
+    protein_ablation: bool = False
     seed: int = 0
 
 

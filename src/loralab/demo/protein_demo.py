@@ -247,7 +247,10 @@ def run_protein(
     result["validation_by_epoch"] = validation_by_epoch(run_dir)
     _evaluate(run_dir, clock, result)
     _predict_one(run_dir, dataset_dir, root / "predict", clock, result)
-    result["ablation"] = _backbone_ablation(root, overrides, clock)
+    if plan.protein_ablation:
+        result["ablation"] = _backbone_ablation(root, overrides, clock)
+    else:
+        clock.skip("protein", "ablation train", f"not in the {plan.mode} plan (its command: README)")
     for line in comparison_lines(result):
         clock.log(line)
     result["acceptance"] = acceptance(result, plan.mode == "full")
