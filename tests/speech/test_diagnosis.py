@@ -117,3 +117,21 @@ def test_threshold_keeps_most_of_the_best_net_gain_and_then_the_best_f1():
     assert figures["precision"] == pytest.approx(0.8) and figures["recall"] == pytest.approx(0.8)
     nothing, figures = best_threshold([(3, False, False), (1, True, False)])
     assert nothing == math.inf and figures["flagged"] == 0
+
+
+def test_a_recording_with_little_speech_gets_no_diagnosis_and_a_note():
+    from loralab.speech.model.gop import GopScorer, heard_phone_count, little_speech_note
+
+    phones = ["K", "AE", "EH", "T"]
+    # a linear head that reads class k from frame feature k: frames spelling K EH T, then silence
+    weight, bias = torch.eye(5) * 8.0, torch.zeros(5)
+    scorer = GopScorer(phones, [weight], [bias], threshold=1.0)
+    spoken = torch.eye(5)[[1, 1, 3, 3, 4, 4]]
+    evidence = scorer.evidence(spoken, "K AE T")
+    assert evidence["heard_phones"] == "K EH T" and evidence["heard_count"] == 3
+    assert little_speech_note(evidence, "K AE T") is None
+    silence = torch.eye(5)[[0] * 6]
+    quiet = scorer.evidence(silence, "K AE T")
+    assert quiet["heard_count"] == heard_phone_count(scorer.log_probs(silence)) == 0
+    assert quiet["heard_phones"] == "K AE T"  # no sound diagnosed as wrong
+    assert "heard little speech (0 phones for a sentence of 3)" in little_speech_note(quiet, "K AE T")

@@ -220,6 +220,8 @@ def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None 
     recording at a time on the KV cache (:mod:`~loralab.speech.evaluation.fast_decode`: APA
     constrained to its template under expected-score decoding, greedy answers verified against
     the ideal answer), the same answers and expected scores as batched ``generate``."""
+    from loralab.speech.model.gop import little_speech_note
+
     audios = audios if audios is not None else load_items(items)
     _check_context(inference, items, prompt_reference)
     generator = BatchedGenerator(
@@ -235,6 +237,8 @@ def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None 
             read = {k: round(v, 1) for k, v in expected.get(item.id, {}).items() if k in result.scores}
             result.scores.update(read)
         note = short_recording_note(len(item.canonical_phones.split()), item.duration)
+        result.notes += [note] if note else []
+        note = little_speech_note(generator.evidence(item, audios[item.id]), item.canonical_phones)
         result.notes += [note] if note else []
         if window is not None and item.duration > window:
             result.notes.append(

@@ -172,6 +172,12 @@ class BatchedGenerator:
                 self._estimates.pop(next(iter(self._estimates)))  # oldest first
         return [WithEstimate(r, self._estimates[k]) for r, k in zip(records, keys)]
 
+    def evidence(self, record, audio) -> dict | None:
+        """The scorer's evidence of one recording if this generator computed it (and still holds it)."""
+        from loralab.speech.data.audio import waveform_key
+
+        return self._estimates.get((waveform_key(audio), record.canonical_phones))
+
     def generate(self, task: str, audios: Sequence, records: Sequence) -> list[GeneratedAnswer]:
         """Answers of ``task`` for one batch of waveforms; ``records`` have an ``id`` (and the
         ``text``/``canonical_phones`` a text-aware prompt needs)."""

@@ -48,6 +48,9 @@ FEATURES = ("gop", "pauses", "phone_rate", "rate_shift", "changed_share", "edit_
 # the same fluency PCC of the features, 0.95-0.97).
 PAUSE_SECONDS = 0.3
 DEFAULT_FRAMES_PER_SECOND = 25.0  # Qwen2-Audio's tower: Whisper's 50 Hz pooled by 2
+# Under this share of the sentence's phones heard (silence, noise, another language), the recording
+# gets no per-phone diagnosis (the canonical phones stand) and its answer a note saying why.
+LITTLE_SPEECH = 0.3
 
 
 def timing_features(log_probs, frames_per_second: float) -> list[float]:
@@ -74,6 +77,24 @@ def timing_features(log_probs, frames_per_second: float) -> list[float]:
 def ctc_min_frames(target: Sequence[int]) -> int:
     """Frames a CTC alignment of ``target`` needs: one per label, plus a blank between repeats."""
     return len(target) + sum(a == b for a, b in zip(target, target[1:]))
+
+
+def heard_phone_count(log_probs) -> int:
+    """How many phones the recogniser hears, free of the sentence (greedy CTC: runs of one
+    non-blank class)."""
+    best = log_probs.argmax(-1).tolist()
+    return sum(1 for k, c in enumerate(best) if c != 0 and (k == 0 or best[k - 1] != c))
+
+
+def little_speech_note(evidence: dict | None, canonical_phones: str) -> str | None:
+    """The note of a recording in which the recogniser heard too little of the sentence, else None."""
+    expected = len(canonical_phones.split())
+    if not evidence or "heard_count" not in evidence or evidence["heard_count"] >= LITTLE_SPEECH * expected:
+        return None
+    return (
+        f"the recogniser heard little speech ({evidence['heard_count']} phones for a sentence of {expected}): "
+        "silence, noise or another text? No sound is diagnosed as wrong, and the scores are unreliable"
+    )
 
 
 @dataclass
@@ -145,6 +166,8 @@ class GopScorer:
         known = [p for p in canonical if p in self.phones]
         edits = phone_edits(log_probs, self.phone_ids(known), self._confusion_ids()) if known else None
         heard = diagnosed_phones(known, edits, self.phones, self.threshold) if edits else known
+        if heard_phone_count(log_probs) < LITTLE_SPEECH * len(known):
+            heard = known  # too little speech heard to say which phones went wrong
         gains = [max(0.0, e.score) for e in edits] if edits else [0.0]
         named = {
             "gop": self._gop(log_probs, canonical_phones),
@@ -159,13 +182,15 @@ class GopScorer:
         return self.analyse(frames, canonical_phones)[0]
 
     def evidence(self, frames, canonical_phones: str) -> dict:
-        """What the prompts read of one recording: each calibrated aspect's estimate (0-10) and,
-        where the scorer diagnoses phones, ``heard_phones`` (the diagnosed phones, space separated)."""
+        """What the prompts read of one recording: each calibrated aspect's estimate (0-10) and
+        ``heard_phones`` (the diagnosed phones, space separated)."""
+        import torch
+
         features, heard = self.analyse(frames, canonical_phones)
-        out: dict = self.estimates(features)
-        if math.isfinite(self.threshold):
-            out["heard_phones"] = " ".join(heard)
-        return out
+        with torch.no_grad():
+            count = heard_phone_count(self.log_probs(frames)) if len(frames) else 0
+        # an infinite threshold (training found no edit worth trusting): the canonical phones
+        return {**self.estimates(features), "heard_phones": " ".join(heard), "heard_count": count}
 
     def _confusion_ids(self) -> dict[int, list[int]] | None:
         """The confusions as class indices (phone names on disk), None when there are none."""
