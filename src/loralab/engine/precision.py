@@ -43,15 +43,6 @@ class Precision:
         autocast = str(self.autocast).removeprefix("torch.") if self.autocast is not None else "off"
         return f"weights {weights}, autocast {autocast} ({self.why})"
 
-    def record(self) -> dict:
-        """What a run records of it (training_config.json, the 'start' event)."""
-        return {
-            "weights": str(self.weights).removeprefix("torch."),
-            "autocast": str(self.autocast).removeprefix("torch.") if self.autocast is not None else None,
-            "mixed_precision": self.mixed_precision,
-            "why": self.why,
-        }
-
 
 def cpu_bf16_support() -> tuple[bool, str]:
     """(does this CPU multiply bf16 natively, the reason in words)."""

@@ -34,6 +34,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from loralab.errors import LoralabError
 
@@ -77,6 +78,14 @@ def timing_features(log_probs, frames_per_second: float) -> list[float]:
 def ctc_min_frames(target: Sequence[int]) -> int:
     """Frames a CTC alignment of ``target`` needs: one per label, plus a blank between repeats."""
     return len(target) + sum(a == b for a, b in zip(target, target[1:]))
+
+
+class Analysis(NamedTuple):
+    """One recording seen by the scorer (:meth:`GopScorer.analyse`)."""
+
+    features: list[float]
+    heard: list[str]
+    heard_count: int
 
 
 def heard_phone_count(log_probs) -> int:
@@ -150,23 +159,25 @@ class GopScorer:
             )  # fmt: skip
         return 100.0 * math.exp(-float(nll) / len(target))
 
-    def analyse(self, frames, canonical_phones: str) -> tuple[list[float], list[str]]:
-        """(the recording's :attr:`feature_names`, the phones diagnosed as said): GOP against
-        ``canonical_phones``, timing, and the per-phone diagnosis (the canonical phones with the
-        edits that explain the audio better, :mod:`loralab.speech.model.diagnosis`)."""
+    def analyse(self, frames, canonical_phones: str) -> Analysis:
+        """The recording's :attr:`feature_names` (GOP against ``canonical_phones``, timing, the
+        diagnosis), the phones diagnosed as said (the canonical phones with the edits that explain
+        the audio better, :mod:`loralab.speech.model.diagnosis`) and how many phones the
+        recogniser hears (:func:`heard_phone_count`); the frames' log-probabilities computed once."""
         import torch
 
-        from loralab.speech.model.diagnosis import diagnosed_phones, phone_edits
+        from loralab.speech.model.diagnosis import diagnosed_phones
 
         canonical = [p.rstrip("012") for p in canonical_phones.split()]
         if len(frames) < 1:
-            return [0.0] * len(self.feature_names), canonical
+            return Analysis([0.0] * len(self.feature_names), canonical, 0)
         with torch.no_grad():
             log_probs = self.log_probs(frames)
         known = [p for p in canonical if p in self.phones]
-        edits = phone_edits(log_probs, self.phone_ids(known), self._confusion_ids()) if known else None
+        edits = self.phone_edits(log_probs, known)
         heard = diagnosed_phones(known, edits, self.phones, self.threshold) if edits else known
-        if heard_phone_count(log_probs) < LITTLE_SPEECH * len(known):
+        count = heard_phone_count(log_probs)
+        if count < LITTLE_SPEECH * len(known):
             heard = known  # too little speech heard to say which phones went wrong
         gains = [max(0.0, e.score) for e in edits] if edits else [0.0]
         named = {
@@ -175,22 +186,28 @@ class GopScorer:
             "changed_share": sum(e.score > self.threshold for e in edits) / len(edits) if edits else 0.0,
             "edit_gain": sum(gains) / len(gains),
         }
-        return [named[n] for n in self.feature_names], heard
+        return Analysis([named[n] for n in self.feature_names], heard, count)
+
+    def phone_edits(self, log_probs, known_phones: Sequence[str]):
+        """Each phone's best edit (:func:`loralab.speech.model.diagnosis.phone_edits`) under this
+        scorer's confusions; None when there is nothing to align."""
+        from loralab.speech.model.diagnosis import phone_edits
+
+        if not known_phones:
+            return None
+        return phone_edits(log_probs, self.phone_ids(known_phones), self._confusion_ids())
 
     def features(self, frames, canonical_phones: str) -> list[float]:
         """The recording's :attr:`feature_names` (see :meth:`analyse`)."""
-        return self.analyse(frames, canonical_phones)[0]
+        return self.analyse(frames, canonical_phones).features
 
     def evidence(self, frames, canonical_phones: str) -> dict:
-        """What the prompts read of one recording: each calibrated aspect's estimate (0-10) and
-        ``heard_phones`` (the diagnosed phones, space separated)."""
-        import torch
-
-        features, heard = self.analyse(frames, canonical_phones)
-        with torch.no_grad():
-            count = heard_phone_count(self.log_probs(frames)) if len(frames) else 0
-        # an infinite threshold (training found no edit worth trusting): the canonical phones
-        return {**self.estimates(features), "heard_phones": " ".join(heard), "heard_count": count}
+        """What the prompts read of one recording: each calibrated aspect's estimate (0-10),
+        ``heard_phones`` (the diagnosed phones, space separated; the canonical ones when training
+        found no edit worth trusting) and ``heard_count`` (for :func:`little_speech_note`)."""
+        analysis = self.analyse(frames, canonical_phones)
+        return {**self.estimates(analysis.features), "heard_phones": " ".join(analysis.heard),
+                "heard_count": analysis.heard_count}  # fmt: skip
 
     def _confusion_ids(self) -> dict[int, list[int]] | None:
         """The confusions as class indices (phone names on disk), None when there are none."""

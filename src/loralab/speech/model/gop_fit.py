@@ -91,11 +91,14 @@ def fit_gop_scorer(frames: list, records: Sequence, *, aspects: Sequence[str] = 
     final = fit_head(usable, seed)  # one speaker: nothing to hold out (the report says so)
     confusions = learn_confusions(records, set(phones))
     heads = [held_out.get(fold[i], final) for i in range(len(records))]
-    threshold, diagnosis = _fit_threshold(heads, frames, records, confusions)
-    for head in {id(h): h for h in [*heads, final]}.values():
-        head.confusions, head.threshold = confusions, threshold
+    distinct = {id(h): h for h in [*heads, final]}.values()
+    for head in distinct:
+        head.confusions = confusions
+    threshold, diagnosis = _fit_threshold(heads, frames, records)
+    for head in distinct:
+        head.threshold = threshold
     analysed = [h.analyse(f, r.canonical_phones) for h, f, r in zip(heads, frames, records)]
-    features = [a[0] for a in analysed]
+    features = [a.features for a in analysed]
     x = np.c_[np.asarray(features, dtype=float), np.ones(len(records))]
     calibration, fit_pcc = {}, {}
     for aspect in aspects:
@@ -115,7 +118,7 @@ def fit_gop_scorer(frames: list, records: Sequence, *, aspects: Sequence[str] = 
         "diagnosis": diagnosis,
     }
     scorer = GopScorer(phones, final.weights, final.biases, calibration, fps, report, confusions, threshold)
-    return scorer, features, [" ".join(a[1]) for a in analysed]
+    return scorer, features, [" ".join(a.heard) for a in analysed]
 
 
 def learn_confusions(records: Sequence, phones: set[str]) -> dict[str, list[str]]:
@@ -132,17 +135,20 @@ def learn_confusions(records: Sequence, phones: set[str]) -> dict[str, list[str]
     return {p: sorted(to) for p, to in sorted(seen.items())}
 
 
-def _fit_threshold(heads, frames, records, confusions) -> tuple[float, dict]:
-    """The diagnosis threshold over the cross-fitted edits of the training records, and its figures."""
-    from loralab.speech.model.diagnosis import best_threshold, edit_labels, phone_edits
+def _fit_threshold(heads, frames, records) -> tuple[float, dict]:
+    """The diagnosis threshold over the cross-fitted edits of the training records (each scored by
+    its own held-out head, confusions set), and its figures."""
+    import torch
+
+    from loralab.speech.model.diagnosis import best_threshold, edit_labels
 
     rows = []
     for head, f, r in zip(heads, frames, records):
-        head.confusions = confusions
         canonical = [p for p in r.canonical_phones.split() if p in head.phones]
         if len(f) < 1 or not canonical:
             continue
-        edits = phone_edits(head.log_probs(f), head.phone_ids(canonical), head._confusion_ids())
+        with torch.no_grad():
+            edits = head.phone_edits(head.log_probs(f), canonical)
         if edits is None:
             continue
         for edit, said in zip(edits, edit_labels(canonical, r.pronounced_phones.split())):
