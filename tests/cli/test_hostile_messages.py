@@ -9,7 +9,7 @@ from loralab.engine.schedule import WarmupDecay, warmup_steps
 
 
 def _assessment(phonemes):
-    from loralab.speech.evaluation.assess import Assessment, WordDiagnosis
+    from loralab.speech.inference.recording_answers import Assessment, WordDiagnosis
 
     word = WordDiagnosis(word="bear", canonical=["B", "EH", "R"], heard=[], lexicon="cmudict")
     return Assessment(

@@ -46,7 +46,7 @@ def test_encoder_rows_of_the_real_frames_equal_the_full_window(tiny_qwen2audio_d
 
 
 def test_language_model_sees_the_same_audio_embeddings(tiny_qwen2audio_dir):
-    from loralab.speech.evaluation.generate import BatchedGenerator
+    from loralab.speech.inference.generate import BatchedGenerator
 
     inf = _model(tiny_qwen2audio_dir)
     generator = BatchedGenerator(inf, prompt_style="short")

@@ -16,7 +16,7 @@ import pytest
 from loralab.cli.main import main as cli_main
 from loralab.errors import LoralabError
 from loralab.speech.evaluation import runner
-from loralab.speech.evaluation.generate import BatchedGenerator, GeneratedAnswer
+from loralab.speech.inference.generate import BatchedGenerator, GeneratedAnswer
 
 
 def _lines(path) -> list[dict]:

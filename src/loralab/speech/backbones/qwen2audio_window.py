@@ -10,7 +10,7 @@ positional embeddings and the attention mask cut to match, and pads the output b
 window's length with zeros (rows the model drops): for a 5 s recording a sixth of the window,
 ~6x less encoder work, the same embeddings up to float rounding.
 
-Used by the one-recording route (:mod:`loralab.speech.evaluation.fast_decode`) and under the
+Used by the one-recording route (:mod:`loralab.speech.inference.fast_decode`) and under the
 encoder output cache (training with a frozen encoder, the batched evaluation). It stands aside
 where the crop would not be exact or gradients must flow: an encoder in training mode with
 trainable parameters or active dropout / layer drop.

@@ -138,7 +138,7 @@ def _evaluate_plan(
     plan: _Plan, base_model, max_new_tokens, device, restart: bool, progress: bool, log
 ) -> Path:
     from loralab.engine.events import EventLog
-    from loralab.speech.evaluation.tables import read_epoch_summaries, write_tables
+    from loralab.speech.reports.tables import read_epoch_summaries, write_tables
 
     cfg, run, tasks = plan.cfg, plan.run, plan.tasks
     events = EventLog(run.path)
@@ -175,7 +175,7 @@ def _evaluate_plan(
 def _warn_short_recordings(records, log) -> list[str]:
     """Name the utterances whose recording is short for their sentence (cut off?): the model scores
     them anyway, and those scores say little."""
-    from loralab.speech.evaluation.reading_length import FAST_PHONES_PER_SECOND, phone_rate
+    from loralab.speech.inference.reading_length import FAST_PHONES_PER_SECOND, phone_rate
 
     short = [
         r.id
@@ -243,7 +243,7 @@ def _earlier_budgets(epoch_dir: Path) -> dict[str, int] | None:
 
 def _budgets(cfg, mdir, tasks, max_new_tokens, target, base_model, device, log) -> dict[str, int]:
     from loralab.speech.data.records import read_manifest
-    from loralab.speech.evaluation.generate import task_budgets
+    from loralab.speech.inference.generate import task_budgets
 
     fixed = max_new_tokens or cfg.evaluation.max_new_tokens
     if fixed:
@@ -266,10 +266,10 @@ def evaluate_target(target, records, tasks, epoch_dir: Path, *, cfg, budgets, ba
     from tqdm.auto import tqdm
 
     from loralab.speech.evaluation.fingerprint import SOURCE_KEY, record_fingerprint
-    from loralab.speech.evaluation.generate import BatchedGenerator
-    from loralab.speech.evaluation.parse import parse_answer
-    from loralab.speech.evaluation.scoring import compute_metrics
     from loralab.speech.evaluation.store import PREDICTIONS_FILE, PredictionStore
+    from loralab.speech.inference.generate import BatchedGenerator
+    from loralab.speech.scoring.epoch_metrics import compute_metrics
+    from loralab.speech.scoring.parse import parse_answer
 
     store = PredictionStore(epoch_dir / PREDICTIONS_FILE)
     sources = {r.id: record_fingerprint(r) for r in records}

@@ -19,15 +19,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from loralab.errors import DataError
-from loralab.speech.evaluation.align import phone_tokens, slot_alignment, word_tokens
-from loralab.speech.evaluation.generate import BatchedGenerator, answer_token_budget
-from loralab.speech.evaluation.parse import APA_ASPECTS, parse_answer
-from loralab.speech.evaluation.reading_length import (
+from loralab.speech.inference.generate import BatchedGenerator, answer_token_budget
+from loralab.speech.inference.reading_length import (
     check_context,
     check_reading_length,
     model_context,
     short_recording_note,
 )
+from loralab.speech.scoring.align import phone_tokens, slot_alignment, word_tokens
+from loralab.speech.scoring.parse import APA_ASPECTS, parse_answer
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
@@ -217,7 +217,7 @@ def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None 
     probabilities (one decimal), as the model was evaluated; greedy: the digits it wrote.
     ``apa_tasks``: how the model was trained to score, ``("apa",)`` (all aspects in one answer)
     or one task per aspect (``apa_fluency``, ...), whose answers are merged. ``fast``: one
-    recording at a time on the KV cache (:mod:`~loralab.speech.evaluation.fast_decode`: APA
+    recording at a time on the KV cache (:mod:`~loralab.speech.inference.fast_decode`: APA
     constrained to its template under expected-score decoding, greedy answers verified against
     the ideal answer), the same answers and expected scores as batched ``generate``."""
     from loralab.speech.model.gop import little_speech_note
@@ -260,7 +260,7 @@ def _check_context(inference, items: Sequence[AssessItem], prompt_reference: str
 
 def _decode_fast(generator, order, audios, apa_tasks, batch_size, max_new_tokens, score_decoding):
     """Every item's answers, one recording at a time (:mod:`~.fast_decode`)."""
-    from loralab.speech.evaluation.fast_decode import FastDecoder
+    from loralab.speech.inference.fast_decode import FastDecoder
 
     decoder = FastDecoder(generator)
     raw: dict[tuple[str, str], str] = {}
