@@ -283,7 +283,9 @@ def greedy_with_draft(lm: CachedModel, inputs: dict, draft: Sequence[int], end_i
 class FastDecoder:
     """Answers of one recording at a time through :class:`CachedModel` (see the module doc).
     ``generator``: a :class:`~loralab.speech.inference.generate.BatchedGenerator` (its
-    collator lays out the prompts; the audio encoder's output is cached across tasks)."""
+    collator lays out the prompts; the audio encoder's output is cached across tasks, over the
+    real frames only for Qwen2-Audio, as the generator set the encoder up). Changes nothing on
+    the model."""
 
     def __init__(self, generator):
         self.generator = generator
@@ -291,9 +293,6 @@ class FastDecoder:
         self.layout = generator.collator.layout
         self.templates: dict[str, ApaTemplate | None] = {}
         self.lm: CachedModel | None = None  # one sequence, kept across the tasks of a recording
-        from loralab.speech.backbones.qwen2audio_window import crop_encoder_window
-
-        crop_encoder_window(self.inference.model)  # Qwen2-Audio: the encoder over the real frames only
 
     def template(self, task: str) -> ApaTemplate | None:
         if task not in self.templates:
