@@ -54,8 +54,8 @@ class Recording:
 def check_text(text: Any, limits: ServeLimits, allow_guessed: bool = False, where: str = "text") -> str:
     """The reference sentence, stripped; 422 when empty, too long, wordless or with words missing
     from CMUdict (unless ``allow_guessed``: they are then assessed against a letter-to-sound guess)."""
-    from loralab.speech.inference.recording_answers import canonical_words
     from loralab.speech.scoring.align import word_tokens
+    from loralab.speech.scoring.word_diagnosis import canonical_words
 
     if not isinstance(text, str):
         raise ApiError(422, "missing_text", f"'{where}' is required: the sentence the speaker read")

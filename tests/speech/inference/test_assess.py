@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from loralab.cli.main import main as cli_main
-from loralab.speech.inference.recording_answers import diagnose_words
+from loralab.speech.scoring.word_diagnosis import diagnose_words
 
 
 def test_diagnosis_against_cmudict_hand_worked():
