@@ -54,7 +54,7 @@ def fake_utterances(n: int, seed: int = 0):
 
 def throughput(inference, records, audio, batch_size: int) -> dict:
     """Utterances/s (both tasks each) of one generation pass."""
-    from loralab.speech.evaluation.generate import BatchedGenerator
+    from loralab.speech.inference.generate import BatchedGenerator
 
     gen = BatchedGenerator(
         inference,

@@ -165,7 +165,7 @@ def eval_figure(model_dir: Path, limit: int | None) -> dict:
 
 
 def _items(requests):
-    from loralab.speech.evaluation.assess import AssessItem
+    from loralab.speech.inference.recording_answers import AssessItem
 
     items = [
         AssessItem(str(n), label, text, duration=len(s) / 16000)

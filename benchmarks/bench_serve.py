@@ -11,7 +11,7 @@ run, the same model and server:
   ``Assessor(fast=False)``);
 * fast, one by one: the service's route now (one recording on the KV cache: the APA answer
   constrained to its JSON template, the MDD answer verified against the ideal one, the
-  encoder over the real frames; :mod:`loralab.speech.evaluation.fast_decode`);
+  encoder over the real frames; :mod:`loralab.speech.inference.fast_decode`);
 * fast, concurrent: ``--clients`` clients at once (requests batched onto the model).
 
 Figures per phase: p50/p95 latency per request (client side), throughput (recordings/s) and

@@ -9,7 +9,8 @@ from loralab.engine.schedule import WarmupDecay, warmup_steps
 
 
 def _assessment(phonemes):
-    from loralab.speech.evaluation.assess import Assessment, WordDiagnosis
+    from loralab.speech.inference.recording_answers import Assessment
+    from loralab.speech.scoring.word_diagnosis import WordDiagnosis
 
     word = WordDiagnosis(word="bear", canonical=["B", "EH", "R"], heard=[], lexicon="cmudict")
     return Assessment(

@@ -110,7 +110,8 @@ def test_text_that_disagrees_with_its_words_is_a_warning_naming_it(cli, tmp_path
 
 def test_accented_spellings_are_found_in_cmudict_and_digits_are_named():
     from loralab.serve.inputs import check_text
-    from loralab.speech.evaluation.assess import AssessItem, _assessment, canonical_words
+    from loralab.speech.inference.recording_answers import AssessItem, _assessment
+    from loralab.speech.scoring.word_diagnosis import canonical_words
 
     assert canonical_words("CAFÉ naïve") == [
         ("CAFÉ", ["K", "AH", "F", "EY"], "cmudict"),

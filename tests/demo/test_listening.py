@@ -11,7 +11,8 @@ import soundfile as sf
 from loralab.demo import listening
 from loralab.speech.data.audio import load_audio, waveform_key
 from loralab.speech.data.records import read_manifest
-from loralab.speech.evaluation.assess import Assessment, canonical_words, diagnose_words
+from loralab.speech.inference.recording_answers import Assessment
+from loralab.speech.scoring.word_diagnosis import canonical_words, diagnose_words
 
 CLIP_TEXTS = (
     "he was not an ill disposed young man",

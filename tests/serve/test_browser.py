@@ -40,8 +40,8 @@ MDD = {"word_transcript": "we call it bears", "phoneme_transcript": "W IY K AA L
 
 @pytest.fixture
 def scripted_answers(monkeypatch):
-    from loralab.speech.evaluation.fast_decode import FastDecoder
-    from loralab.speech.evaluation.generate import BatchedGenerator, GeneratedAnswer
+    from loralab.speech.inference.fast_decode import FastDecoder
+    from loralab.speech.inference.generate import BatchedGenerator, GeneratedAnswer
 
     def generate(self, task, audios, rows):
         raw = json.dumps(MDD if task == "mdd" else APA)
@@ -172,8 +172,8 @@ def substituted_recording(tmp_path, monkeypatch):
     import soundfile as sf
 
     from loralab.speech.data.espeak import ESPEAK_SAMPLE_RATE, espeak_word, speak_phonemes
-    from loralab.speech.evaluation.fast_decode import FastDecoder
-    from loralab.speech.evaluation.generate import BatchedGenerator, GeneratedAnswer
+    from loralab.speech.inference.fast_decode import FastDecoder
+    from loralab.speech.inference.generate import BatchedGenerator, GeneratedAnswer
 
     path = tmp_path / "call as caal.wav"
     words = " ".join(

@@ -239,7 +239,7 @@ def test_phones_gop_refuses_a_trained_encoder_and_tasks_without_accuracy_alone(
 
 def test_phones_gop_through_training_saving_and_generation(tiny_qwen2audio_dir, synth_manifest_dir, tmp_path):
     from loralab.speech.data.audio import load_audio
-    from loralab.speech.evaluation.generate import BatchedGenerator
+    from loralab.speech.inference.generate import BatchedGenerator
     from loralab.speech.model.gop_fit import recording_estimates
     from loralab.speech.model.load import load_for_inference
     from speech.test_training import build, make_cfg
@@ -297,7 +297,7 @@ def test_phones_gop_through_training_saving_and_generation(tiny_qwen2audio_dir, 
 def test_phones_gop_needs_a_model_with_a_scorer(tiny_qwen2audio_dir, synth_manifest_dir):
     from loralab.speech.data.audio import load_audio
     from loralab.speech.data.records import read_manifest
-    from loralab.speech.evaluation.generate import BatchedGenerator
+    from loralab.speech.inference.generate import BatchedGenerator
     from loralab.speech.model.load import load_for_inference
 
     record = read_manifest(synth_manifest_dir, "train")[0]

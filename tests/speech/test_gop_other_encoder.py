@@ -13,7 +13,7 @@ from loralab.speech.model.gop import GopScorer
 def test_a_scorer_of_another_encoder_width_names_its_file(tiny_qwen2audio_dir, synth_manifest_dir):
     from loralab.speech.data.audio import load_audio
     from loralab.speech.data.records import read_manifest
-    from loralab.speech.evaluation.generate import BatchedGenerator
+    from loralab.speech.inference.generate import BatchedGenerator
     from loralab.speech.model.load import load_for_inference
 
     record = read_manifest(synth_manifest_dir, "train")[0]

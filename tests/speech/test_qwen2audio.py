@@ -147,7 +147,7 @@ def test_folder_without_processor_files_names_them(tiny_qwen2audio_dir, tmp_path
 
 
 def test_trained_model_loads_for_inference_and_generates(tiny_qwen2audio_dir, synth_manifest_dir, tmp_path):
-    from loralab.speech.evaluation.generate import BatchedGenerator
+    from loralab.speech.inference.generate import BatchedGenerator
     from loralab.speech.model.load import load_for_inference
 
     cfg = make_cfg("qwen2audio_unfreeze_r64", tiny_qwen2audio_dir, synth_manifest_dir)

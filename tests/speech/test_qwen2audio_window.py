@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from loralab.speech.backbones.qwen2audio_window import WindowCrop, crop_encoder_window
+from loralab.speech.backbones.qwen2audio_window import WindowCrop
 
 
 def _clips():
@@ -46,7 +46,7 @@ def test_encoder_rows_of_the_real_frames_equal_the_full_window(tiny_qwen2audio_d
 
 
 def test_language_model_sees_the_same_audio_embeddings(tiny_qwen2audio_dir):
-    from loralab.speech.evaluation.generate import BatchedGenerator
+    from loralab.speech.inference.generate import BatchedGenerator
 
     inf = _model(tiny_qwen2audio_dir)
     generator = BatchedGenerator(inf, prompt_style="short")
@@ -63,11 +63,16 @@ def test_language_model_sees_the_same_audio_embeddings(tiny_qwen2audio_dir):
             return inf.model.model(**inputs).last_hidden_state
 
     tower = inf.model.model.audio_tower
-    tower.forward.store.clear()
+    installed = tower.forward  # the generator's: the output cache over the crop, composed explicitly
+    assert isinstance(installed.compute, WindowCrop) and installed.compute.full == type(
+        tower
+    ).forward.__get__(tower)
+    del tower.forward  # the encoder's own forward over the whole window
     before = hidden()
-    assert crop_encoder_window(inf.model) and isinstance(tower.forward.compute, WindowCrop)
-    tower.forward.store.clear()
+    tower.forward = installed
+    installed.store.clear()
     after = hidden()
+    assert installed.misses == 2
     real = inputs["attention_mask"].bool()
     torch.testing.assert_close(after[real], before[real], atol=1e-5, rtol=1e-4)
 

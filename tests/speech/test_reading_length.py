@@ -15,15 +15,15 @@ import soundfile as sf
 import torch
 
 from loralab.errors import DataError
-from loralab.speech.evaluation.assess import AssessItem, _check_context, load_items
-from loralab.speech.evaluation.reading_length import (
+from loralab.speech.evaluation.runner import _warn_short_recordings
+from loralab.speech.inference.reading_length import (
     FAST_PHONES_PER_SECOND,
     MAX_PHONES_PER_SECOND,
     check_reading_length,
     model_context,
     short_recording_note,
 )
-from loralab.speech.evaluation.runner import _warn_short_recordings
+from loralab.speech.inference.recording_answers import AssessItem, _check_context, load_items
 from loralab.speech.model.gop import GopScorer, ctc_min_frames
 
 SENTENCE = "We call it a bear in the zoo"  # 17 canonical phones

@@ -176,8 +176,8 @@ def _penalty_changes_greedy_answers(model_dir, items, audios) -> bool:
 
 def test_evaluate_assess_and_serve_answer_alike_whatever_the_generation_config(penalised_model, capsys):
     from loralab.speech.assessor import Assessor, AssessSettings
-    from loralab.speech.evaluation.assess import AssessItem, assess_items
-    from loralab.speech.evaluation.generate import BatchedGenerator
+    from loralab.speech.inference.generate import BatchedGenerator
+    from loralab.speech.inference.recording_answers import AssessItem, assess_items
     from loralab.speech.model.load import load_for_inference
 
     items = [AssessItem(str(i), f"take{i}.wav", TEXT, 1.5) for i in range(2)]

@@ -175,6 +175,14 @@ def test_counts_without_weights_equal_the_built_model(
     assert counted["lora"].trainable == 8 * per_rank
 
 
+def _scorer():
+    from loralab.speech.model.gop import GopScorer
+
+    calibration = {"accuracy": [0.1, 0.2, 0.3, 0.4, 0.5, -0.2, 5.0]}
+    return GopScorer(["AA", "B"], [torch.randn(3, 4)], [torch.randn(3)], calibration, 24.5, {"folds": 1},
+                     confusions={"AA": ["<DEL>", "B"]}, threshold=2.5)  # fmt: skip
+
+
 def test_saved_run_reloads_for_resume_and_inference(tiny_model_dir, synth_manifest_dir, tmp_path):
     from loralab.speech.model.load import load_for_inference
 
@@ -184,6 +192,7 @@ def test_saved_run_reloads_for_resume_and_inference(tiny_model_dir, synth_manife
     train_steps(parts, batch, steps=2)
     trained = snapshot(parts.model)
     checkpoint = tmp_path / "run" / "checkpoint-epoch-1"
+    parts.model.gop_scorer = _scorer()
     parts.save_trainable(parts.model, checkpoint)
     assert (checkpoint / "adapter_model.safetensors").is_file() and (
         checkpoint / "unfrozen.safetensors"
@@ -193,6 +202,10 @@ def test_saved_run_reloads_for_resume_and_inference(tiny_model_dir, synth_manife
     resumed.load_trainable(resumed.model, checkpoint)
     for name, value in snapshot(resumed.model).items():
         assert torch.equal(value, trained[name]), name
+    frames = torch.randn(6, 4)  # the saved GOP scorer comes back with the checkpoint
+    assert torch.equal(resumed.model.gop_scorer.log_probs(frames), parts.model.gop_scorer.log_probs(frames))
+    assert resumed.model.gop_scorer.threshold == 2.5
+    parts.model.gop_scorer = None
 
     parts.save_final(parts.model, tmp_path / "run" / "final_model")
     card = json.loads((tmp_path / "run" / "final_model" / "loralab_model.json").read_text())

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from loralab.errors import LoralabError
-    from loralab.speech.evaluation.assess import AssessItem, format_assessment, read_batch
+    from loralab.speech.inference.recording_answers import AssessItem, format_assessment, read_batch
 
     single = args.audio is not None or args.text is not None
     if single and (args.csv or args.audio_dir):
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         raise LoralabError(f"--batch-size must be >= 1 (got {args.batch_size})")
 
     from loralab.speech.assessor import Assessor
-    from loralab.speech.evaluation.assess import load_items
+    from loralab.speech.inference.recording_answers import load_items
 
     audios = load_items(items)  # bad input fails before the (slow) model load
     assessor = Assessor.load(args.model, device=args.device, base_model=args.base_model,

@@ -29,10 +29,10 @@ def librivox_clips(folder: Path = LIBRIVOX) -> list[tuple[Path, str]]:
 
 def transcribe_real_speech(model_dir: Path, prompt_style: str, prompt_reference: str) -> dict:
     """Word transcripts of the LibriVox clips by the model in ``model_dir``, with their WER."""
-    from loralab.speech.evaluation.assess import AssessItem, assess_items
-    from loralab.speech.evaluation.metrics import wer_metrics
-    from loralab.speech.evaluation.parse import parse_answer
+    from loralab.speech.inference.recording_answers import AssessItem, assess_items
     from loralab.speech.model.load import load_for_inference
+    from loralab.speech.scoring.metrics import wer_metrics
+    from loralab.speech.scoring.parse import parse_answer
 
     clips = librivox_clips()
     if not clips:

@@ -164,7 +164,7 @@ def run_speech(out_dir: Path, plan, model_dir: Path, clock: StageClock, result: 
         manifest = prepare_speechocean762(corpus, manifest_dir, progress=False)
     result["utterances"] = {split: len(records) for split, records in manifest.splits.items()}
     clock.log(f"utterances per split: {result['utterances']}")
-    from loralab.speech.evaluation.scoring import canonical_phone_baseline
+    from loralab.speech.scoring.epoch_metrics import canonical_phone_baseline
 
     result["mdd_baseline"] = canonical_phone_baseline(manifest.splits["test"])
 

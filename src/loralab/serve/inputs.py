@@ -54,8 +54,8 @@ class Recording:
 def check_text(text: Any, limits: ServeLimits, allow_guessed: bool = False, where: str = "text") -> str:
     """The reference sentence, stripped; 422 when empty, too long, wordless or with words missing
     from CMUdict (unless ``allow_guessed``: they are then assessed against a letter-to-sound guess)."""
-    from loralab.speech.evaluation.align import word_tokens
-    from loralab.speech.evaluation.assess import canonical_words
+    from loralab.speech.scoring.align import word_tokens
+    from loralab.speech.scoring.word_diagnosis import canonical_words
 
     if not isinstance(text, str):
         raise ApiError(422, "missing_text", f"'{where}' is required: the sentence the speaker read")
@@ -255,8 +255,8 @@ async def json_items(request, limits: ServeLimits, batch: bool) -> list[tuple[by
 def check_item(data: bytes, label: str, text: Any, allow: bool, limits: ServeLimits, where: str) -> Recording:
     """A checked :class:`Recording` (the text first: it is cheap and the commoner mistake)."""
     from loralab.errors import DataError
-    from loralab.speech.evaluation.assess import AssessItem
-    from loralab.speech.evaluation.reading_length import check_reading_length
+    from loralab.speech.inference.reading_length import check_reading_length
+    from loralab.speech.inference.recording_answers import AssessItem
 
     text = check_text(text, limits, allow, where)
     samples, duration, rate = decode_recording(data, label, limits)

@@ -4,7 +4,7 @@
 user points at (a run folder, its ``final_model/``, a ``checkpoint-epoch-N/`` or a base model),
 reads the settings the model was trained and evaluated with (prompt style, reference in the
 prompt, expected-score decoding, one-aspect-at-a-time APA tasks) and runs
-:func:`~loralab.speech.evaluation.assess.assess_items` on recordings given as files or as
+:func:`~loralab.speech.inference.recording_answers.assess_items` on recordings given as files or as
 16 kHz samples already in memory.
 """
 
@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loralab.speech.evaluation.assess import AssessItem, Assessment, assess_items, check_items, load_items
+from loralab.speech.inference.recording_answers import (
+    AssessItem,
+    Assessment,
+    assess_items,
+    check_items,
+    load_items,
+)
 
 
 def _model_card(path: Path) -> dict:

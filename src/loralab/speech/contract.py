@@ -63,7 +63,7 @@ def _gop_problems(cfg) -> list[str]:
 
 
 def _paper_reference(strategy: str) -> ReferenceResults:
-    from loralab.speech.evaluation.paper import TABLE3_COLUMNS, paper_row
+    from loralab.speech.reports.paper import TABLE3_COLUMNS, paper_row
 
     def values(epoch: int) -> dict[str, float] | None:
         row = paper_row(strategy, epoch)
@@ -113,7 +113,7 @@ def evaluate_run(run_dir: str | Path, request: EvalRequest) -> EvalOutcome:
     )
     lines = [f"evaluation written to {out} (table3.md, table3.csv, table4.csv, epoch-N/metrics.json)"]
     if request.ablation is not None:
-        from loralab.speech.evaluation.ablation import write_ablation
+        from loralab.speech.reports.ablation import write_ablation
 
         table = write_ablation([run_dir, *request.ablation], out)
         lines += [table.read_text(), f"ablation written to {table} (and {table.with_suffix('.csv').name})"]

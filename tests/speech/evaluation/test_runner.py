@@ -16,7 +16,7 @@ import pytest
 from loralab.cli.main import main as cli_main
 from loralab.errors import LoralabError
 from loralab.speech.evaluation import runner
-from loralab.speech.evaluation.generate import BatchedGenerator, GeneratedAnswer
+from loralab.speech.inference.generate import BatchedGenerator, GeneratedAnswer
 
 
 def _lines(path) -> list[dict]:
@@ -265,3 +265,21 @@ def test_one_aspect_at_a_time_is_generated_per_aspect_and_scored_as_one_answer(
     assert json.loads(answer_of(record, "apa_fluency")) == {
         "fluency": json.loads(record.apa_answer)["fluency"]
     }
+
+
+def test_a_target_model_loads_once_and_nothing_outlives_the_run(tiny_run_dir, monkeypatch):
+    """Sizing the answers and generating them share the target's one load (passed explicitly,
+    no module-level cache), and a second run loads again rather than reusing the first's."""
+    loads = []
+    real_load = runner._load
+
+    def counting(target, *args):
+        loads.append(target.epoch)
+        return real_load(target, *args)
+
+    monkeypatch.setattr(runner, "_load", counting)
+    runner.evaluate_run(tiny_run_dir, "1", limit=2, progress=False, log=lambda *a: None)
+    assert loads == [1]
+    runner.evaluate_run(tiny_run_dir, "1", limit=2, restart=True, progress=False, log=lambda *a: None)
+    assert loads == [1, 1]
+    assert not [n for n, v in vars(runner).items() if isinstance(v, dict) and v and not n.startswith("__")]

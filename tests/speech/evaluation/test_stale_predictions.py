@@ -9,7 +9,7 @@ import json
 import shutil
 
 from loralab.speech.evaluation import runner
-from loralab.speech.evaluation.generate import BatchedGenerator, GeneratedAnswer
+from loralab.speech.inference.generate import BatchedGenerator, GeneratedAnswer
 
 
 def _perfect(calls: list):

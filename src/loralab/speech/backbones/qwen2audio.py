@@ -43,9 +43,9 @@ class EncoderOutputCache:
     trainable parameters and gradients are on, every call computes (nothing cached).
     """
 
-    def __init__(self, encoder, max_items: int | None = None):
+    def __init__(self, encoder, max_items: int | None = None, compute=None):
         self.encoder = encoder
-        self.compute = encoder.forward
+        self.compute = compute or encoder.forward  # what a miss runs (e.g. a WindowCrop of the forward)
         self.max_items = max_items  # None: keep every clip (training); else the most recent ones
         self.store: dict[str, object] = {}
         self.hits = self.misses = 0
@@ -214,12 +214,11 @@ class Qwen2AudioBackbone(Backbone):
         return tower(features, attention_mask=attention).last_hidden_state
 
     def enable_encoder_cache(self, model, max_items: int | None = None) -> bool:
-        from loralab.speech.backbones.qwen2audio_window import crop_encoder_window
+        from loralab.speech.backbones.qwen2audio_window import WindowCrop
 
         tower = model.model.audio_tower
         if not isinstance(tower.forward, EncoderOutputCache):
-            tower.forward = EncoderOutputCache(tower, max_items)
-        # Clips not yet cached are encoded over their own frames, not the 30 s window (the same
-        # embeddings; the crop stands aside where it would not be exact: see WindowCrop.exact).
-        crop_encoder_window(model)
+            # Clips not yet cached are encoded over their own frames, not the 30 s window (the same
+            # embeddings; the crop stands aside where it would not be exact: see WindowCrop.exact).
+            tower.forward = EncoderOutputCache(tower, max_items, compute=WindowCrop(tower, tower.forward))
         return True

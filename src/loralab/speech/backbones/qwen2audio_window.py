@@ -10,8 +10,9 @@ positional embeddings and the attention mask cut to match, and pads the output b
 window's length with zeros (rows the model drops): for a 5 s recording a sixth of the window,
 ~6x less encoder work, the same embeddings up to float rounding.
 
-Used by the one-recording route (:mod:`loralab.speech.evaluation.fast_decode`) and under the
-encoder output cache (training with a frozen encoder, the batched evaluation). It stands aside
+Composed explicitly under the encoder output cache, as what a cache miss computes
+(``Qwen2AudioBackbone.enable_encoder_cache``: training with a frozen encoder, batched
+generation and the one-recording route built on it). It stands aside
 where the crop would not be exact or gradients must flow: an encoder in training mode with
 trainable parameters or active dropout / layer drop.
 """
@@ -20,8 +21,8 @@ from __future__ import annotations
 
 
 class WindowCrop:
-    """Installed in place of the encoder's own forward (``full``, called for anything else:
-    training, no mask, a clip that fills the window)."""
+    """The encoder's forward over the real frames; ``full`` (the encoder's own forward) runs
+    anything else: training, no mask, a clip that fills the window."""
 
     def __init__(self, tower, full):
         self.tower = tower
@@ -76,18 +77,3 @@ class WindowCrop:
         out = hidden.new_zeros(hidden.shape[0], (window - 2) // 2 + 1, hidden.shape[-1])
         out[:, : hidden.shape[1]] = hidden
         return BaseModelOutput(last_hidden_state=out)
-
-
-def crop_encoder_window(model) -> bool:
-    """Make ``model``'s Qwen2-Audio encoder run over the real frames only (kept under the
-    encoder output cache when one is installed); False for a model without one."""
-    tower = getattr(getattr(model, "model", None), "audio_tower", None)
-    if tower is None or type(tower).__name__ != "Qwen2AudioEncoder":
-        return False
-    forward = tower.forward
-    if hasattr(forward, "compute"):  # an EncoderOutputCache (qwen2audio.py): crop what it computes
-        if not isinstance(forward.compute, WindowCrop):
-            forward.compute = WindowCrop(tower, forward.compute)
-    elif not isinstance(forward, WindowCrop):
-        tower.forward = WindowCrop(tower, forward)
-    return True

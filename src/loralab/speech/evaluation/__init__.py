@@ -1,11 +1,8 @@
-"""Evaluation of the pronunciation system: batched generation, answer parsing, the paper's
-metrics (PCC, WER, PER, MDD detection, Figure 5), per-epoch evaluation of a run with the
-paper's Table 3/4 beside ours, and single-recording assessment.
+"""The evaluation run of a speech training run (``loralab evaluate``): ``runner``
+(``evaluate_run``: each selected checkpoint's predictions, then its ``metrics.json`` and the
+tables), ``store`` (append-only predictions, resumable), ``eval_lock`` (one evaluation at a time
+per folder), ``fingerprint`` (what a prediction was made from, so stale ones are redone).
 
-Modules: ``parse`` (model answers -> typed results, failures kept), ``align`` (Levenshtein
-alignment, token normalisation), ``metrics`` (PCC, Spearman, WER, PER, PER-vs-accuracy),
-``mdd`` (TA/FR/FA/CD/DE), ``generate`` (left-padded batched greedy decoding), ``store``
-(append-only predictions, resumable), ``scoring`` (predictions -> metrics.json), ``runner``
-(``evaluate_run``, behind ``loralab evaluate``), ``tables`` and ``paper`` (Table 3/4),
-``assess`` (one recording or a batch, per-word diagnosis, behind ``loralab assess``).
+Answers come from :mod:`loralab.speech.inference`, their scores from
+:mod:`loralab.speech.scoring`, the tables from :mod:`loralab.speech.reports`.
 """

@@ -138,11 +138,12 @@ def _evaluate_plan(
     plan: _Plan, base_model, max_new_tokens, device, restart: bool, progress: bool, log
 ) -> Path:
     from loralab.engine.events import EventLog
-    from loralab.speech.evaluation.tables import read_epoch_summaries, write_tables
+    from loralab.speech.reports.tables import read_epoch_summaries, write_tables
 
     cfg, run, tasks = plan.cfg, plan.run, plan.tasks
     events = EventLog(run.path)
     budgets: dict[str, int] | None = None
+    model = TargetModel(cfg, base_model, device)
     log(
         f"evaluating {len(plan.targets)} model(s) of {run.path.name} on {len(plan.records)} "
         f"'{plan.split}' utterances, tasks {tasks}"
@@ -153,14 +154,12 @@ def _evaluate_plan(
         earlier = _earlier_budgets(epoch_dir) if not restart and not max_new_tokens else None
         # Reuse what an earlier (partial) evaluation of this epoch used: no model load just to size it.
         budgets = (
-            earlier
-            or budgets
-            or _budgets(cfg, plan.manifest_dir, tasks, max_new_tokens, target, base_model, device, log)
+            earlier or budgets or _budgets(cfg, plan.manifest_dir, tasks, max_new_tokens, model, target, log)
         )
         _check_settings(epoch_dir, _settings(plan, target, base_model, budgets), restart)
         metrics = evaluate_target(
             target, plan.records, tasks, epoch_dir, cfg=cfg, budgets=budgets, batch_size=plan.batch_size,
-            base_model=base_model, device=device, events=events, progress=progress, log=log,
+            model=model, events=events, progress=progress, log=log,
         )  # fmt: skip
         events.write("eval", target.step, epoch=target.epoch, split=plan.split, metrics=metrics["summary"])
         _log_summary(log, target.epoch, metrics["summary"], cfg.evaluation.mdd_convention)
@@ -168,14 +167,13 @@ def _evaluate_plan(
     title = f"{cfg.name}: SpeechOcean762-style evaluation, split '{plan.split}' (the paper's Table 3 layout)"
     paths = write_tables(out_root, read_epoch_summaries(out_root), strategy=cfg.strategy, title=title)
     log(f"tables: {paths['table3_md']}")
-    _loaded.clear()
     return out_root
 
 
 def _warn_short_recordings(records, log) -> list[str]:
     """Name the utterances whose recording is short for their sentence (cut off?): the model scores
     them anyway, and those scores say little."""
-    from loralab.speech.evaluation.reading_length import FAST_PHONES_PER_SECOND, phone_rate
+    from loralab.speech.inference.reading_length import FAST_PHONES_PER_SECOND, phone_rate
 
     short = [
         r.id
@@ -212,23 +210,33 @@ def _log_summary(log, epoch: int, s: dict, convention: str) -> None:
     )
 
 
-_loaded: dict = {}
-
-
 def _load(target: Selected, cfg, base_model, device):
-    """The inference model of a target (one at a time: the previous one is released first)."""
+    """The inference model of a target (loaded on each call; :class:`TargetModel` keeps it)."""
     from loralab.speech.model.load import load_for_inference
 
-    key = (str(target.path), base_model, device)
-    if key not in _loaded:
-        _loaded.clear()
-        if target.path is None:
-            name = base_model or cfg.model.name_or_path
-            revision = None if base_model else cfg.model.revision
-            _loaded[key] = load_for_inference(name, device=device, revision=revision)
-        else:
-            _loaded[key] = load_for_inference(target.path, device=device, base_model=base_model)
-    return _loaded[key]
+    if target.path is None:
+        name = base_model or cfg.model.name_or_path
+        revision = None if base_model else cfg.model.revision
+        return load_for_inference(name, device=device, revision=revision)
+    return load_for_inference(target.path, device=device, base_model=base_model)
+
+
+class TargetModel:
+    """The model of the target being evaluated, loaded on first use and kept while the target
+    stays the same (the previous one released before the next loads). One per ``evaluate_run``
+    call, passed to what needs the model: nothing outlives the call."""
+
+    def __init__(self, cfg, base_model, device):
+        self.cfg, self.base_model, self.device = cfg, base_model, device
+        self.path: str | None = None
+        self.inference = None
+
+    def of(self, target: Selected):
+        if self.inference is None or self.path != str(target.path):
+            self.inference = None  # free the previous model's memory before loading the next
+            self.inference = _load(target, self.cfg, self.base_model, self.device)
+            self.path = str(target.path)
+        return self.inference
 
 
 def _earlier_budgets(epoch_dir: Path) -> dict[str, int] | None:
@@ -241,9 +249,9 @@ def _earlier_budgets(epoch_dir: Path) -> dict[str, int] | None:
         return None
 
 
-def _budgets(cfg, mdir, tasks, max_new_tokens, target, base_model, device, log) -> dict[str, int]:
+def _budgets(cfg, mdir, tasks, max_new_tokens, model: TargetModel, target, log) -> dict[str, int]:
     from loralab.speech.data.records import read_manifest
-    from loralab.speech.evaluation.generate import task_budgets
+    from loralab.speech.inference.generate import task_budgets
 
     fixed = max_new_tokens or cfg.evaluation.max_new_tokens
     if fixed:
@@ -255,21 +263,17 @@ def _budgets(cfg, mdir, tasks, max_new_tokens, target, base_model, device, log) 
         log(
             f"no '{cfg.speech.train_split}' split in {mdir}: sizing max_new_tokens from the evaluated split's answers"
         )
-    budgets = task_budgets(_load(target, cfg, base_model, device).tokenizer, reference, tasks)
+    budgets = task_budgets(model.of(target).tokenizer, reference, tasks)
     log(f"max_new_tokens per task (longest training answer + margin): {budgets}")
     return budgets
 
 
-def evaluate_target(target, records, tasks, epoch_dir: Path, *, cfg, budgets, batch_size, base_model, device,
+def evaluate_target(target, records, tasks, epoch_dir: Path, *, cfg, budgets, batch_size, model: TargetModel,
                     events, progress, log) -> dict:  # fmt: skip
     """Generate what is missing for one model, then score it; returns (and writes) metrics.json."""
-    from tqdm.auto import tqdm
-
     from loralab.speech.evaluation.fingerprint import SOURCE_KEY, record_fingerprint
-    from loralab.speech.evaluation.generate import BatchedGenerator
-    from loralab.speech.evaluation.parse import parse_answer
-    from loralab.speech.evaluation.scoring import compute_metrics
     from loralab.speech.evaluation.store import PREDICTIONS_FILE, PredictionStore
+    from loralab.speech.scoring.epoch_metrics import compute_metrics
 
     store = PredictionStore(epoch_dir / PREDICTIONS_FILE)
     sources = {r.id: record_fingerprint(r) for r in records}
@@ -290,39 +294,8 @@ def evaluate_target(target, records, tasks, epoch_dir: Path, *, cfg, budgets, ba
         log(
             f"epoch {target.epoch} ({target.label}): {pending} answers to generate, {done_before} already on disk"
         )
-        inference = _load(target, cfg, base_model, device)
-        generator = BatchedGenerator(
-            inference,
-            prompt_style=cfg.speech.prompt_style,
-            prompt_reference=cfg.speech.prompt_reference,
-            batch_size=batch_size,
-            max_new_tokens=budgets,
-        )
-        bar = tqdm(total=pending, desc=f"epoch {target.epoch}", unit="answer", disable=not progress)
-        last_beat = [time.monotonic()]
-
-        def on_answers(answers) -> None:
-            lines = []
-            for a in answers:
-                parsed = parse_answer(a.task, a.raw)
-                lines.append(
-                    {
-                        **a.to_dict(),
-                        "values": parsed.values,
-                        "errors": parsed.errors,
-                        SOURCE_KEY: sources[a.id],
-                    }
-                )
-            store.append_many(lines)
-            bar.update(len(answers))
-            if time.monotonic() - last_beat[0] >= HEARTBEAT_SECONDS:
-                events.write("heartbeat", target.step, epoch=target.epoch, done=bar.n, total=pending)
-                last_beat[0] = time.monotonic()
-
-        try:
-            generator.run(records, tasks, missing, on_answers)
-        finally:
-            bar.close()
+        _generate(model.of(target), target, records, tasks, missing, store, sources, pending,
+                  cfg=cfg, budgets=budgets, batch_size=batch_size, events=events, progress=progress)  # fmt: skip
     metrics = compute_metrics(
         records,
         store,
@@ -335,3 +308,40 @@ def evaluate_target(target, records, tasks, epoch_dir: Path, *, cfg, budgets, ba
     metrics["model"] = target.label
     (epoch_dir / "metrics.json").write_text(json.dumps(jsonable(metrics), indent=2) + "\n")
     return metrics
+
+
+def _generate(inference, target, records, tasks, missing, store, sources, pending, *, cfg, budgets, batch_size,
+              events, progress) -> None:  # fmt: skip
+    """Generate the ``pending`` answers of one model, appended to ``store`` as they come."""
+    from tqdm.auto import tqdm
+
+    from loralab.speech.evaluation.fingerprint import SOURCE_KEY
+    from loralab.speech.inference.generate import BatchedGenerator
+    from loralab.speech.scoring.parse import parse_answer
+
+    generator = BatchedGenerator(
+        inference,
+        prompt_style=cfg.speech.prompt_style,
+        prompt_reference=cfg.speech.prompt_reference,
+        batch_size=batch_size,
+        max_new_tokens=budgets,
+    )
+    bar = tqdm(total=pending, desc=f"epoch {target.epoch}", unit="answer", disable=not progress)
+    last_beat = [time.monotonic()]
+
+    def on_answers(answers) -> None:
+        lines = []
+        for a in answers:
+            parsed = parse_answer(a.task, a.raw)
+            record = {"values": parsed.values, "errors": parsed.errors, SOURCE_KEY: sources[a.id]}
+            lines.append({**a.to_dict(), **record})
+        store.append_many(lines)
+        bar.update(len(answers))
+        if time.monotonic() - last_beat[0] >= HEARTBEAT_SECONDS:
+            events.write("heartbeat", target.step, epoch=target.epoch, done=bar.n, total=pending)
+            last_beat[0] = time.monotonic()
+
+    try:
+        generator.run(records, tasks, missing, on_answers)
+    finally:
+        bar.close()

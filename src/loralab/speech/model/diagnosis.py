@@ -155,7 +155,7 @@ def diagnosed_phones(canonical: Sequence[str], edits: Sequence[PhoneEdit] | None
 def edit_labels(canonical: Sequence[str], pronounced: Sequence[str]) -> list[str | None]:
     """Per canonical phone, what was said instead (a phone, or ``"<DEL>"``), None where it was said
     as is: the reference for :func:`best_threshold`, from the aligned pronounced phones."""
-    from loralab.speech.evaluation.align import align
+    from loralab.speech.scoring.align import align
 
     out: list[str | None] = []
     for ref, hyp in align(list(canonical), list(pronounced)):

@@ -140,7 +140,9 @@ def save_trainable(model, out_dir: Path) -> None:
 
 
 def load_trainable(model, in_dir: Path) -> None:
-    """Load what :func:`save_trainable` wrote (resume)."""
+    """Load what :func:`save_trainable` wrote (resume), the GOP scorer included."""
+    from loralab.speech.model.gop import GOP_FILE, load_gop_scorer
+
     inner = unwrap(model)
     in_dir = Path(in_dir)
     lora_setup.load_adapter_weights(inner.peft_model, in_dir)
@@ -148,6 +150,8 @@ def load_trainable(model, in_dir: Path) -> None:
     if expected and not (in_dir / UNFROZEN_FILE).is_file():
         raise LoralabError(f"{in_dir} has no {UNFROZEN_FILE}, but this run trains unfrozen modules")
     lora_setup.load_unfrozen(inner.peft_model, in_dir / UNFROZEN_FILE)
+    if (in_dir / GOP_FILE).is_file():
+        inner.gop_scorer = load_gop_scorer(in_dir)
 
 
 def model_card(cfg, model_dir: Path) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Fast decoding (one recording on the KV cache) against the plain route on a tiny random Qwen2-Audio.
 
 * Constrained APA: its expected scores equal those of the evaluation's teacher-forced pass
-  (:func:`~loralab.speech.evaluation.expected.expected_scores`, no cache) over the same answer,
+  (:func:`~loralab.speech.inference.expected.expected_scores`, no cache) over the same answer,
   and each number it wrote is the most likely number there by that pass; with a tokenizer
   that writes "10" as "1" + "0", the ten-or-one decision included (logit biases steer it).
 * Greedy with a draft: the tokens of ``model.generate`` (greedy), whatever the draft.
@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 import torch
 
-from loralab.speech.evaluation.expected import expected_scores, number_token_ids, score_positions
-from loralab.speech.evaluation.fast_decode import (
+from loralab.speech.inference.expected import expected_scores, number_token_ids, score_positions
+from loralab.speech.inference.fast_decode import (
     CachedModel,
     FastDecoder,
     apa_template,
     constrained_apa,
     greedy_with_draft,
 )
-from loralab.speech.evaluation.parse import APA_ASPECTS
+from loralab.speech.scoring.parse import APA_ASPECTS
 
 TEXT = "Picture that family weather cat"
 
@@ -39,7 +39,7 @@ def inference(tiny_qwen2audio_dir):
 
 @pytest.fixture(scope="module")
 def decoder(inference):
-    from loralab.speech.evaluation.generate import BatchedGenerator
+    from loralab.speech.inference.generate import BatchedGenerator
 
     return FastDecoder(BatchedGenerator(inference, prompt_style="short", prompt_reference="phones"))
 
@@ -53,7 +53,7 @@ def recording(seed: int, seconds: float = 1.5) -> np.ndarray:
 
 
 def item(seed: int):
-    from loralab.speech.evaluation.assess import AssessItem
+    from loralab.speech.inference.recording_answers import AssessItem
 
     return AssessItem(str(seed), f"take{seed}.wav", TEXT, 1.5)
 
@@ -251,7 +251,7 @@ def test_a_prefill_reuses_what_the_prompts_of_one_recording_share(inference, dec
 
 
 def test_fast_assessment_answers_as_the_batched_one(inference):
-    from loralab.speech.evaluation.assess import AssessItem, assess_items
+    from loralab.speech.inference.recording_answers import AssessItem, assess_items
 
     items = [AssessItem(str(i), f"take{i}.wav", TEXT, 1.5) for i in range(2)]
     audios = {it.id: recording(10 + i) for i, it in enumerate(items)}
@@ -265,7 +265,7 @@ def test_fast_assessment_answers_as_the_batched_one(inference):
 def test_number_probabilities_recorded_while_generating_equal_the_teacher_forced_pass(inference, decoder):
     """The evaluation reads expected scores from the probabilities recorded during generate (no
     second pass): at every new position of a left-padded batch, those of the teacher-forced pass."""
-    from loralab.speech.evaluation.expected import NumberProbabilities
+    from loralab.speech.inference.expected import NumberProbabilities
 
     generator = decoder.generator
     generator.max_new_tokens["apa"] = 9

@@ -1,17 +1,17 @@
 """Fast decoding of one recording's answers on the KV cache (what ``assess`` and ``serve`` use).
 
 Two ways to ask the model for fewer forward passes, each giving what the plain route gives
-(:class:`~loralab.speech.evaluation.generate.BatchedGenerator`: greedy ``generate``, the
+(:class:`~loralab.speech.inference.generate.BatchedGenerator`: greedy ``generate``, the
 expected scores read from the probabilities at each number's position):
 
 * **Constrained APA** (expected-score decoding): the answer's format is fixed JSON
   (``{"accuracy": N, "fluency": N, ...}`` as the model was trained on it), so its template
   tokens are fed, not generated; only at each number's first position the model is read: the
   expected score from its probabilities over the numbers 0..10 (exactly
-  :func:`~loralab.speech.evaluation.expected.expected_score`), and the number written there its
+  :func:`~loralab.speech.inference.expected.expected_score`), and the number written there its
   most likely one, as a greedy answer that keeps to the template would write it. Where "10" is
   two tokens ("1" + "0"), "1" is fed with "0" after it: the position after "1" gives the
-  probability of "0" (the split of the mass of "1", as :func:`~loralab.speech.evaluation.expected.expected_score` reads it) and
+  probability of "0" (the split of the mass of "1", as :func:`~loralab.speech.inference.expected.expected_score` reads it) and
   whether the number is 10 (p("0") >= p(the template's next token)) or 1 (then "0" is dropped
   from the cache). Speculative: the prompt, the whole template and guessed numbers (10, then
   the number before) go in one prefill; a number the model contradicts is put right and the
@@ -35,8 +35,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from loralab.speech.evaluation.expected import SCORES, expected_score, number_token_ids, score_positions
-from loralab.speech.evaluation.generate import GeneratedAnswer
+from loralab.speech.inference.expected import SCORES, expected_score, number_token_ids, score_positions
+from loralab.speech.inference.generate import GeneratedAnswer
 
 PLACEHOLDER = 5  # the number the template is tokenized with (any single-token score)
 REDRAFT_TOKENS = 16  # draft tokens verified per pass after the first difference
@@ -282,8 +282,10 @@ def greedy_with_draft(lm: CachedModel, inputs: dict, draft: Sequence[int], end_i
 
 class FastDecoder:
     """Answers of one recording at a time through :class:`CachedModel` (see the module doc).
-    ``generator``: a :class:`~loralab.speech.evaluation.generate.BatchedGenerator` (its
-    collator lays out the prompts; the audio encoder's output is cached across tasks)."""
+    ``generator``: a :class:`~loralab.speech.inference.generate.BatchedGenerator` (its
+    collator lays out the prompts; the audio encoder's output is cached across tasks, over the
+    real frames only for Qwen2-Audio, as the generator set the encoder up). Changes nothing on
+    the model."""
 
     def __init__(self, generator):
         self.generator = generator
@@ -291,13 +293,10 @@ class FastDecoder:
         self.layout = generator.collator.layout
         self.templates: dict[str, ApaTemplate | None] = {}
         self.lm: CachedModel | None = None  # one sequence, kept across the tasks of a recording
-        from loralab.speech.backbones.qwen2audio_window import crop_encoder_window
-
-        crop_encoder_window(self.inference.model)  # Qwen2-Audio: the encoder over the real frames only
 
     def template(self, task: str) -> ApaTemplate | None:
         if task not in self.templates:
-            from loralab.speech.evaluation.parse import APA_ASPECTS
+            from loralab.speech.scoring.parse import APA_ASPECTS
 
             aspects = APA_ASPECTS if task == "apa" else (task.removeprefix("apa_"),)
             self.templates[task] = apa_template(self.layout, self.inference.tokenizer, task, aspects)
@@ -334,7 +333,7 @@ class FastDecoder:
             if task.startswith("apa") and read_expected:  # no template: one teacher-forced pass
                 import torch
 
-                from loralab.speech.evaluation.expected import expected_scores
+                from loralab.speech.inference.expected import expected_scores
 
                 prompt_len = inputs["input_ids"].shape[1]
                 sequences = torch.cat([inputs["input_ids"], torch.tensor([tokens], dtype=torch.long)], 1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from loralab.speech.evaluation.expected import expected_score, number_token_ids, score_positions
+from loralab.speech.inference.expected import expected_score, number_token_ids, score_positions
 
 
 class DigitTokenizer:

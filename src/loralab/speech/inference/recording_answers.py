@@ -1,12 +1,6 @@
-"""Assess recordings with a trained model: the four scores, what was said (words and phones),
-and a per-word diagnosis against the canonical pronunciation.
-
-Canonical pronunciation: CMUdict's first entry per word, stress stripped; a word CMUdict
-lacks gets the letter-to-sound guess of :func:`loralab.speech.data.phones.guess_pronunciation`
-and is marked ``guessed`` (said in the table and the JSON). The model's phone transcript is
-aligned to the whole sentence's canonical phones (minimum edit distance); each canonical
-phone then belongs to its word. A phone inserted at a word boundary is given to the word
-before it (to the first word when inserted before everything).
+"""Assess recordings with a trained model (``assess_items``, behind ``loralab assess`` and
+serve): the four scores, what was said (words and phones), and a per-word diagnosis against the
+canonical pronunciation (:mod:`loralab.speech.scoring.word_diagnosis`).
 """
 
 from __future__ import annotations
@@ -15,48 +9,22 @@ import csv
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from loralab.errors import DataError
-from loralab.speech.evaluation.align import phone_tokens, slot_alignment, word_tokens
-from loralab.speech.evaluation.generate import BatchedGenerator, answer_token_budget
-from loralab.speech.evaluation.parse import APA_ASPECTS, parse_answer
-from loralab.speech.evaluation.reading_length import (
+from loralab.speech.inference.generate import BatchedGenerator, answer_token_budget
+from loralab.speech.inference.reading_length import (
     check_context,
     check_reading_length,
     model_context,
     short_recording_note,
 )
+from loralab.speech.scoring.align import word_tokens
+from loralab.speech.scoring.parse import APA_ASPECTS, parse_answer
+from loralab.speech.scoring.word_diagnosis import WordDiagnosis, canonical_words, diagnose_words
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
-
-
-@dataclass
-class PhoneError:
-    kind: str  # substituted | deleted | inserted
-    expected: str | None
-    heard: str | None
-
-    def describe(self) -> str:
-        if self.kind == "substituted":
-            return f"{self.expected}->{self.heard}"
-        if self.kind == "deleted":
-            return f"-{self.expected}"
-        return f"+{self.heard}"
-
-
-@dataclass
-class WordDiagnosis:
-    word: str
-    canonical: list[str]
-    heard: list[str]
-    lexicon: str  # cmudict | guessed
-    errors: list[PhoneError] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
 
 
 @dataclass
@@ -92,48 +60,6 @@ class AssessItem:
     def canonical_phones(self) -> str:
         """The sentence's canonical phones (for prompts with ``speech.prompt_reference=phones``)."""
         return " ".join(p for _, phones, _ in canonical_words(self.text) for p in phones)
-
-
-def canonical_words(text: str) -> list[tuple[str, list[str], str]]:
-    """(word, canonical phones stress stripped, 'cmudict' | 'guessed') per word of ``text``."""
-    from loralab.speech.data.phones import pronunciation
-
-    out = []
-    for word in word_tokens(text):
-        phones, known = pronunciation(word)
-        out.append((word, phone_tokens(phones), "cmudict" if known else "guessed"))
-    return out
-
-
-def diagnose_words(text: str, heard_phones: str | None) -> list[WordDiagnosis]:
-    """Per-word diagnosis of ``heard_phones`` against ``text``'s canonical pronunciation."""
-    words = canonical_words(text)
-    canonical = [p for _, phones, _ in words for p in phones]
-    owner = [i for i, (_, phones, _) in enumerate(words) for _ in phones]
-    result = [WordDiagnosis(w, phones, [], lex) for w, phones, lex in words]
-    if heard_phones is None or not result:
-        return result
-    at, gaps = slot_alignment(canonical, phone_tokens(heard_phones))
-
-    def gap_owner(g: int) -> int:
-        # Gap g lies before canonical phone g: it belongs to the word of phone g-1 (the word
-        # before the boundary), or to the first word for g == 0.
-        return owner[g - 1] if g > 0 else (owner[0] if owner else 0)
-
-    for g in range(len(canonical) + 1):
-        if g > 0 and at[g - 1] is not None:
-            result[owner[g - 1]].heard.append(at[g - 1])
-        for h in gaps[g]:
-            w = result[gap_owner(g)]
-            w.heard.append(h)
-            w.errors.append(PhoneError("inserted", None, h))
-        if g < len(canonical):
-            c, h = canonical[g], at[g]
-            if h is None:
-                result[owner[g]].errors.append(PhoneError("deleted", c, None))
-            elif h != c:
-                result[owner[g]].errors.append(PhoneError("substituted", c, h))
-    return result
 
 
 def read_batch(csv_path: str | Path | None = None, audio_dir: str | Path | None = None) -> list[AssessItem]:
@@ -217,7 +143,7 @@ def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None 
     probabilities (one decimal), as the model was evaluated; greedy: the digits it wrote.
     ``apa_tasks``: how the model was trained to score, ``("apa",)`` (all aspects in one answer)
     or one task per aspect (``apa_fluency``, ...), whose answers are merged. ``fast``: one
-    recording at a time on the KV cache (:mod:`~loralab.speech.evaluation.fast_decode`: APA
+    recording at a time on the KV cache (:mod:`~loralab.speech.inference.fast_decode`: APA
     constrained to its template under expected-score decoding, greedy answers verified against
     the ideal answer), the same answers and expected scores as batched ``generate``."""
     from loralab.speech.model.gop import little_speech_note
@@ -260,7 +186,7 @@ def _check_context(inference, items: Sequence[AssessItem], prompt_reference: str
 
 def _decode_fast(generator, order, audios, apa_tasks, batch_size, max_new_tokens, score_decoding):
     """Every item's answers, one recording at a time (:mod:`~.fast_decode`)."""
-    from loralab.speech.evaluation.fast_decode import FastDecoder
+    from loralab.speech.inference.fast_decode import FastDecoder
 
     decoder = FastDecoder(generator)
     raw: dict[tuple[str, str], str] = {}

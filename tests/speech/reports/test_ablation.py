@@ -9,7 +9,7 @@ import math
 import pytest
 
 from loralab.errors import LoralabError
-from loralab.speech.evaluation.ablation import write_ablation
+from loralab.speech.reports.ablation import write_ablation
 
 
 def _aspect(pcc, ci=None):

@@ -3,7 +3,7 @@
 Each variant is one evaluated run (its last evaluated epoch) under one score decoding. Levers
 read from the run itself: the prompt (``speech.prompt_style``, ``speech.prompt_reference``),
 the tasks, the backbone family, and the decoding (greedy digits or expected scores: both
-come from the same predictions, see :mod:`~.expected`). Levers that need their own training
+come from the same predictions, see :mod:`~loralab.speech.inference.expected`). Levers that need their own training
 (a text-aware prompt) are compared by giving the runs trained with and without them.
 Every PCC and F1 comes with its bootstrap 95% CI, so a difference can be told from noise.
 """

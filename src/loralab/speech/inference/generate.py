@@ -39,7 +39,7 @@ class GeneratedAnswer:
     raw: str
     new_tokens: int
     hit_limit: bool
-    expected: dict[str, float] | None = None  # APA: expected scores (loralab.speech.evaluation.expected)
+    expected: dict[str, float] | None = None  # APA: expected scores (loralab.speech.inference.expected)
     # The GOP scorer's estimate in the prompt (prompt_reference phones_gop: apa_accuracy's of the
     # accuracy, apa_total's of the total).
     estimate: int | None = None
@@ -119,7 +119,7 @@ class BatchedGenerator:
         self.model_inputs = ("input_ids", "attention_mask", *inference.backbone.audio_input_keys)
         self._estimates: dict[tuple[str, str], dict] = {}  # (waveform key, canonical phones) -> estimates
         # Greedy in every route: the checkpoint's generation_config cannot change it (see .decoding).
-        from loralab.speech.evaluation.decoding import greedy_only
+        from loralab.speech.inference.decoding import greedy_only
 
         self.decoding_notes = greedy_only(inference.model)
         for note in self.decoding_notes:
@@ -194,7 +194,7 @@ class BatchedGenerator:
         pad_id = inf.tokenizer.pad_token_id if inf.tokenizer.pad_token_id is not None else end_ids[0]
         recorder = None
         if task.startswith("apa") and self.read_expected:
-            from loralab.speech.evaluation.expected import NumberProbabilities
+            from loralab.speech.inference.expected import NumberProbabilities
 
             recorder = NumberProbabilities(inf.model, inf.tokenizer)
         try:
@@ -207,11 +207,11 @@ class BatchedGenerator:
         new = out[:, prompt_len:].tolist()
         expected = [None] * len(ids)
         if recorder is not None and len(recorder.steps) == out.shape[1] - prompt_len:
-            from loralab.speech.evaluation.expected import read_expected
+            from loralab.speech.inference.expected import read_expected
 
             expected = [read_expected(inf.tokenizer, row, recorder.probs_of(n)) for n, row in enumerate(new)]
         elif recorder is not None:  # lm_head not called once per token: one teacher-forced pass
-            from loralab.speech.evaluation.expected import expected_scores
+            from loralab.speech.inference.expected import expected_scores
 
             expected = expected_scores(inf.model, inputs, out, prompt_len, inf.tokenizer)
         estimates = batch.get("estimates")
@@ -225,7 +225,7 @@ class BatchedGenerator:
         return answers
 
     def _generate(self, inputs: dict, task: str, end_ids: list[int], pad_id: int):
-        from loralab.speech.evaluation.decoding import generate_settings
+        from loralab.speech.inference.decoding import generate_settings
 
         inf = self.inference
         settings = generate_settings(

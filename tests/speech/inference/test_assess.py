@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from loralab.cli.main import main as cli_main
-from loralab.speech.evaluation.assess import diagnose_words
+from loralab.speech.scoring.word_diagnosis import diagnose_words
 
 
 def test_diagnosis_against_cmudict_hand_worked():
@@ -135,9 +135,9 @@ def test_assess_bad_input_errors(tiny_model_dir, wav, tmp_path, capsys):
 
 def test_assess_merges_one_aspect_at_a_time_and_reads_expected_scores(tiny_model_dir, wav, monkeypatch):
     """A model trained one aspect at a time is asked each aspect; expected decoding gives its scores."""
-    from loralab.speech.evaluation.assess import AssessItem, assess_items
-    from loralab.speech.evaluation.fast_decode import FastDecoder
-    from loralab.speech.evaluation.generate import BatchedGenerator, GeneratedAnswer
+    from loralab.speech.inference.fast_decode import FastDecoder
+    from loralab.speech.inference.generate import BatchedGenerator, GeneratedAnswer
+    from loralab.speech.inference.recording_answers import AssessItem, assess_items
     from loralab.speech.model.load import load_for_inference
 
     asked = []

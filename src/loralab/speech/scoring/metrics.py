@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from loralab.speech.evaluation.align import EditCounts, edit_counts, phone_tokens, word_tokens
-from loralab.speech.evaluation.mdd import MddCounts
-from loralab.speech.evaluation.parse import APA_ASPECTS, ParsedAnswer
+from loralab.speech.scoring.align import EditCounts, edit_counts, phone_tokens, word_tokens
+from loralab.speech.scoring.mdd import MddCounts
+from loralab.speech.scoring.parse import APA_ASPECTS, ParsedAnswer
 
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0

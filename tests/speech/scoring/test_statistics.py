@@ -16,8 +16,10 @@ from scipy import stats
 
 from loralab.json_numbers import jsonable
 from loralab.speech.data.records import SentenceScores
-from loralab.speech.evaluation.mdd import MddCounts, mdd_counts, mdd_metrics
-from loralab.speech.evaluation.metrics import (
+from loralab.speech.reports.tables import read_epoch_summaries, write_tables
+from loralab.speech.scoring.epoch_metrics import compute_metrics, summary_row
+from loralab.speech.scoring.mdd import MddCounts, mdd_counts, mdd_metrics
+from loralab.speech.scoring.metrics import (
     apa_metrics,
     bootstrap_f1,
     bootstrap_f1_ci,
@@ -28,9 +30,7 @@ from loralab.speech.evaluation.metrics import (
     f1_from_counts,
     per_accuracy_correlation,
 )
-from loralab.speech.evaluation.parse import parse_answer
-from loralab.speech.evaluation.scoring import compute_metrics, summary_row
-from loralab.speech.evaluation.tables import read_epoch_summaries, write_tables
+from loralab.speech.scoring.parse import parse_answer
 
 ASPECTS = ("accuracy", "fluency", "prosodic", "total")
 
@@ -360,7 +360,7 @@ def test_aspects_alone_replace_the_joint_answer_and_the_gop_estimates_are_scored
 
 
 def test_correlation_reports_error_and_spread_that_a_pcc_cannot_see():
-    from loralab.speech.evaluation.metrics import correlation
+    from loralab.speech.scoring.metrics import correlation
 
     human = [2.0, 4.0, 6.0, 8.0, 10.0]
     flat = [7.9, 7.95, 8.0, 8.05, 8.1]  # a constant with a wobble: perfect PCC, no skill

@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
-from loralab.speech.evaluation.mdd import MDD_CONVENTIONS, mdd_counts, mdd_metrics
-from loralab.speech.evaluation.metrics import (
+from loralab.speech.scoring.mdd import MDD_CONVENTIONS, mdd_counts, mdd_metrics
+from loralab.speech.scoring.metrics import (
     BOOTSTRAP_CONFIDENCE,
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
@@ -26,15 +27,22 @@ from loralab.speech.evaluation.metrics import (
     utterance_per,
     wer_metrics,
 )
-from loralab.speech.evaluation.parse import ParsedAnswer, parse_answer
-from loralab.speech.evaluation.store import PredictionStore
+from loralab.speech.scoring.parse import ParsedAnswer, parse_answer
 
 FIGURE5_FILE = "per_vs_accuracy.png"
 
 
+class PredictionStore(Protocol):
+    """What scoring reads of stored predictions (:class:`~loralab.speech.evaluation.store.PredictionStore`
+    is one): the prediction of an utterance for a task, None when there is none. A protocol, so that
+    scoring sits below the evaluation run that stores them."""
+
+    def get(self, utterance_id: str, task: str) -> dict | None: ...
+
+
 def _answers(records, store: PredictionStore, task: str, expected: bool = False) -> list[ParsedAnswer]:
     """Answers re-parsed from their raw text; ``expected``: APA scores replaced by the expected
-    scores stored beside them (those the generator could read; see :mod:`~.expected`)."""
+    scores stored beside them (those the generator could read; see :mod:`~loralab.speech.inference.expected`)."""
     out = []
     for r in records:
         pred = store.get(r.id, task)
@@ -133,8 +141,8 @@ def compute_metrics(
 def _score_gop_estimate(metrics: dict, records, store, tasks, boot: dict) -> None:
     """``metrics['gop_estimate']``: per aspect, the estimate a phones_gop prompt gave the model,
     scored on its own (the scorer alone, beside what the model made of it); nothing for other prompts."""
-    from loralab.speech.evaluation.metrics import bootstrap_pcc_ci, correlation
     from loralab.speech.prompts import APA_ASPECT_TASKS
+    from loralab.speech.scoring.metrics import bootstrap_pcc_ci, correlation
 
     scored = {}
     for task in _apa_tasks(tasks):
@@ -213,7 +221,7 @@ def _other(convention: str) -> str:
 
 
 def summary_row(metrics: dict) -> dict[str, float]:
-    """The flat Table-3 row (keys of :data:`~.paper.TABLE3_COLUMNS`) plus parse rates; MDD
+    """The flat Table-3 row (keys of :data:`~loralab.speech.reports.paper.TABLE3_COLUMNS`) plus parse rates; MDD
     f1/precision/recall are the configured convention's, ``<key>_<other convention>`` the other's.
     Beside each ``<x>_pcc``: ``<x>_scc`` (Spearman), ``<x>_pcc_ci_low``/``_high`` (bootstrap
     interval), ``<x>_mae`` and ``<x>_spread`` (predictions' std over the labels'); beside ``f1``: ``f1_ci_low``/``_high``. NaN where undefined or not computed."""

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from loralab.speech.evaluation.align import align, edit_counts, phone_tokens, word_tokens
-from loralab.speech.evaluation.metrics import (
+from loralab.speech.scoring.align import align, edit_counts, phone_tokens, word_tokens
+from loralab.speech.scoring.metrics import (
     apa_metrics,
     correlation,
     per_accuracy_correlation,
     per_metrics,
     wer_metrics,
 )
-from loralab.speech.evaluation.parse import parse_answer
+from loralab.speech.scoring.parse import parse_answer
 
 
 def brute_levenshtein(a: tuple, b: tuple) -> int:

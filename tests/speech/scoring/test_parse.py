@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from loralab.speech.evaluation.parse import parse_answer, parse_reference
+from loralab.speech.scoring.parse import parse_answer, parse_reference
 
 
 def test_strict_json_with_trailing_text():

@@ -46,7 +46,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from loralab.speech.evaluation.align import align, phone_tokens, slot_alignment
+from loralab.speech.scoring.align import align, phone_tokens, slot_alignment
 
 MDD_CONVENTIONS = ("reference", "strict")
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from loralab.speech.evaluation.generate import BatchedGenerator, answer_token_budget
+from loralab.speech.inference.generate import BatchedGenerator, answer_token_budget
 
 MODEL_INPUTS = (
     "input_ids",

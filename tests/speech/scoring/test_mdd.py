@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from loralab.speech.evaluation.mdd import MddCounts, mdd_counts, mdd_metrics
+from loralab.speech.scoring.mdd import MddCounts, mdd_counts, mdd_metrics
 
 # Canonical (with stress digits, as annotated), then what the annotators heard, then the model:
 #  pos  canonical  human        predicted   category
@@ -83,8 +83,8 @@ def test_metrics_sum_counts_and_skip_failures():
 
 
 def test_summary_and_table3_name_the_convention(tmp_path):
-    from loralab.speech.evaluation.scoring import summary_row
-    from loralab.speech.evaluation.tables import write_tables
+    from loralab.speech.reports.tables import write_tables
+    from loralab.speech.scoring.epoch_metrics import summary_row
 
     args = ([CANONICAL], [HUMAN], [PREDICTED])
     mdd = {

@@ -5,7 +5,7 @@ and epoch (epoch 0 is the shared "no training" row), and the difference ours - p
 parse rates stand beside our numbers, since a correlation over half the answers is not the
 same claim as one over all. Table 4: the other systems of the paper's Table 4 and our best
 epoch (highest mean of the four PCCs). Table 3 states which MDD scoring convention (see
-:mod:`~.mdd`) produced its F1/precision/recall.
+:mod:`~loralab.speech.scoring.mdd`) produced its F1/precision/recall.
 
 Our rows also carry what the paper does not report: each PCC and the F1 with its bootstrap
 95% interval, "0.620 [0.510, 0.700]", and the Spearman correlations (SCC columns after Rec;
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from loralab.engine.run_dir import epoch_folders
 from loralab.json_numbers import to_float
-from loralab.speech.evaluation.paper import (
+from loralab.speech.reports.paper import (
     PAPER_FIGURE5,
     PAPER_TABLE4,
     TABLE3_COLUMNS,
