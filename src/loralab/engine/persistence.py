@@ -14,6 +14,7 @@ import socket
 from pathlib import Path
 
 from loralab.engine import checkpoint as ckpt
+from loralab.engine.model_card import write_card
 from loralab.engine.reporting import Reporter
 from loralab.engine.run_dir import FINAL_MODEL_DIR, corrupt_checkpoint_error
 from loralab.engine.run_info import (
@@ -161,7 +162,7 @@ def save_checkpoint(loop, epoch: int) -> None:
             "steps_per_epoch": loop.steps_per_epoch,
             "total_steps": loop.total_steps,
         }
-        ckpt.write_card(tmp, dataclasses.asdict(loop.cfg), epoch, loop.step, library_versions())
+        write_card(tmp, dataclasses.asdict(loop.cfg), epoch, loop.step, library_versions())
         ckpt.write_states(
             tmp,
             None if loop.deepspeed else loop.optimizer.state_dict(),
@@ -178,7 +179,7 @@ def save_checkpoint(loop, epoch: int) -> None:
 
 
 def save_final_model(loop) -> None:
-    """``final_model/`` via the system's save_final, then the 'end' event."""
+    """``final_model/`` via the system's save_final and the engine's model card, then the 'end' event."""
     final = loop.run_dir / FINAL_MODEL_DIR
     if loop.acc.is_main_process:
         tmp = loop.run_dir / f"{ckpt.TMP_PREFIX}{FINAL_MODEL_DIR}"
@@ -188,6 +189,8 @@ def save_final_model(loop) -> None:
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         loop.parts.save_final(loop.acc.unwrap_model(loop.model), tmp)
+        epoch = max(loop.epoch, loop.start_epoch - 1)  # a resume with nothing left to train
+        write_card(tmp, dataclasses.asdict(loop.cfg), epoch, loop.step, library_versions())
         ckpt.commit(tmp, final)
         loop.reporter.event("end", loop.step, status="finished", final_model=str(final))
         loop.reporter.print(f"final model: {final}")

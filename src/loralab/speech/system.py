@@ -44,8 +44,8 @@ class Injected:
 
     base_model: a loaded, frozen base model; :func:`training.prepare_training_model` adds the
         LoRA of the config to it. backbone: its family (:mod:`loralab.speech.backbones`).
-    model_dir: where the base came from (for the final model's card; None: ``save_final``
-        writes the trainable weights only).
+    model_dir: where the base came from (None: ``save_final`` writes the trainable weights
+        only, no tokenizer and feature extractor).
     """
 
     base_model: Any = None
@@ -131,7 +131,7 @@ def build_parts(cfg, runtime, injected: Injected | None = None) -> SystemParts:
         if built.model_dir is None:
             training.save_trainable(m, out_dir)
         else:
-            training.save_final(m, out_dir, cfg, tokenizer, feature_extractor, built.model_dir)
+            training.save_final(m, out_dir, tokenizer, feature_extractor)
 
     return SystemParts(
         model=model,
@@ -199,9 +199,10 @@ def count_parameters(cfg) -> dict[str, ParamCount]:
 
     The model is built on the meta device; LoRA parameters are counted from the targeted layers'
     shapes (r x (in + out) each). For ``lora.init = pretrained`` the adapter's own
-    targets are used when its adapter_config.json is at hand (the modules its tensors name, or a
+    targets are used when its PEFT config is at hand (the modules its tensors name, or a
     list of plain names restricted to the text decoder).
     """
+    from loralab.engine.model_card import has_adapter
     from loralab.speech.model import lora as lora_setup
     from loralab.speech.model.adapter_targets import adapter_target_regex
     from loralab.speech.model.layout import SPEECH_ADAPTER_DIR
@@ -218,7 +219,7 @@ def count_parameters(cfg) -> dict[str, ParamCount]:
             if cfg.lora.adapter_path
             else (model_dir / SPEECH_ADAPTER_DIR if model_dir else None)
         )
-        if adapter is not None and (adapter / "adapter_config.json").is_file():
+        if adapter is not None and has_adapter(adapter):
             saved = lora_setup.read_adapter_config(adapter).get("target_modules")
             targets = adapter_target_regex(model, adapter, saved or targets, backbone.default_lora_targets)
     lora_params, _ = lora_setup.lora_parameter_count(model, targets, cfg.lora.rank)
