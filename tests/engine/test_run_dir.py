@@ -111,7 +111,7 @@ def test_each_checkpoint_and_the_final_model_describe_themselves(tmp_path):
             epoch,
             2 * epoch,
         )
-        assert card.config == run.raw_config() and card.system == "speech" and card.layout == "card"
+        assert card.config == run.raw_config() and card.system == "toy" and card.layout == "card"
         assert card.base_model == run.raw_config()["model"]["name_or_path"]
         assert {"torch", "transformers", "peft"} <= set(card.versions)
         assert step_of(path) == (0 if path == run.final_model else 2 * epoch)  # final_model/: as before

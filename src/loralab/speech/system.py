@@ -1,4 +1,4 @@
-"""The speech system's plug-in for the shared trainer (see :mod:`loralab.engine.system`).
+"""The speech system's training parts (the plug-in is :mod:`loralab.speech.contract`).
 
 ``build_parts(cfg, runtime)``: the configured backbone family (Phi-4-multimodal, Qwen2-Audio;
 :mod:`loralab.speech.backbones`) + the LoRA set-up of the config, the
@@ -6,7 +6,7 @@ manifest's utterances as ``(record, task)`` examples (one per task in ``speech.t
 chat-template collator, lengths for length-grouped batches, and the answer-only loss.
 ``count_parameters(cfg)``: the same parameter groups from config.json alone (meta device).
 The rest of the contract (config problems, description, headline metrics, ``loralab
-evaluate``) is :mod:`loralab.speech.contract`'s, exported here.
+evaluate``) is :mod:`loralab.speech.contract`'s, which exports these two.
 """
 
 from __future__ import annotations
@@ -17,14 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from loralab.engine.system import ParamCount, SystemParts
-from loralab.speech.contract import (  # noqa: F401  (the system contract, exported)
-    ESTIMATOR,
-    EVALUATION_OPTIONS,
-    HEADLINE_METRICS,
-    describe,
-    evaluate_run,
-    validate_config,
-)
 
 
 def _read_split(cfg, split: str) -> tuple[list, dict[str, int]]:
