@@ -1,7 +1,7 @@
 """A running loop's state on disk: start (and resume), per-epoch checkpoints, the final model.
 
-Functions of the trainer's loop object (``loralab.engine.trainer._Loop``): they read its
-model, optimizer, scheduler, counters and reporter. Collective calls (``save_checkpoint``,
+Functions of the trainer's loop (:class:`loralab.engine.trainer.TrainingLoop`): they read its
+model, optimizer, scheduler, counters and reporter, and change it through its methods only. Collective calls (``save_checkpoint``,
 ``save_final_model``) must run on every process; only the main one writes shared files,
 each process its own RNG state.
 """
@@ -32,12 +32,14 @@ from loralab.safe_files import CorruptFileError
 def start_run(loop, resume_from: Path | None) -> None:
     """Restore from ``resume_from`` (if given), open the reporter, record and announce the run."""
     rng_state = restore_checkpoint(loop, resume_from) if resume_from else None
-    loop.reporter = Reporter(
-        loop.run_dir,
-        loop.acc.is_main_process,
-        purge_step=loop.step + 1 if resume_from else None,
-        total_steps=loop.total_steps,
-        initial_step=loop.step,
+    loop.attach_reporter(
+        Reporter(
+            loop.run_dir,
+            loop.acc.is_main_process,
+            purge_step=loop.step + 1 if resume_from else None,
+            total_steps=loop.total_steps,
+            initial_step=loop.step,
+        )
     )
     plan = _record_start(loop, resume_from)
     _announce(loop, plan, resume_from)
@@ -127,8 +129,7 @@ def restore_checkpoint(loop, path: Path):
     else:
         loop.optimizer.load_state_dict(_checked(loop, path, ckpt.load_torch_file, path / ckpt.OPTIMIZER_FILE))
     loop.scheduler.load_state_dict(_checked(loop, path, ckpt.load_torch_file, path / ckpt.SCHEDULER_FILE))
-    loop.step, loop.start_epoch = int(state["global_step"]), int(state["epoch"]) + 1
-    loop.last_checkpoint = path
+    loop.resume_after(path, int(state["global_step"]), int(state["epoch"]))
     return _checked(loop, path, ckpt.load_rng, path, loop.rank)
 
 
@@ -174,7 +175,7 @@ def save_checkpoint(loop, epoch: int) -> None:
             "checkpoint", loop.step, epoch=epoch, path=str(final), size_bytes=ckpt.dir_size(final)
         )
         loop.reporter.print(f"epoch {epoch}: checkpoint {final}")
-    loop.last_checkpoint = ckpt.checkpoint_dir(run_dir, epoch)
+    loop.checkpoint_saved(ckpt.checkpoint_dir(run_dir, epoch))
     acc.wait_for_everyone()
 
 
