@@ -54,10 +54,10 @@ def recordings(model_path: Path, n: int) -> list[tuple[str, bytes]]:
     utterances nearest 5 s."""
     import soundfile as sf
 
-    from loralab.engine.run_dir import checkpoint_config
+    from loralab.engine.model_card import model_config
     from loralab.speech.data.audio import load_audio
 
-    config = checkpoint_config(model_path)
+    config, _ = model_config(model_path) or (None, None)
     if config is None:
         raise SystemExit(f"{model_path}: no run config beside it; the benchmark needs the run's test split")
     manifest = Path(config["speech"]["manifest_dir"])

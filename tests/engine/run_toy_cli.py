@@ -1,4 +1,5 @@
-"""Run ``loralab <args>`` with the toy system standing in for 'speech' (for subprocess tests).
+"""Run ``loralab <args>`` with the toy system registered (for subprocess tests; configs say
+``system: toy``: importing toy_system registers it, nothing is patched).
 
 Used as ``python run_toy_cli.py train CONFIG ...`` and under ``torchrun``. With TOY_DUMP_DIR
 set, each process writes its trained parameters to ``rank<R>.safetensors`` afterwards, so a
@@ -16,9 +17,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import toy_system  # noqa: E402
 
 from loralab.cli.main import main  # noqa: E402
-from loralab.engine import system  # noqa: E402
-
-system.SYSTEM_MODULES["speech"] = "toy_system"
 
 if __name__ == "__main__":
     code = main(sys.argv[1:])

@@ -26,6 +26,7 @@ TRAINING = dict(
 def toy_cfg(run_dir, every_epoch=False, **training) -> ExperimentConfig:
     return ExperimentConfig(
         name="toy",
+        system="toy",  # toy_system registered itself on import
         output_dir=str(run_dir),
         training=TrainingConfig(**{**TRAINING, **training}),
         evaluation=EvaluationConfig(every_epoch=every_epoch),

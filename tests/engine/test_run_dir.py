@@ -9,7 +9,8 @@ import pytest
 import toy_system
 from test_engine_trainer import toy_cfg
 
-from loralab.engine.run_dir import RunDir, checkpoint_config, read_checkpoint_card, step_of
+from loralab.engine.model_card import model_config, read_card
+from loralab.engine.run_dir import RunDir, step_of
 from loralab.engine.trainer import run_training
 from loralab.errors import LoralabError
 
@@ -96,24 +97,26 @@ def test_not_a_run_is_named(tmp_path):
         RunDir(bad).config()
 
 
-def test_each_checkpoint_describes_itself(tmp_path):
+def test_each_checkpoint_and_the_final_model_describe_themselves(tmp_path):
     run_path = tmp_path / "run"
     run_training(toy_cfg(run_path, epochs=2), toy_system.make_parts())
     run = RunDir(run_path)
     assert run.config().training.epochs == 2
-    for epoch, path in run.checkpoints().items():
-        card = read_checkpoint_card(path)
-        assert (card["format"], card["version"], card["epoch"], card["step"]) == (
+    folders = [*run.checkpoints().items(), (2, run.final_model)]
+    for epoch, path in folders:
+        card = read_card(path)
+        assert (card.raw["format"], card.version, card.epoch, card.step) == (
             "loralab-checkpoint",
-            1,
+            2,
             epoch,
             2 * epoch,
         )
-        assert card["config"] == run.raw_config() and card["system"] == "speech"
-        assert {"torch", "transformers", "peft"} <= set(card["versions"])
-        assert step_of(path) == 2 * epoch
+        assert card.config == run.raw_config() and card.system == "toy" and card.layout == "card"
+        assert card.base_model == run.raw_config()["model"]["name_or_path"]
+        assert {"torch", "transformers", "peft"} <= set(card.versions)
+        assert step_of(path) == (0 if path == run.final_model else 2 * epoch)  # final_model/: as before
     # A checkpoint copied away from its run still says what it is.
     moved = tmp_path / "elsewhere"
     run.checkpoint(1).rename(moved)
-    assert checkpoint_config(moved)["training"]["epochs"] == 2
-    assert read_checkpoint_card(run.final_model) is None
+    config, where = model_config(moved)
+    assert config["training"]["epochs"] == 2 and where == moved / "run.json"

@@ -13,7 +13,6 @@ from test_engine_processes import write_config
 from test_engine_trainer import toy_cfg
 
 from loralab.cli.main import main
-from loralab.engine import system
 from loralab.engine.run_lock import LOCK_FILE, run_lock
 from loralab.engine.trainer import run_training
 from loralab.errors import LoralabError
@@ -41,7 +40,6 @@ def write_lock(run, pid, host=None, **extra):
 
 @pytest.fixture
 def toy_cli(monkeypatch, tmp_path):
-    monkeypatch.setitem(system.SYSTEM_MODULES, "speech", "toy_system")
     run = tmp_path / "run"
     return run, write_config(tmp_path / "toy.yaml", run, epochs=1)
 

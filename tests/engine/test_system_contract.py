@@ -16,13 +16,9 @@ from loralab.engine.run_dir import RunDir
 from loralab.engine.trainer import run_training
 
 
-@pytest.fixture
-def toy_as_speech(monkeypatch):
-    monkeypatch.setitem(system.SYSTEM_MODULES, "speech", "toy_system")
-
-
 def test_every_registered_system_meets_the_contract():
-    for name in system.SYSTEM_MODULES:
+    assert {"speech", "protein", "toy"} <= set(system.registered_systems())  # toy: by its own import
+    for name in system.registered_systems():
         module = system.system_module(name)
         assert set(module.EVALUATION_OPTIONS) <= {f for f in system.EvalRequest.__dataclass_fields__}
         assert module.HEADLINE_METRICS
@@ -30,12 +26,12 @@ def test_every_registered_system_meets_the_contract():
 
 
 def test_a_module_missing_part_of_the_contract_is_named(monkeypatch):
-    monkeypatch.setitem(system.SYSTEM_MODULES, "speech", "types")
+    monkeypatch.setitem(system.SYSTEM_MODULES, "broken", "types")  # cleaned up after the test
     with pytest.raises(TypeError, match="lacks build_parts, count_parameters"):
-        system.system_module("speech")
+        system.system_module("broken")
 
 
-def test_config_validation_adds_the_systems_problems(toy_as_speech, tmp_path):
+def test_config_validation_adds_the_systems_problems(tmp_path):
     cfg = toy_cfg(tmp_path / "run", seed=-1, epochs=0)
     with pytest.raises(ConfigError) as e:
         validate(cfg)
@@ -44,20 +40,20 @@ def test_config_validation_adds_the_systems_problems(toy_as_speech, tmp_path):
     )
 
 
-def test_evaluate_asks_the_runs_system(toy_as_speech, tmp_path, capsys):
+def test_evaluate_asks_the_runs_system(tmp_path, capsys):
     run = tmp_path / "run"
     run_training(toy_cfg(run, epochs=2), toy_system.make_parts())
     assert cli_main(["evaluate", str(run), "--checkpoints", "0,2", "--batch-size", "4", "--limit", "5"]) == 0
     out, err = capsys.readouterr()
     assert "toy evaluation written" in out
-    assert "--batch-size: not used for speech runs; ignored" in err and "--limit" not in err
+    assert "--batch-size: not used for toy runs; ignored" in err and "--limit" not in err
     folders = RunDir(run).eval_folders()
     assert [(split, epoch) for split, epoch, _ in folders] == [("test", 0), ("test", 2)]
     mse = {e: json.loads((d / "metrics.json").read_text())["mse"] for _, e, d in folders}
     assert mse[2] < mse[0]  # the trained adapter beats the untrained base
 
 
-def test_estimate_asks_the_configs_system(toy_as_speech, tmp_path, monkeypatch):
+def test_estimate_asks_the_configs_system(tmp_path, monkeypatch):
     from loralab.errors import LoralabError
     from loralab.estimate import estimate
 
@@ -66,13 +62,13 @@ def test_estimate_asks_the_configs_system(toy_as_speech, tmp_path, monkeypatch):
         "preset": cfg.name, "batch_size": 2, "mfu": 0.5, "weights": "torch.bfloat16"
     }  # fmt: skip
     monkeypatch.delattr(toy_system, "ESTIMATOR")
-    with pytest.raises(LoralabError, match="does not support system 'speech'"):
+    with pytest.raises(LoralabError, match="does not support system 'toy'"):
         estimate(cfg, batch_size=2)
 
 
 def test_speech_describes_its_unfrozen_groups_as_its_backbone_names_them():
     from loralab.config.loader import load_config
-    from loralab.speech.system import describe
+    from loralab.speech.contract import describe
 
     phi = describe(load_config("unfreeze_r64"))
     assert phi.unfrozen_prefixes["audio_encoder"] == ("model.embed_tokens_extend.audio_embed.encoder.",)

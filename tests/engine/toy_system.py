@@ -7,7 +7,7 @@ the adapter input makes results depend on the restored RNG. Everything is tiny a
 deterministic: the data come from their own generator, not the global RNG.
 
 Used in-process (``make_parts``) and by subprocesses through ``build_parts(cfg, runtime)``
-(``run_toy_cli.py`` registers this module as the 'speech' system). It implements the whole
+(it registers itself as the system 'toy' when imported, as any package may). It implements the whole
 system contract of :mod:`loralab.engine.system`, so the engine, config and report layers are
 shown to need nothing a system does not answer. Environment knobs for
 subprocesses: TOY_SLEEP (seconds per loss call, so a test can kill mid-epoch), TOY_DROPOUT.
@@ -25,7 +25,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from loralab.engine.run_dir import RunDir
-from loralab.engine.system import EvalOutcome, EvalRequest, ParamCount, SystemDescription, SystemParts
+from loralab.engine.system import (
+    EvalOutcome,
+    EvalRequest,
+    ParamCount,
+    SystemDescription,
+    SystemParts,
+    register_system,
+)
 
 DIM, HIDDEN, RANK = 4, 16, 2
 ADAPTER_FILE = "adapter.safetensors"
@@ -137,7 +144,7 @@ def make_parts(
 
 
 def build_parts(cfg, runtime) -> SystemParts:
-    """The system entry point, as ``loralab.speech.system.build_parts`` would be."""
+    """The system entry point, as ``loralab.speech.contract.build_parts`` is."""
     return make_parts(
         sleep=float(os.environ.get("TOY_SLEEP", "0")),
         dropout=float(os.environ.get("TOY_DROPOUT", "0.1")),
@@ -185,3 +192,6 @@ def evaluate_run(run_dir, request: EvalRequest) -> EvalOutcome:
 def estimate_toy(cfg, batch_size: int, mfu: float, weight_dtype, autocast_dtype) -> dict:
     """``loralab estimate`` for the toy: what it was given, so a test can see the call."""
     return {"preset": cfg.name, "batch_size": batch_size, "mfu": mfu, "weights": str(weight_dtype)}
+
+
+register_system("toy", __name__)  # configs with 'system: toy' now reach this module: no patching

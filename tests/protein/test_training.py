@@ -149,7 +149,7 @@ def test_trains_on_real_structures_with_the_shared_trainer(dataset_dir, tmp_path
     for name in (
         "adapter_model.safetensors",
         "protein_head.safetensors",
-        "experiment_config.json",
+        "run.json",  # the engine's model card (loralab.engine.model_card)
         "README.md",
     ):
         assert (final / name).is_file()

@@ -4,12 +4,14 @@ the encoder cache is exact, and a model of the other family is a clear error."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import numpy as np
 import pytest
 import torch
 
+from loralab.engine.model_card import write_card
 from loralab.errors import ModelLayoutError
 from speech.test_training import build, changed_groups_for, first_batch, make_cfg, snapshot, train_steps
 
@@ -154,6 +156,9 @@ def test_trained_model_loads_for_inference_and_generates(tiny_qwen2audio_dir, sy
     parts = build(cfg)
     train_steps(parts, first_batch(parts), steps=2)
     parts.save_final(parts.model, tmp_path / "final_model")
+    write_card(
+        tmp_path / "final_model", dataclasses.asdict(cfg), epoch=1, step=2, versions={}
+    )  # as the engine does
     inference = load_for_inference(tmp_path / "final_model", device="cpu")
     assert inference.backbone.family == "qwen2audio"
     record = parts.train_dataset[0][0]

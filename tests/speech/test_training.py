@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
+from loralab.engine.model_card import read_card, write_card
 from loralab.errors import LoralabError
 
 STEPS = 6
@@ -208,8 +210,15 @@ def test_saved_run_reloads_for_resume_and_inference(tiny_model_dir, synth_manife
     parts.model.gop_scorer = None
 
     parts.save_final(parts.model, tmp_path / "run" / "final_model")
-    card = json.loads((tmp_path / "run" / "final_model" / "loralab_model.json").read_text())
-    assert card["strategy"] == "unfreeze" and card["unfrozen"] == ["audio_encoder", "audio_projector"]
+    write_card(
+        tmp_path / "run" / "final_model", dataclasses.asdict(cfg), epoch=1, step=2, versions={}
+    )  # as the engine
+    card = read_card(tmp_path / "run" / "final_model")
+    assert card.config["strategy"] == "unfreeze" and card.section("model")["unfreeze"] == [
+        "audio_encoder",
+        "audio_projector",
+    ]
+    assert card.base_model == str(tiny_model_dir.resolve())
     inference = load_for_inference(tmp_path / "run" / "final_model", device="cpu")
     assert inference.end_token_ids[:2] == inference.tokenizer.convert_tokens_to_ids(
         ["<|end|>", "<|endoftext|>"]

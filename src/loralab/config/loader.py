@@ -263,8 +263,16 @@ def load_config(
 
 def _system_problems(cfg: ExperimentConfig) -> list[str]:
     """What the config's system finds wrong with it (its own sections, groups and tasks)."""
-    from loralab.engine.system import system_module
+    from loralab.engine.system import registered_systems, system_module
 
+    systems, name = registered_systems(), cfg.system
+    if systems.get(name) is None:  # not a branch on which system: whether there is one
+        close = difflib.get_close_matches(name, list(systems), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return [
+            f"system: unknown '{name}'{hint}; registered: {', '.join(systems)} (a package adds "
+            "its own with loralab.engine.system.register_system)"
+        ]
     return list(system_module(cfg.system).validate_config(cfg))
 
 

@@ -220,7 +220,11 @@ class ExperimentConfig:
     """One experiment: what to train, on what, and how."""
 
     name: str = doc("Run name; also the default output folder output/<name>.", "experiment")
-    system: Literal["speech", "protein"] = doc("Which system: speech (pronunciation) or protein.", "speech")
+    system: str = doc(
+        "Which system: speech (pronunciation), protein, or one a package registered "
+        "(loralab.engine.system.register_system).",
+        "speech",
+    )
     description: str = doc("Free text shown by 'loralab compare'.", "")
     strategy: Literal["lora", "unfreeze"] = doc(
         "lora: LoRA only. unfreeze: LoRA plus the modules in model.unfreeze trained in full.", "lora"

@@ -5,8 +5,9 @@ Layout of ``<run>/checkpoint-epoch-N/``::
     <whatever parts.save_trainable writes>   adapter + unfrozen weights (safetensors)
     optimizer.pt, scheduler.pt               torch.save of state dicts (weights_only-loadable)
     rng_state_<rank>.pth                     python, numpy, torch, cuda RNG of each process
-    run.json                                 the checkpoint describing itself (versioned): system,
-                                             epoch, step, resolved config, library versions
+    <the model card>                         the checkpoint describing itself (versioned): system,
+                                             epoch, step, resolved config, base model, library
+                                             versions (loralab.engine.model_card)
     trainer_state.json                       epoch, global_step, config_hash, world_size (written last)
 
 Everything is written into ``.tmp-checkpoint-epoch-N`` first, fsynced, and then renamed with
@@ -36,9 +37,6 @@ TMP_PREFIX = ".tmp-"
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
-CARD_FILE = "run.json"
-CARD_FORMAT = "loralab-checkpoint"
-CARD_VERSION = 1
 _CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
 
 
@@ -181,22 +179,6 @@ def write_states(tmp: Path, optimizer_state: dict | None, scheduler_state: dict,
         torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
     torch.save(scheduler_state, tmp / SCHEDULER_FILE)
     (tmp / STATE_FILE).write_text(json.dumps(trainer_state, indent=2) + "\n")
-
-
-def write_card(tmp: Path, config: dict, epoch: int, step: int, versions: dict) -> None:
-    """``run.json``: what a checkpoint is without its run folder (read by
-    :func:`loralab.engine.run_dir.read_checkpoint_card`). Written into the temporary folder, so
-    it lands atomically with the rest by :func:`commit`."""
-    card = {
-        "format": CARD_FORMAT,
-        "version": CARD_VERSION,
-        "system": config.get("system"),
-        "epoch": epoch,
-        "step": step,
-        "config": config,
-        "versions": versions,
-    }
-    (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=str) + "\n")
 
 
 def commit(tmp: Path, final: Path) -> Path:

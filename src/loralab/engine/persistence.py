@@ -1,7 +1,7 @@
 """A running loop's state on disk: start (and resume), per-epoch checkpoints, the final model.
 
-Functions of the trainer's loop object (``loralab.engine.trainer._Loop``): they read its
-model, optimizer, scheduler, counters and reporter. Collective calls (``save_checkpoint``,
+Functions of the trainer's loop (:class:`loralab.engine.trainer.TrainingLoop`): they read its
+model, optimizer, scheduler, counters and reporter, and change it through its methods only. Collective calls (``save_checkpoint``,
 ``save_final_model``) must run on every process; only the main one writes shared files,
 each process its own RNG state.
 """
@@ -14,6 +14,7 @@ import socket
 from pathlib import Path
 
 from loralab.engine import checkpoint as ckpt
+from loralab.engine.model_card import write_card
 from loralab.engine.reporting import Reporter
 from loralab.engine.run_dir import FINAL_MODEL_DIR, corrupt_checkpoint_error
 from loralab.engine.run_info import (
@@ -31,12 +32,14 @@ from loralab.safe_files import CorruptFileError
 def start_run(loop, resume_from: Path | None) -> None:
     """Restore from ``resume_from`` (if given), open the reporter, record and announce the run."""
     rng_state = restore_checkpoint(loop, resume_from) if resume_from else None
-    loop.reporter = Reporter(
-        loop.run_dir,
-        loop.acc.is_main_process,
-        purge_step=loop.step + 1 if resume_from else None,
-        total_steps=loop.total_steps,
-        initial_step=loop.step,
+    loop.attach_reporter(
+        Reporter(
+            loop.run_dir,
+            loop.acc.is_main_process,
+            purge_step=loop.step + 1 if resume_from else None,
+            total_steps=loop.total_steps,
+            initial_step=loop.step,
+        )
     )
     plan = _record_start(loop, resume_from)
     _announce(loop, plan, resume_from)
@@ -126,8 +129,7 @@ def restore_checkpoint(loop, path: Path):
     else:
         loop.optimizer.load_state_dict(_checked(loop, path, ckpt.load_torch_file, path / ckpt.OPTIMIZER_FILE))
     loop.scheduler.load_state_dict(_checked(loop, path, ckpt.load_torch_file, path / ckpt.SCHEDULER_FILE))
-    loop.step, loop.start_epoch = int(state["global_step"]), int(state["epoch"]) + 1
-    loop.last_checkpoint = path
+    loop.resume_after(path, int(state["global_step"]), int(state["epoch"]))
     return _checked(loop, path, ckpt.load_rng, path, loop.rank)
 
 
@@ -161,7 +163,7 @@ def save_checkpoint(loop, epoch: int) -> None:
             "steps_per_epoch": loop.steps_per_epoch,
             "total_steps": loop.total_steps,
         }
-        ckpt.write_card(tmp, dataclasses.asdict(loop.cfg), epoch, loop.step, library_versions())
+        write_card(tmp, dataclasses.asdict(loop.cfg), epoch, loop.step, library_versions())
         ckpt.write_states(
             tmp,
             None if loop.deepspeed else loop.optimizer.state_dict(),
@@ -173,12 +175,12 @@ def save_checkpoint(loop, epoch: int) -> None:
             "checkpoint", loop.step, epoch=epoch, path=str(final), size_bytes=ckpt.dir_size(final)
         )
         loop.reporter.print(f"epoch {epoch}: checkpoint {final}")
-    loop.last_checkpoint = ckpt.checkpoint_dir(run_dir, epoch)
+    loop.checkpoint_saved(ckpt.checkpoint_dir(run_dir, epoch))
     acc.wait_for_everyone()
 
 
 def save_final_model(loop) -> None:
-    """``final_model/`` via the system's save_final, then the 'end' event."""
+    """``final_model/`` via the system's save_final and the engine's model card, then the 'end' event."""
     final = loop.run_dir / FINAL_MODEL_DIR
     if loop.acc.is_main_process:
         tmp = loop.run_dir / f"{ckpt.TMP_PREFIX}{FINAL_MODEL_DIR}"
@@ -188,6 +190,8 @@ def save_final_model(loop) -> None:
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         loop.parts.save_final(loop.acc.unwrap_model(loop.model), tmp)
+        epoch = max(loop.epoch, loop.start_epoch - 1)  # a resume with nothing left to train
+        write_card(tmp, dataclasses.asdict(loop.cfg), epoch, loop.step, library_versions())
         ckpt.commit(tmp, final)
         loop.reporter.event("end", loop.step, status="finished", final_model=str(final))
         loop.reporter.print(f"final model: {final}")

@@ -46,8 +46,8 @@ class RunDir:
         <run>/training_config.json        the resolved config and how the run was made
         <run>/events.jsonl                the event log (loralab.engine.events)
         <run>/checkpoint-epoch-N/         complete checkpoints (loralab.engine.checkpoint), each
-                                          with run.json: config, epoch, step, library versions
-        <run>/final_model/                what inference needs (the system's save_final)
+                                          with its model card (loralab.engine.model_card)
+        <run>/final_model/                what inference needs (the system's save_final) and the card
         <run>/eval/epoch-N/               evaluation of the test split, per epoch
         <run>/eval-<split>/epoch-N/       evaluation of any other split
 
@@ -235,38 +235,10 @@ def _parse_epochs(spec: str | int) -> list[int]:
 
 def step_of(checkpoint: Path) -> int:
     """The optimizer step a checkpoint was saved at (0 when it does not say: final_model/)."""
-    card = read_checkpoint_card(checkpoint)
-    if card is not None and isinstance(card.get("step"), int):
-        return card["step"]
     try:
         return int(json.loads((Path(checkpoint) / ckpt.STATE_FILE).read_text()).get("global_step", 0))
     except (OSError, ValueError, TypeError, AttributeError):
         return 0
-
-
-def read_checkpoint_card(checkpoint: Path) -> dict | None:
-    """A checkpoint's ``run.json`` (config, epoch, step, library versions), or None when it has
-    none (a checkpoint from before cards, final_model/) or it is unreadable."""
-    try:
-        data = json.loads((Path(checkpoint) / ckpt.CARD_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def checkpoint_config(checkpoint: Path) -> dict | None:
-    """The resolved config (plain dict) a checkpoint was trained with: its own ``run.json``,
-    else its run's ``training_config.json``; None when neither says."""
-    card = read_checkpoint_card(checkpoint)
-    if card is not None and isinstance(card.get("config"), dict):
-        return card["config"]
-    run = RunDir(Path(checkpoint).parent)
-    if run.config_file.is_file():
-        try:
-            return run.raw_config()
-        except LoralabError:
-            return None
-    return None
 
 
 def _stderr(text: str) -> None:

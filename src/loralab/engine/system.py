@@ -1,7 +1,7 @@
 """The contract between the shared trainer and a system (speech, protein).
 
-The engine knows nothing of audio or proteins. A system module (``loralab.speech.system``,
-``loralab.protein.system``) exposes:
+The engine knows nothing of audio or proteins. A system module (each system's plug-in is named
+alike: ``loralab.speech.contract``, ``loralab.protein.contract``) exposes:
 
 * ``build_parts(cfg, runtime) -> SystemParts``: the trainer does the rest (optimizer,
   schedule, accumulation, mixed precision, checkpoints, resume, events, TensorBoard,
@@ -26,28 +26,31 @@ The engine knows nothing of audio or proteins. A system module (``loralab.speech
   system is not supported.
 
 Nothing outside a system package asks which system a config is: it asks the system.
-``tests/engine/toy_system.py`` implements the whole contract with no model at all.
+
+**The registry is open.** A system is a name and the module implementing :class:`System`,
+registered with :func:`register_system`. loralab's own systems are registered below; a package
+of another registers itself, either by calling :func:`register_system` when it is imported, or
+without any import by the user through an entry point in the group :data:`ENTRY_POINT_GROUP`
+(``[project.entry-points."loralab.systems"] mysystem = "mypackage.loralab_plugin:register"``:
+the object named is called, or, for a module, importing it is the registration).
+``tests/engine/toy_system.py`` implements the whole contract with no model at all and registers
+itself as ``toy``.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-SYSTEM_MODULES = {"speech": "loralab.speech.system", "protein": "loralab.protein.contract"}
-CONTRACT = (
-    "build_parts",
-    "count_parameters",
-    "validate_config",
-    "describe",
-    "HEADLINE_METRICS",
-    "evaluate_run",
-    "EVALUATION_OPTIONS",
-)
-OPTIONAL_CONTRACT = ("ESTIMATOR",)
+ENTRY_POINT_GROUP = "loralab.systems"
+# name -> module implementing System; loralab's own systems, then whatever registers itself.
+SYSTEM_MODULES: dict[str, str] = {}
+_SCANNED_PATH: list[tuple[str, ...]] = []  # sys.path when the entry points were last read
 
 
 @dataclass
@@ -157,11 +160,69 @@ class EvalOutcome:
     lines: list[str] = field(default_factory=list)
 
 
-def system_module(name: str):
-    """The module implementing system ``name`` (the functions of :data:`CONTRACT`)."""
-    if name not in SYSTEM_MODULES:
-        raise ValueError(f"unknown system '{name}' (known: {', '.join(SYSTEM_MODULES)})")
-    module = importlib.import_module(SYSTEM_MODULES[name])
+class System(Protocol):
+    """What a system module provides (the module doc says what each is for); a module meets it
+    by having these attributes. Optional: ``ESTIMATOR``."""
+
+    def build_parts(self, cfg, runtime) -> SystemParts: ...
+    def count_parameters(self, cfg) -> dict[str, ParamCount]: ...
+    def validate_config(self, cfg) -> list[str]: ...
+    def describe(self, cfg) -> SystemDescription: ...
+    def evaluate_run(self, run_dir: str | Path, request: EvalRequest) -> EvalOutcome: ...
+
+    HEADLINE_METRICS: Sequence[str]
+    EVALUATION_OPTIONS: frozenset[str]
+
+
+CONTRACT = (
+    *(n for n, v in vars(System).items() if callable(v) and not n.startswith("_")),
+    *System.__annotations__,
+)
+OPTIONAL_CONTRACT = ("ESTIMATOR",)
+
+
+def register_system(name: str, module: str) -> None:
+    """Make system ``name`` (a config's ``system:``) the module ``module`` (an importable name,
+    imported only when the system is asked something). Registering a name again replaces it."""
+    if not name.isidentifier():
+        raise ValueError(f"system name {name!r}: use letters, digits and '_' (it is a config value)")
+    SYSTEM_MODULES[name] = module
+
+
+register_system("speech", "loralab.speech.contract")
+register_system("protein", "loralab.protein.contract")
+
+
+def registered_systems() -> dict[str, str]:
+    """name -> module of every registered system, packages with an entry point included."""
+    path = tuple(sys.path)
+    if _SCANNED_PATH != [path]:  # a package put on the path since the last look registers now
+        _SCANNED_PATH[:] = [path]
+        _load_entry_points()
+    return dict(SYSTEM_MODULES)
+
+
+def _load_entry_points() -> None:
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = point.load()
+            if callable(loaded):
+                loaded()
+        except Exception as e:  # noqa: BLE001 - a broken plug-in must not stop the others
+            warnings.warn(f"loralab system plug-in {point.value!r} ({point.name}) failed: {e}", stacklevel=2)
+
+
+def system_module(name: str) -> System:
+    """The module implementing system ``name`` (the members of :class:`System`)."""
+    systems = registered_systems()
+    if name not in systems:
+        raise ValueError(
+            f"unknown system '{name}' (registered: {', '.join(systems)}; a package registers its own "
+            "with loralab.engine.system.register_system or the 'loralab.systems' entry point group)"
+        )
+    module = importlib.import_module(systems[name])
     missing = [n for n in CONTRACT if not hasattr(module, n)]
     if missing:
         raise TypeError(
@@ -174,6 +235,6 @@ def headline_metric_order() -> tuple[str, ...]:
     """Every registered system's headline metrics, in their order (for tables and plots that
     show runs of any system)."""
     order: list[str] = []
-    for name in SYSTEM_MODULES:
+    for name in registered_systems():
         order += [m for m in system_module(name).HEADLINE_METRICS if m not in order]
     return tuple(order)

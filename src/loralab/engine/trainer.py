@@ -74,7 +74,7 @@ def run_training(
             run_dir.mkdir(parents=True, exist_ok=True)
             ckpt.remove_stale_tmp_dirs(run_dir)
         accelerator.wait_for_everyone()
-        loop = _Loop(cfg, parts, accelerator, runtime, run_dir)
+        loop = TrainingLoop(cfg, parts, accelerator, runtime, run_dir)
         try:
             persistence.start_run(loop, resume_from)
             loop.fit()
@@ -130,8 +130,13 @@ def trainable_parameters(model) -> list:
     return params
 
 
-class _Loop:
-    """State of one training run: model, optimizer, schedule, counters, reporter."""
+class TrainingLoop:
+    """State of one training run: model, optimizer, schedule, counters, reporter.
+
+    :mod:`loralab.engine.persistence` reads its attributes (cfg, parts, acc, runtime, run_dir,
+    world, rank, model, optimizer, scheduler, deepspeed, counters, reporter) and changes it only
+    through :meth:`attach_reporter`, :meth:`resume_after` and :meth:`checkpoint_saved`.
+    """
 
     def __init__(self, cfg: ExperimentConfig, parts: SystemParts, accelerator, runtime, run_dir: Path):
         import torch
@@ -167,6 +172,18 @@ class _Loop:
         self.last_checkpoint: Path | None = None
         # A silent stand-in until persistence.start_run opens the real one.
         self.reporter = Reporter(run_dir, False, None, 0, 0)
+
+    # --- what persistence changes -------------------------------------------------------
+
+    def attach_reporter(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+
+    def resume_after(self, checkpoint: Path, step: int, epoch: int) -> None:
+        """Continue after ``checkpoint``, saved at optimizer step ``step`` at the end of ``epoch``."""
+        self.step, self.start_epoch, self.last_checkpoint = step, epoch + 1, checkpoint
+
+    def checkpoint_saved(self, checkpoint: Path) -> None:
+        self.last_checkpoint = checkpoint
 
     # --- the loop ------------------------------------------------------------------------
 

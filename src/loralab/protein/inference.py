@@ -13,9 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from loralab.errors import ModelLayoutError
-from loralab.safe_files import read_json
-
-CHECKPOINT_CONFIG_FILE = "experiment_config.json"
 
 
 def inference_runtime(device: str | None = None):
@@ -30,43 +27,27 @@ def inference_runtime(device: str | None = None):
     return Runtime(device=dev, weight_dtype=torch.float32)
 
 
-def _config_from_json(path: Path):
-    """The ExperimentConfig in a final_model's ``experiment_config.json``."""
-    from loralab.config.loader import build_dataclass
-    from loralab.config.schema import ExperimentConfig
-
-    data = read_json(path, "run config", "point --model at a loralab protein run")
-    return build_dataclass(ExperimentConfig, data, str(path))
-
-
-def _config_from_dict(data: dict, where: Path):
-    from loralab.config.loader import build_dataclass
-    from loralab.config.schema import ExperimentConfig
-
-    return build_dataclass(ExperimentConfig, data, str(where))
-
-
 def _checkpoint_config(checkpoint: Path):
-    """A checkpoint's config: final_model's ``experiment_config.json``, else the checkpoint's own
-    ``run.json``, else its run's config (:class:`~loralab.engine.run_dir.RunDir`); None when none says."""
-    from loralab.engine.run_dir import RunDir, read_checkpoint_card
+    """The typed config a model folder was trained with: its model card's (any layout, see
+    :mod:`loralab.engine.model_card`), else its run's; None when neither says."""
+    from loralab.config.loader import build_dataclass
+    from loralab.config.schema import ExperimentConfig
+    from loralab.engine.model_card import model_config
 
-    if (checkpoint / CHECKPOINT_CONFIG_FILE).is_file():
-        return _config_from_json(checkpoint / CHECKPOINT_CONFIG_FILE)
-    card = read_checkpoint_card(checkpoint)
-    if card is not None and isinstance(card.get("config"), dict):
-        return _config_from_dict(card["config"], checkpoint)
-    run = RunDir(checkpoint.parent)
-    if run.config_file.is_file():
-        return run.config()
-    return None
+    found = model_config(checkpoint)
+    if found is None:
+        return None
+    config, where = found
+    return build_dataclass(ExperimentConfig, config, str(where))
 
 
 def find_checkpoint(model_ref: str | Path):
-    """(checkpoint dir, ExperimentConfig) for a run dir, a checkpoint dir or a final_model dir.
+    """(model folder, ExperimentConfig) for a run dir, a checkpoint dir or a final_model dir.
 
-    A run dir resolves to its ``final_model/``, else its last ``checkpoint-epoch-N/``.
+    A run dir stands for its ``final_model/``, else its newest ``checkpoint-epoch-N/``
+    (:func:`loralab.engine.model_card.model_folder`), each only with the head's weights.
     """
+    from loralab.engine.model_card import model_folder
     from loralab.engine.run_dir import RunDir
     from loralab.protein.model import HEAD_FILE
 
@@ -81,16 +62,17 @@ def find_checkpoint(model_ref: str | Path):
                 f"{ref}: a '{cfg.system}' run, not a protein run; pass a run trained with a protein "
                 "config (e.g. 'loralab train small')"
             )
-        candidates = [run.final_model] + sorted(run.checkpoints().values(), reverse=True)
-        for c in candidates:
-            if (c / HEAD_FILE).is_file():
-                return c, cfg
-        raise ModelLayoutError(f"{ref}: run has no final_model/ or checkpoint-epoch-N/ with {HEAD_FILE} yet")
+        folder = model_folder(ref, holds_model=lambda p: (p / HEAD_FILE).is_file())
+        if folder is None:
+            raise ModelLayoutError(
+                f"{ref}: run has no final_model/ or checkpoint-epoch-N/ with {HEAD_FILE} yet"
+            )
+        return folder, cfg
     if (ref / HEAD_FILE).is_file():
         cfg = _checkpoint_config(ref)
         if cfg is None:
             raise ModelLayoutError(
-                f"{ref}: checkpoint without {CHECKPOINT_CONFIG_FILE}, run.json or a run's {run.config_file.name}"
+                f"{ref}: a model folder without a model card or a run's {run.config_file.name}"
             )
         return ref, cfg
     raise ModelLayoutError(

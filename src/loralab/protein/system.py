@@ -19,7 +19,6 @@ on the meta device (``loralab compare`` on presets).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 
@@ -86,9 +85,7 @@ def build_parts(cfg, runtime, *, train_examples=None, val_examples=None) -> Syst
 
     def save_final(model, out_dir):
         save_protein_trainable(model, out_dir)
-        out_dir = Path(out_dir)
-        (out_dir / "experiment_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-        (out_dir / "README.md").write_text(model_card(cfg))
+        (Path(out_dir) / "README.md").write_text(model_card(cfg))  # the engine adds its card
 
     return SystemParts(
         model=model,

@@ -16,7 +16,6 @@ For Phi-4-multimodal-instruct this gives, per unit of rank, 32 text layers x (qk
 from __future__ import annotations
 
 import functools
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,17 +96,10 @@ def _meta_model(name_or_path: str, revision: str | None):
 
 
 def lora_rank(cfg: ExperimentConfig) -> tuple[int, str]:
-    """The rank that will be trained: for init=pretrained the adapter's own (its
-    adapter_config.json), when it can be read; else ``lora.rank``."""
-    if cfg.lora.init == "pretrained":
-        folder = cfg.lora.adapter_path or str(Path(cfg.model.name_or_path).expanduser() / "speech-lora")
-        adapter_cfg = Path(folder).expanduser() / "adapter_config.json"
-        if adapter_cfg.is_file():
-            r = json.loads(adapter_cfg.read_text()).get("r")  # PEFT's file, not a loralab config
-            if isinstance(r, int):
-                return r, f"r={r} from {adapter_cfg}"
-        return cfg.lora.rank, f"r={cfg.lora.rank} from the config (adapter not readable here)"
-    return cfg.lora.rank, f"r={cfg.lora.rank}"
+    """The rank that will be trained, and how to say it: ``lora.rank``, the one source (the
+    systems' own counts read it too; for init=pretrained training refuses an adapter of another r)."""
+    how = " (the pretrained adapter's, checked when training starts)" if cfg.lora.init == "pretrained" else ""
+    return cfg.lora.rank, f"r={cfg.lora.rank}{how}"
 
 
 def lora_shapes(model, target_regex: str) -> list[tuple[str, int, int]]:

@@ -50,11 +50,12 @@ def default_workers(device_type: str, cores: int, threads: int | None) -> tuple[
 
 def find_demo_model(root: str | Path = "demo_output") -> Path | None:
     """The demo's trained speech model under ``root`` (``<root>/speech/runs/<preset>/final_model``)."""
+    from loralab.engine.model_card import has_adapter
     from loralab.engine.run_dir import RunDir
 
     runs = Path(root) / "speech" / "runs"
     for preset in DEMO_RUNS:
         final = RunDir(runs / preset).final_model
-        if (final / "adapter_config.json").is_file():
+        if has_adapter(final):
             return final
     return None

@@ -24,37 +24,38 @@ from loralab.speech.inference.recording_answers import (
 )
 
 
-def _model_card(path: Path) -> dict:
-    """``final_model/``'s card (the settings it was trained with), checked; {} when there is none."""
+def _trained_configs(path: Path) -> list[dict]:
+    """The configs that say how a model was trained, most specific first: its card's
+    (:mod:`loralab.engine.model_card`, checked by :func:`~loralab.speech.model.card.read_model_card`;
+    the engine's card alone, an older flat card's few sections), then the run's ``training_config.json`` (a run folder's own, or the run a model folder
+    belongs to); an unreadable run config counts as none (the defaults, as for a base model)."""
+    from loralab.engine.model_card import CARD
+    from loralab.engine.run_dir import RunDir
+    from loralab.errors import LoralabError
     from loralab.speech.model.card import read_model_card
 
-    return read_model_card(path)
+    card = read_model_card(path)
+    if card is not None and card.layout == CARD:
+        return [card.config]  # the engine's card holds the whole resolved config
+    configs = [card.config] if card is not None else []
+    run = RunDir(path) if RunDir(path).config_file.is_file() else RunDir(path.parent)
+    if run.config_file.is_file():
+        try:
+            configs.append(run.raw_config())
+        except LoralabError:
+            pass
+    return configs
 
 
-def _run_config(path: Path) -> dict:
-    """The resolved config a model was trained with, as its run directory holds it
-    (:class:`~loralab.engine.run_dir.RunDir`): a run folder's, a checkpoint's ``run.json``, or
-    the run that ``final_model/`` or a checkpoint belongs to; {} for a base model."""
-    from loralab.engine.run_dir import RunDir, checkpoint_config
-    from loralab.errors import LoralabError
-
-    run = RunDir(path)
-    try:
-        config = run.raw_config() if run.config_file.is_file() else checkpoint_config(path)
-    except LoralabError:  # an unreadable run config: the defaults, as for a base model
-        config = None
-    return config if isinstance(config, dict) else {}
-
-
-def _trained_setting(model_path: str | Path, section: str, key: str, default):
-    """A setting the model was trained (and evaluated) with, e.g. ``speech.prompt_style``: from
-    its model card (final_model/), else its run's config; ``default`` for a base model."""
-    path = Path(model_path)
-    value = _model_card(path).get(key)
-    if value:
-        return value
-    part = _run_config(path).get(section)
-    return (part.get(key) if isinstance(part, dict) else None) or default
+def _trained_setting(configs: list[dict], section: str, key: str, default):
+    """A setting the model was trained (and evaluated) with, e.g. ``speech.prompt_style``: the
+    first config that records it; ``default`` when none does (a base model)."""
+    for config in configs:
+        part = config.get(section)
+        value = part.get(key) if isinstance(part, dict) else None
+        if value:
+            return value
+    return default
 
 
 @dataclass(frozen=True)
@@ -69,11 +70,12 @@ class AssessSettings:
     @classmethod
     def of_model(cls, model_path: str | Path, prompt_style: str | None = None) -> AssessSettings:
         """The settings recorded with ``model_path`` (``prompt_style`` overrides its own)."""
-        tasks = _trained_setting(model_path, "speech", "tasks", ["apa"])
+        configs = _trained_configs(Path(model_path))
+        tasks = _trained_setting(configs, "speech", "tasks", ["apa"])
         return cls(
-            prompt_style=prompt_style or _trained_setting(model_path, "speech", "prompt_style", "paper"),
-            prompt_reference=_trained_setting(model_path, "speech", "prompt_reference", "none"),
-            score_decoding=_trained_setting(model_path, "evaluation", "score_decoding", "greedy"),
+            prompt_style=prompt_style or _trained_setting(configs, "speech", "prompt_style", "paper"),
+            prompt_reference=_trained_setting(configs, "speech", "prompt_reference", "none"),
+            score_decoding=_trained_setting(configs, "evaluation", "score_decoding", "greedy"),
             # the joint answer first: per-aspect answers replace its values (as in evaluation)
             apa_tasks=tuple(sorted((t for t in tasks if t.startswith("apa")), key=lambda t: t != "apa"))
             or ("apa",),
@@ -81,14 +83,14 @@ class AssessSettings:
 
 
 def resolve_model_path(model: str | Path) -> Path | str:
-    """A run folder stands for its ``final_model/``; anything else is returned as given."""
-    from loralab.engine.run_dir import RunDir
+    """The model a path stands for (:func:`loralab.engine.model_card.model_folder`: a run folder
+    stands for its ``final_model/``, else its newest checkpoint); a hub id is returned as given."""
+    from loralab.engine.model_card import model_folder
 
     path = Path(str(model)).expanduser()
-    run = RunDir(path)
-    if path.is_dir() and run.has_final_model() and not (path / "adapter_config.json").is_file():
-        return run.final_model
-    return path if path.exists() else str(model)
+    if not path.exists():
+        return str(model)
+    return model_folder(path) or path
 
 
 def model_id(path: str | Path) -> str:

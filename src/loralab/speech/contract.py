@@ -1,12 +1,13 @@
-"""The speech system's answers to the system contract beyond training (see
-:mod:`loralab.engine.system`): config problems, a description for ``compare`` and reports,
-the headline metrics, and ``loralab evaluate``. :mod:`loralab.speech.system` exports them."""
+"""The speech system's plug-in (see :mod:`loralab.engine.system`): training from
+:mod:`loralab.speech.system`, and the rest of the contract (config problems, a description for
+``compare`` and reports, the headline metrics, ``loralab evaluate``) here."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from loralab.engine.system import EvalOutcome, EvalRequest, ReferenceResults, SystemDescription
+from loralab.speech.system import build_parts, count_parameters  # noqa: F401  (the contract)
 
 # The paper's Table 3 columns, in its order.
 HEADLINE_METRICS = ("acc_pcc", "flu_pcc", "pros_pcc", "total_pcc", "wer", "per", "f1", "precision", "recall")

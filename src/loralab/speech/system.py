@@ -1,4 +1,4 @@
-"""The speech system's plug-in for the shared trainer (see :mod:`loralab.engine.system`).
+"""The speech system's training parts (the plug-in is :mod:`loralab.speech.contract`).
 
 ``build_parts(cfg, runtime)``: the configured backbone family (Phi-4-multimodal, Qwen2-Audio;
 :mod:`loralab.speech.backbones`) + the LoRA set-up of the config, the
@@ -6,7 +6,7 @@ manifest's utterances as ``(record, task)`` examples (one per task in ``speech.t
 chat-template collator, lengths for length-grouped batches, and the answer-only loss.
 ``count_parameters(cfg)``: the same parameter groups from config.json alone (meta device).
 The rest of the contract (config problems, description, headline metrics, ``loralab
-evaluate``) is :mod:`loralab.speech.contract`'s, exported here.
+evaluate``) is :mod:`loralab.speech.contract`'s, which exports these two.
 """
 
 from __future__ import annotations
@@ -17,14 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from loralab.engine.system import ParamCount, SystemParts
-from loralab.speech.contract import (  # noqa: F401  (the system contract, exported)
-    ESTIMATOR,
-    EVALUATION_OPTIONS,
-    HEADLINE_METRICS,
-    describe,
-    evaluate_run,
-    validate_config,
-)
 
 
 def _read_split(cfg, split: str) -> tuple[list, dict[str, int]]:
@@ -44,8 +36,8 @@ class Injected:
 
     base_model: a loaded, frozen base model; :func:`training.prepare_training_model` adds the
         LoRA of the config to it. backbone: its family (:mod:`loralab.speech.backbones`).
-    model_dir: where the base came from (for the final model's card; None: ``save_final``
-        writes the trainable weights only).
+    model_dir: where the base came from (None: ``save_final`` writes the trainable weights
+        only, no tokenizer and feature extractor).
     """
 
     base_model: Any = None
@@ -131,7 +123,7 @@ def build_parts(cfg, runtime, injected: Injected | None = None) -> SystemParts:
         if built.model_dir is None:
             training.save_trainable(m, out_dir)
         else:
-            training.save_final(m, out_dir, cfg, tokenizer, feature_extractor, built.model_dir)
+            training.save_final(m, out_dir, tokenizer, feature_extractor)
 
     return SystemParts(
         model=model,
@@ -199,9 +191,10 @@ def count_parameters(cfg) -> dict[str, ParamCount]:
 
     The model is built on the meta device; LoRA parameters are counted from the targeted layers'
     shapes (r x (in + out) each). For ``lora.init = pretrained`` the adapter's own
-    targets are used when its adapter_config.json is at hand (the modules its tensors name, or a
+    targets are used when its PEFT config is at hand (the modules its tensors name, or a
     list of plain names restricted to the text decoder).
     """
+    from loralab.engine.model_card import has_adapter
     from loralab.speech.model import lora as lora_setup
     from loralab.speech.model.adapter_targets import adapter_target_regex
     from loralab.speech.model.layout import SPEECH_ADAPTER_DIR
@@ -218,7 +211,7 @@ def count_parameters(cfg) -> dict[str, ParamCount]:
             if cfg.lora.adapter_path
             else (model_dir / SPEECH_ADAPTER_DIR if model_dir else None)
         )
-        if adapter is not None and (adapter / "adapter_config.json").is_file():
+        if adapter is not None and has_adapter(adapter):
             saved = lora_setup.read_adapter_config(adapter).get("target_modules")
             targets = adapter_target_regex(model, adapter, saved or targets, backbone.default_lora_targets)
     lora_params, _ = lora_setup.lora_parameter_count(model, targets, cfg.lora.rank)

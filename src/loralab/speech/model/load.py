@@ -13,8 +13,8 @@ from typing import Any
 import torch
 
 from loralab.engine.checkpoint import verify_checkpoint
+from loralab.engine.model_card import ADAPTER_CONFIG_FILE, CARD_FILE, LEGACY_SPEECH, has_adapter, read_card
 from loralab.errors import LoralabError
-from loralab.safe_files import read_json
 from loralab.speech.model.layout import resolve_model_dir
 from loralab.speech.model.weights import (  # noqa: F401  (exported: the loaders' public names)
     VisionEncoderRemoved,
@@ -24,10 +24,7 @@ from loralab.speech.model.weights import (  # noqa: F401  (exported: the loaders
     resolve_attn_implementation,
 )
 
-# The small card save_final writes next to the adapter: which base model it belongs to.
-MODEL_CARD = "loralab_model.json"
 UNFROZEN_FILE = "unfrozen.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 def load_tokenizer(model_dir: str | Path, trust_remote_code: bool = False, backbone=None):
@@ -91,22 +88,20 @@ class InferenceModel:
 
 
 def _base_from_run(checkpoint: Path) -> tuple[str, str | None] | None:
-    """The base model a checkpoint names: its own ``run.json``, else its run's config."""
-    from loralab.engine.run_dir import RunDir, read_checkpoint_card
+    """The base model the run a model folder belongs to names in its ``training_config.json``."""
+    from loralab.engine.run_dir import RunDir
 
-    card = read_checkpoint_card(checkpoint)
-    config, where = (card.get("config"), checkpoint / "run.json") if card else (None, None)
     run = RunDir(checkpoint.parent)
-    if not isinstance(config, dict) and run.config_file.is_file():
-        config, where = run.raw_config(), run.config_file  # an unreadable file names itself
-    if not isinstance(config, dict):
+    if not run.config_file.is_file():
         return None
+    config = run.raw_config()  # an unreadable file names itself
     try:
         model = config["model"]
         return model["name_or_path"], model.get("revision")
     except (KeyError, TypeError) as e:
         raise LoralabError(
-            f"{where}: cannot read the base model from it ({type(e).__name__}: {e}); pass base_model explicitly"
+            f"{run.config_file}: cannot read the base model from it ({type(e).__name__}: {e}); pass "
+            "base_model explicitly"
         ) from None
 
 
@@ -114,19 +109,18 @@ def _find_base(path: Path, base_model: str | None) -> tuple[str, str | None]:
     """The base model an adapter folder belongs to (argument, model card, run config, parent folder)."""
     if base_model:
         return base_model, None
-    card = path / MODEL_CARD
-    if card.is_file():
-        data = read_json(card, "model card", "pass --base-model, or copy final_model/ again")
-        if not isinstance(data, dict) or "base_model" not in data:
-            raise LoralabError(f"{card}: no 'base_model' in this model card; pass --base-model explicitly")
-        return data["base_model"], data.get("revision")
+    card = read_card(path)
+    if card is not None and card.base_model:
+        return card.base_model, card.revision
+    if card is not None and card.layout == LEGACY_SPEECH:
+        raise LoralabError(f"{card.path}: no 'base_model' in this model card; pass --base-model explicitly")
     found = _base_from_run(path)
     if found:
         return found
     if (path.parent / "config.json").is_file():  # e.g. <model>/speech-lora
         return str(path.parent), None
     raise LoralabError(
-        f"cannot tell which base model the adapter in {path} belongs to (no {MODEL_CARD}, no "
+        f"cannot tell which base model the adapter in {path} belongs to (no {CARD_FILE}, no "
         f"{path.parent / 'training_config.json'}): pass base_model (--base-model) explicitly"
     )
 
@@ -140,8 +134,9 @@ def load_for_inference(
 ) -> InferenceModel:
     """Load a model to generate with, from any of:
 
-    * a run's ``final_model/`` (adapter, unfrozen weights, tokenizer, ``loralab_model.json``);
-    * a ``checkpoint-epoch-N/`` (base model named by the run's ``training_config.json``);
+    * a run's ``final_model/`` or a ``checkpoint-epoch-N/`` (adapter, unfrozen weights; the base
+      model named by its model card, :mod:`loralab.engine.model_card`, else by the run's
+      ``training_config.json``);
     * a base model folder or hub id, without adapter (the paper's "no training" row);
     * an adapter folder inside a model folder (e.g. ``<model>/speech-lora``).
 
@@ -189,13 +184,13 @@ def load_for_inference(
 def _what_to_load(path, base_model: str | None, revision: str | None) -> tuple[Path | None, str, str | None]:
     """(adapter folder or None, base model name, its revision) for what ``path`` points at."""
     local = Path(str(path)).expanduser()
-    if local.is_dir() and (local / ADAPTER_CONFIG).is_file():
+    if local.is_dir() and has_adapter(local):
         verify_checkpoint(local)  # a damaged file fails now, not after minutes of base model loading
         return (local, *_find_base(local, base_model))
     if local.is_dir() and not (local / "config.json").is_file():
         raise LoralabError(
-            f"{local} holds no adapter ({ADAPTER_CONFIG}) and no model (config.json): a checkpoint folder "
-            "must contain what training saved (adapter_config.json, adapter_model.safetensors)"
+            f"{local} holds no adapter ({ADAPTER_CONFIG_FILE}) and no model (config.json): a checkpoint folder "
+            f"must contain what training saved ({ADAPTER_CONFIG_FILE}, adapter_model.safetensors)"
         )
     return None, str(base_model or path), revision
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from loralab.engine.activation_checkpointing import quiet_deprecated_checkpointing_queries
+from loralab.engine.model_card import ADAPTER_CONFIG_FILE, has_adapter
 from loralab.engine.system import ParamCount
 from loralab.errors import LoralabError
 from loralab.safe_files import load_safetensors, read_json
@@ -84,7 +85,7 @@ def lora_parameter_count(model, target_modules: str, rank: int) -> tuple[int, in
 
 
 def read_adapter_config(adapter_dir: Path) -> dict:
-    file = Path(adapter_dir) / "adapter_config.json"
+    file = Path(adapter_dir) / ADAPTER_CONFIG_FILE
     if not file.is_file():
         raise LoralabError(f"{file} not found: {adapter_dir} is not a PEFT adapter folder")
     return read_json(
@@ -171,9 +172,9 @@ def add_pretrained_lora(model, adapter_dir: Path, lora_cfg):
     """Load an existing adapter as TRAINABLE (rank/alpha/targets from the adapter, dropout from config)."""
 
     adapter_dir = Path(adapter_dir)
-    if not (adapter_dir / "adapter_config.json").is_file():
+    if not has_adapter(adapter_dir):
         raise LoralabError(
-            f"lora.init is 'pretrained' but {adapter_dir} holds no adapter (adapter_config.json). The native "
+            f"lora.init is 'pretrained' but {adapter_dir} holds no adapter ({ADAPTER_CONFIG_FILE}). The native "
             "Phi-4-multimodal folder ships its speech LoRA as speech-lora/ (revision refs/pr/70, or made by "
             "`loralab speech convert-checkpoint`); set lora.adapter_path to the adapter folder, or use "
             "lora.init=fresh (paper_r64)"

@@ -10,9 +10,7 @@ Qwen2-Audio (156k) would cost gigabytes — and averages the cross-entropy.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +20,7 @@ from loralab.errors import LoralabError
 from loralab.speech.chat_format import IGNORE_INDEX
 from loralab.speech.model import lora as lora_setup
 from loralab.speech.model.layout import SPEECH_ADAPTER_DIR, resolve_model_dir
-from loralab.speech.model.load import MODEL_CARD, UNFROZEN_FILE, resolve_backbone
+from loralab.speech.model.load import UNFROZEN_FILE, resolve_backbone
 
 TEXT_INPUTS = ("input_ids", "attention_mask", "labels")
 
@@ -154,36 +152,9 @@ def load_trainable(model, in_dir: Path) -> None:
         inner.gop_scorer = load_gop_scorer(in_dir)
 
 
-def model_card(cfg, model_dir: Path) -> dict[str, Any]:
-    """``loralab_model.json``: what inference needs to rebuild the model from ``final_model/``."""
-    local = Path(cfg.model.name_or_path).expanduser()
-    return {
-        "format": 1,
-        "system": "speech",
-        "family": cfg.model.family,
-        "base_model": str(local.resolve()) if local.is_dir() else cfg.model.name_or_path,
-        "revision": None if local.is_dir() else cfg.model.revision,
-        "strategy": cfg.strategy,
-        "lora": {
-            "init": cfg.lora.init,
-            "rank": cfg.lora.rank,
-            "alpha": cfg.lora.alpha,
-            "dropout": cfg.lora.dropout,
-            "target_modules": cfg.lora.target_modules,
-        },
-        "unfrozen": list(cfg.model.unfreeze) if cfg.strategy == "unfreeze" else [],
-        "prompt_style": cfg.speech.prompt_style,
-        "prompt_reference": cfg.speech.prompt_reference,
-        "score_decoding": cfg.evaluation.score_decoding,
-        "tasks": list(cfg.speech.tasks),
-        "name": cfg.name,
-    }
-
-
-def save_final(model, out_dir: Path, cfg, tokenizer, feature_extractor, model_dir: Path) -> None:
-    """Adapter + unfrozen weights + tokenizer + feature extractor + ``loralab_model.json``."""
+def save_final(model, out_dir: Path, tokenizer, feature_extractor) -> None:
+    """Adapter + unfrozen weights + tokenizer + feature extractor (the engine adds the model card)."""
     out_dir = Path(out_dir)
     save_trainable(model, out_dir)
     tokenizer.save_pretrained(str(out_dir))
     feature_extractor.save_pretrained(str(out_dir))
-    (out_dir / MODEL_CARD).write_text(json.dumps(model_card(cfg, model_dir), indent=2) + "\n")
