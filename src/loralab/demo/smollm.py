@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from loralab.errors import LoralabError
+from loralab.safe_files import replace_folder
 from loralab.speech.model.tiny import TINY_VISION_CONFIG
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -133,9 +134,7 @@ def _write_atomically(folder: Path, build, source: str = GGUF_FILE) -> Path:
             indent=1,
         )
     )
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-    return folder
+    return replace_folder(tmp, folder, aside=folder.with_name(folder.name + f".tmp-old-{os.getpid()}"))
 
 
 def ensure_smollm2_llama(root: str | Path | None = None, rebuild: bool = False) -> Path:

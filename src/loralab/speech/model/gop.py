@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from loralab.errors import LoralabError
+from loralab.safe_files import write_atomically
 
 GOP_FILE = "gop_scorer.safetensors"
 # 3: + the per-phone diagnosis (confusions, threshold) and its two features; 2: calibrations per
@@ -245,10 +246,7 @@ class GopScorer:
             "fit_report": json.dumps(self.fit_report),
         }
         path = Path(folder) / GOP_FILE
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        tmp.replace(path)
-        return path
+        return write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 def load_gop_scorer(folder: str | Path) -> GopScorer:
