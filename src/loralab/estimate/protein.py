@@ -57,19 +57,12 @@ def build_fake_model(cfg, mode: OracleFakeMode, weight_dtype):
     embedding and head in fp32 (as build_protein_model leaves them)."""
     from transformers import AutoModel
 
-    from loralab.protein.model import RESIDUE_ALPHABET, ProteinDistanceModel, attach_lora, truncate_layers
+    from loralab.protein.model import RESIDUE_ALPHABET, assemble_protein_model
 
     with torch.device("meta"):
         backbone = AutoModel.from_config(_backbone_config(cfg), attn_implementation="sdpa")
-    backbone.to(weight_dtype)
-    peft_backbone = attach_lora(truncate_layers(backbone, cfg.protein_head.backbone_layers), cfg)
-    for param in peft_backbone.parameters():
-        if param.requires_grad:
-            param.data = param.data.float()
-    with torch.device("meta"):
-        model = ProteinDistanceModel(peft_backbone, list(range(len(RESIDUE_ALPHABET))), cfg.protein_head)
-    model.residue_embedding.float()
-    model.head.float()
+        backbone.to(weight_dtype)
+        model = assemble_protein_model(backbone, list(range(len(RESIDUE_ALPHABET))), cfg)
     fakeify(model, mode)
     return model
 

@@ -351,12 +351,10 @@ def truncate_layers(backbone, layers: int | None):
 
 def attach_lora(backbone, cfg):
     """Freeze the backbone, enable checkpointing if asked, wrap with LoRA (PEFT)."""
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
 
-    from loralab.engine.activation_checkpointing import (
-        enable_activation_checkpointing,
-        quiet_deprecated_checkpointing_queries,
-    )
+    from loralab.engine.activation_checkpointing import enable_activation_checkpointing
+    from loralab.engine.lora import wrap_with_lora
 
     backbone.requires_grad_(False)
     if cfg.model.gradient_checkpointing:
@@ -370,8 +368,7 @@ def attach_lora(backbone, cfg):
         bias="none",
     )
     try:
-        with quiet_deprecated_checkpointing_queries():
-            return get_peft_model(backbone, lora)
+        return wrap_with_lora(backbone, lora)
     except ValueError as e:
         linear = [n for n, m in backbone.named_modules() if isinstance(m, nn.Linear)][:8]
         raise ModelLayoutError(
@@ -389,6 +386,14 @@ def build_protein_model(cfg, runtime, *, backbone=None, tokenizer=None) -> Prote
     if backbone is None:
         backbone, tokenizer = load_backbone(cfg.model, runtime, cfg.protein_head.context)
     token_ids = residue_token_ids(tokenizer, cfg.model.name_or_path)
+    return assemble_protein_model(backbone, token_ids, cfg).to(runtime.device)
+
+
+def assemble_protein_model(backbone, token_ids: list[int], cfg) -> ProteinDistanceModel:
+    """The one recipe of the protein model around a loaded (or meta) ``backbone``: cut to
+    ``protein_head.backbone_layers``, frozen, LoRA attached, residue embedding and pair head
+    on top; every trainable part in fp32 whatever the backbone's dtype. Training, the
+    parameter count and the estimator all build through it, so they measure the same model."""
     peft_backbone = attach_lora(truncate_layers(backbone, cfg.protein_head.backbone_layers), cfg)
     for param in peft_backbone.parameters():
         if param.requires_grad:  # PEFT keeps adapters fp32 already; make sure of it
@@ -396,4 +401,4 @@ def build_protein_model(cfg, runtime, *, backbone=None, tokenizer=None) -> Prote
     model = ProteinDistanceModel(peft_backbone, token_ids, cfg.protein_head)
     model.residue_embedding.float()
     model.head.float()
-    return model.to(runtime.device)
+    return model

@@ -123,7 +123,7 @@ def count_parameters(cfg) -> dict[str, ParamCount]:
     from transformers import AutoConfig, AutoModel
 
     from loralab.errors import ModelLayoutError
-    from loralab.protein.model import RESIDUE_ALPHABET, ProteinDistanceModel, attach_lora, truncate_layers
+    from loralab.protein.model import RESIDUE_ALPHABET, assemble_protein_model
     from loralab.protein.tiny import known_backbone_config
 
     name = cfg.model.name_or_path
@@ -138,9 +138,7 @@ def count_parameters(cfg) -> dict[str, ParamCount]:
             raise ModelLayoutError(f"cannot read the config of backbone '{name}': {e}") from None
     with torch.device("meta"):
         backbone = AutoModel.from_config(config)
-        backbone = truncate_layers(backbone, cfg.protein_head.backbone_layers)
-        peft_backbone = attach_lora(backbone, dataclasses.replace(cfg, model=dataclasses.replace(
-            cfg.model, gradient_checkpointing=False)))  # fmt: skip
-        ids = list(range(len(RESIDUE_ALPHABET)))
-        model = ProteinDistanceModel(peft_backbone, ids, cfg.protein_head)
+        # Checkpointing changes no parameter; off, it needs no training-mode hooks on meta.
+        counted = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, gradient_checkpointing=False))
+        model = assemble_protein_model(backbone, list(range(len(RESIDUE_ALPHABET))), counted)
     return parameter_groups(model)
