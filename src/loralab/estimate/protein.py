@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,17 +37,12 @@ def chains(max_length: int, n: int = EPOCH_CHAINS, seed: int = 0) -> list[Chain]
 
 
 def _backbone_config(cfg):
-    from transformers import AutoConfig
-
-    from loralab.protein.tiny import known_backbone_config
+    from loralab.engine.known_models import offline_config
 
     name = cfg.model.name_or_path
-    config = None if Path(name).expanduser().exists() else known_backbone_config(name)
-    if config is not None:
-        return config
     try:
-        return AutoConfig.from_pretrained(name, revision=cfg.model.revision, local_files_only=True)
-    except (OSError, ValueError) as e:
+        return offline_config(name, cfg.model.revision)[0]
+    except (LookupError, OSError, ValueError) as e:
         raise LoralabError(f"{cfg.name}: cannot read the config of backbone '{name}' offline: {e}") from None
 
 

@@ -120,22 +120,17 @@ def count_parameters(cfg) -> dict[str, ParamCount]:
     """Parameter groups of :func:`build_parts`'s model, built on the meta device from the
     backbone's config (no weights read). Known preset backbones work offline."""
     import torch
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
 
+    from loralab.engine.known_models import offline_config
     from loralab.errors import ModelLayoutError
     from loralab.protein.model import RESIDUE_ALPHABET, assemble_protein_model
-    from loralab.protein.tiny import known_backbone_config
 
     name = cfg.model.name_or_path
-    # The presets' backbones have their published config built in: no hub round trip.
-    config = None if Path(name).exists() else known_backbone_config(name)
-    if config is None:
-        try:
-            config = AutoConfig.from_pretrained(
-                name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
-            )
-        except (OSError, ValueError) as e:
-            raise ModelLayoutError(f"cannot read the config of backbone '{name}': {e}") from None
+    try:
+        config, _ = offline_config(name, cfg.model.revision, cfg.model.trust_remote_code)
+    except (LookupError, OSError, ValueError) as e:
+        raise ModelLayoutError(f"cannot read the config of backbone '{name}': {e}") from None
     with torch.device("meta"):
         backbone = AutoModel.from_config(config)
         # Checkpointing changes no parameter; off, it needs no training-mode hooks on meta.
