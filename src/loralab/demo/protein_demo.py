@@ -3,9 +3,9 @@
 Structures: the single-chain PDB files of the ``mdanalysistests`` source package
 (``MDAnalysisTests/data/dssp/*.pdb.gz``, public-domain PDB entries; installed with
 ``--no-deps``, located without importing it) and, when Debian's ``python3-promod3`` is
-installed (``make sysdeps`` installs it as root: ~2 min once, outside the demo's budget),
+installed (``make sysdeps`` installs it as root, once, outside the demo's budget),
 ``plan.protein_promod3_chains`` chains of the ProMod3 StructureDB (40-128 residues, spread
-over the database; exported in ~2 s). Without ProMod3 the demo still runs on the package's
+over the database; the README gives the time each takes). Without ProMod3 the demo still runs on the package's
 chains and says so. Backbone: SmolLM2-135M-Instruct as a plain Llama folder
 (:func:`loralab.demo.smollm.ensure_smollm2_llama`), preset ``protein/cpu``.
 
