@@ -41,17 +41,11 @@ def parameter_groups(model) -> dict[str, ParamCount]:
     return {g: ParamCount(trainable=t, total=n) for g, (t, n) in counts.items()}
 
 
-def build_parts(cfg, runtime, *, train_examples=None, val_examples=None) -> SystemParts:
-    """Everything the shared trainer needs to train the protein model (see module doc).
-
-    ``train_examples`` / ``val_examples`` (lists of ProteinExample) replace the data set's
-    splits when given (benchmarks feed synthetic chains through the same path)."""
-    from loralab.protein.checkpoint_io import load_protein_trainable, save_protein_trainable
-    from loralab.protein.dataset import ProteinDataset, collate_proteins
-    from loralab.protein.model import build_protein_model
+def _datasets(cfg, train_examples, val_examples):
+    """(training examples, training set, validation set or None): the config's splits unless
+    examples are given."""
+    from loralab.protein.dataset import ProteinDataset
     from loralab.protein.records import load_split
-    from loralab.protein.scoring import SeparationMeanBaseline, validation_metrics
-    from loralab.protein.training_targets import distogram_prior, protein_loss, separation_prior
 
     if train_examples is None:
         train_examples = load_split(cfg, cfg.protein.train_split)
@@ -65,6 +59,21 @@ def build_parts(cfg, runtime, *, train_examples=None, val_examples=None) -> Syst
         if val_examples
         else None
     )
+    return train_examples, train_set, val_set
+
+
+def build_parts(cfg, runtime, *, train_examples=None, val_examples=None) -> SystemParts:
+    """Everything the shared trainer needs to train the protein model (see module doc).
+
+    ``train_examples`` / ``val_examples`` (lists of ProteinExample) replace the data set's
+    splits when given (benchmarks feed synthetic chains through the same path)."""
+    from loralab.protein.checkpoint_io import load_protein_trainable, save_protein_trainable
+    from loralab.protein.dataset import collate_proteins
+    from loralab.protein.model import build_protein_model
+    from loralab.protein.scoring import SeparationMeanBaseline, validation_metrics
+    from loralab.protein.training_targets import distogram_prior, protein_loss, separation_prior
+
+    train_examples, train_set, val_set = _datasets(cfg, train_examples, val_examples)
     baseline = SeparationMeanBaseline.fit(train_examples)
     model = build_protein_model(cfg, runtime)
     # Fresh head: start at the separation-mean prior (a resumed run loads its own weights).
