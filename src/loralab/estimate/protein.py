@@ -1,5 +1,5 @@
 """The protein system without weights: the backbone with LoRA and the pair head, as
-:func:`loralab.protein.model.build_protein_model` assembles them, on chains of typical lengths.
+:func:`loralab.protein.build.build_protein_model` assembles them, on chains of typical lengths.
 
 Chain lengths: log-normal (median 200 residues, sigma 0.6, 30-1000: the bulk of PDB chains),
 cropped to ``protein.max_length`` as the training set does. An epoch is stated per
@@ -51,7 +51,8 @@ def build_fake_model(cfg, mode: OracleFakeMode, weight_dtype):
     embedding and head in fp32 (as build_protein_model leaves them)."""
     from transformers import AutoModel
 
-    from loralab.protein.model import RESIDUE_ALPHABET, assemble_protein_model
+    from loralab.protein.build import assemble_protein_model
+    from loralab.protein.model import RESIDUE_ALPHABET
 
     with torch.device("meta"):
         backbone = AutoModel.from_config(_backbone_config(cfg), attn_implementation="sdpa")

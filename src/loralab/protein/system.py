@@ -67,9 +67,9 @@ def build_parts(cfg, runtime, *, train_examples=None, val_examples=None) -> Syst
 
     ``train_examples`` / ``val_examples`` (lists of ProteinExample) replace the data set's
     splits when given (benchmarks feed synthetic chains through the same path)."""
+    from loralab.protein.build import build_protein_model
     from loralab.protein.checkpoint_io import load_protein_trainable, save_protein_trainable
     from loralab.protein.dataset import collate_proteins
-    from loralab.protein.model import build_protein_model
     from loralab.protein.scoring import SeparationMeanBaseline, validation_metrics
     from loralab.protein.training_targets import distogram_prior, protein_loss, separation_prior
 
@@ -133,7 +133,8 @@ def count_parameters(cfg) -> dict[str, ParamCount]:
 
     from loralab.engine.known_models import offline_config
     from loralab.errors import ModelLayoutError
-    from loralab.protein.model import RESIDUE_ALPHABET, assemble_protein_model
+    from loralab.protein.build import assemble_protein_model
+    from loralab.protein.model import RESIDUE_ALPHABET
 
     name = cfg.model.name_or_path
     try:
