@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from loralab.demo.stages import check_row
+
 MIN_TEST_CHAINS = 30
 # Issue 28's targets for the demo's model (key, label, comparison, value) and TM vs the baseline.
 SKILL_TARGETS = (
@@ -58,10 +60,6 @@ def comparison_lines(result: dict) -> list[str]:
     return lines
 
 
-def _check(name: str, value, target: str, passed: bool, required: bool) -> dict:
-    return {"check": name, "value": value, "target": target, "passed": bool(passed), "required": required}
-
-
 def acceptance(result: dict, full: bool) -> list[dict]:
     """Issue 12's acceptance checks (:mod:`loralab.demo.protein_demo`); required in the full demo."""
     m, b, geo = result["metrics"], result["baseline"], result["geometry"]
@@ -69,12 +67,12 @@ def acceptance(result: dict, full: bool) -> list[dict]:
     lo, hi = geo["mean_ca_ca_range"] or (float("nan"), float("nan"))
     n = result.get("test_chains") or 0
     checks = [
-        _check("protein predicted structures: mean consecutive CA-CA (A), every chain", f"{lo:.2f}-{hi:.2f}",
+        check_row("protein predicted structures: mean consecutive CA-CA (A), every chain", f"{lo:.2f}-{hi:.2f}",
                "3.6-4.0", 3.6 <= lo and hi <= 4.0 and 3.6 <= pred_geo.get("mean_ca_ca", 0) <= 4.0, full),
-        _check("protein predicted structures: non-adjacent CA pairs < 3.5 A, worst chain",
+        check_row("protein predicted structures: non-adjacent CA pairs < 3.5 A, worst chain",
                f"{100 * (geo['max_clash_fraction'] or 0):.2f}%", "< 1%",
                (geo["max_clash_fraction"] or 0) < 0.01 and pred_geo.get("clash_fraction", 1) < 0.01, full),
-        _check("protein test chains (clustered split)", n, f">= {MIN_TEST_CHAINS}", n >= MIN_TEST_CHAINS, full),
+        check_row("protein test chains (clustered split)", n, f">= {MIN_TEST_CHAINS}", n >= MIN_TEST_CHAINS, full),
     ]  # fmt: skip
     for key, label, better in (
         ("distance_mae", "distance MAE (A)", lambda x, y: x < y),
@@ -84,7 +82,7 @@ def acceptance(result: dict, full: bool) -> list[dict]:
         x, y = m.get(key), b.get(key)
         ok = x is not None and y is not None and better(x, y)
         value = f"{x:.3f} vs {y:.3f}" if ok or (x is not None and y is not None) else f"{x} vs {y}"
-        checks.append(_check(f"protein {label}: model vs separation-mean baseline", value,
+        checks.append(check_row(f"protein {label}: model vs separation-mean baseline", value,
                              "model better", ok, full))  # fmt: skip
     return checks + skill_checks(m, b, n)
 
@@ -95,10 +93,10 @@ def skill_checks(m: dict, b: dict, n: int) -> list[dict]:
     for key, label, op, target in SKILL_TARGETS:
         x = m.get(key)
         ok = x is not None and (x <= target if op == "<=" else x >= target)
-        rows.append(_check(f"protein skill: {label} ({n} test chains)", "n/a" if x is None else f"{x:.3f}",
+        rows.append(check_row(f"protein skill: {label} ({n} test chains)", "n/a" if x is None else f"{x:.3f}",
                            f"{op} {target}", ok, False))  # fmt: skip
     x, y = m.get("tm_score"), b.get("tm_score")
     ratio = x / y if x is not None and y else None
-    rows.append(_check("protein skill: TM-score vs the baseline's", "n/a" if ratio is None else f"x{ratio:.2f}",
+    rows.append(check_row("protein skill: TM-score vs the baseline's", "n/a" if ratio is None else f"x{ratio:.2f}",
                        f">= x{TM_RATIO_TARGET}", ratio is not None and ratio >= TM_RATIO_TARGET, False))  # fmt: skip
     return rows
