@@ -1,15 +1,20 @@
-"""One way to read loralab's files and to create its output folders, with clear errors.
+"""One way to read loralab's files, to write them atomically and to create its output folders.
 
 A truncated or corrupt file (JSON, safetensors, ``torch.save``, ``.npy``) and an output
 path that cannot be written become a :class:`~loralab.errors.LoralabError` naming the file
-and what to do, which the CLI prints without a traceback (exit status 2).
+and what to do, which the CLI prints without a traceback (exit status 2). Every file that a
+reader may open while it is being written (run.json, status.md, manifests, the GOP scorer)
+goes through :func:`write_atomically`; whole folders (checkpoints, cached models) through
+:func:`replace_folder`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +142,80 @@ def ensure_output_file(path: str | os.PathLike, option: str = "--out") -> Path:
             f"{option} {path}: cannot write into {path.parent}; choose a path you can write to"
         ) from None
     return path
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` writes the content to a temporary file beside ``path`` (same folder, so
+    same file system), which then replaces ``path`` with ``os.replace``: a reader or a crash
+    sees the old file or the new one, never half of one. The temporary file is removed when
+    ``write`` fails."""
+    path = Path(path)
+    # Hidden, and not ending in the file's suffix, so a glob for "*.jsonl" never picks it up.
+    tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """``text`` into ``path`` (UTF-8) through :func:`write_atomically`."""
+    return write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    """``data`` as indented JSON (anything else as ``str``) through :func:`write_atomically`."""
+    return write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename into it) to disk; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: str | os.PathLike) -> None:
+    """Flush every file under ``path`` and the folder itself to disk."""
+    path = Path(path)
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            with p.open("rb") as f:
+                os.fsync(f.fileno())
+    fsync_dir(path)
+
+
+def replace_folder(tmp: str | os.PathLike, final: str | os.PathLike, aside: str | os.PathLike,
+                   durable: bool = False) -> Path:  # fmt: skip
+    """Move the finished folder ``tmp`` to ``final``. An existing ``final`` is first moved to
+    ``aside`` and deleted only once the new folder is in place, so no moment leaves neither.
+    ``durable`` also flushes the files and the rename to disk (safe against power loss, not
+    only against a killed process)."""
+    tmp, final, aside = Path(tmp), Path(final), Path(aside)
+    if durable:
+        fsync_tree(tmp)
+    old = None
+    if final.exists():
+        old = aside
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if durable:
+        fsync_dir(final.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final

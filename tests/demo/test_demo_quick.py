@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -33,11 +32,36 @@ def quick_demo(tmp_path_factory):
     return out, code
 
 
+def assert_checks_passed(summary: dict, code: int) -> None:
+    """Every required check of the demo passed, so it said ok and exited 0 (a failed one is named)."""
+    failed = [f"{c['check']}: {c['value']} (target {c['target']})"
+              for c in summary["checks"] if c["required"] and not c["passed"]]  # fmt: skip
+    assert not failed, "demo checks failed: " + "; ".join(failed)
+    assert summary["ok"] is True and code == 0, (summary["ok"], code)
+
+
+@pytest.mark.parametrize("passed", [True, False])
+def test_the_check_assertion_fails_when_a_required_check_fails(passed):
+    """Fast, no demo run: the assertion used above is not one that passes whatever happened."""
+    summary = {"ok": passed, "checks": [
+        {"check": "total wall time (s)", "value": 999, "target": "<= 180", "passed": False, "required": False},
+        {"check": "protein geometry", "value": 1.0, "target": "< 0.5", "passed": passed, "required": True},
+    ]}  # fmt: skip
+    if passed:
+        assert_checks_passed(summary, 0)
+    else:
+        with pytest.raises(AssertionError, match="protein geometry"):
+            assert_checks_passed(summary, 1)
+    with pytest.raises(AssertionError):  # a non-zero exit with every check passed is a failure too
+        assert_checks_passed({**summary, "checks": summary["checks"][:1]}, 1)
+
+
+@pytest.mark.slow
 def test_quick_demo_runs_both_systems(quick_demo):
     out, code = quick_demo
     summary = json.loads((out / "summary.json").read_text())
     assert summary["errors"] == {}, summary["errors"]
-    assert code == (0 if summary["ok"] else 1)
+    assert_checks_passed(summary, code)
     stages = {(s["system"], s["name"]): s for s in summary["stages"]}
     for key in [("speech", "synth"), ("speech", "prepare"), ("speech", "train (unfreeze)"),
                 ("speech", "evaluate (unfreeze)"), ("protein", "prepare"), ("protein", "train"),
@@ -51,6 +75,7 @@ def test_quick_demo_runs_both_systems(quick_demo):
     assert sum(s["seconds"] for s in summary["stages"]) <= summary["wall_seconds_total"] + 0.5
 
 
+@pytest.mark.slow
 def test_quick_demo_leaves_results_to_open(quick_demo):
     out, _ = quick_demo
     summary = json.loads((out / "summary.json").read_text())

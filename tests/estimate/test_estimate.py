@@ -164,7 +164,7 @@ def test_cli_errors_are_one_line_with_exit_2(argv, message, capsys):
 def test_protein_estimate_matches_a_real_step(tmp_path):
     from loralab.engine.runtime import Runtime
     from loralab.estimate import protein
-    from loralab.protein.model import build_protein_model
+    from loralab.protein.build import build_protein_model
     from loralab.protein.tiny import build_tiny_backbone
 
     model_dir = build_tiny_backbone(tmp_path / "backbone", hidden_size=32, num_layers=2)

@@ -9,9 +9,10 @@ import torch
 
 from loralab.config import load_config
 from loralab.engine.runtime import Runtime
+from loralab.protein.build import build_protein_model
 from loralab.protein.context import PairTrunk, bidirectional_mask
 from loralab.protein.dataset import ProteinExample, collate_proteins
-from loralab.protein.model import build_protein_model, distogram_edges, pair_distance_and_contact
+from loralab.protein.model import distogram_edges, pair_distance_and_contact
 from loralab.protein.tiny import build_tiny_backbone
 
 

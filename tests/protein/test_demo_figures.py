@@ -3,7 +3,7 @@ and the baseline, and the status report's targets (pure functions of the evaluat
 
 from __future__ import annotations
 
-from loralab.demo.protein_demo import acceptance, comparison_lines, skill_checks
+from loralab.demo.protein_checks import acceptance, comparison_lines, skill_checks
 from loralab.protein.report import seed_target_rows
 
 MODEL = {"distance_mae": 4.9, "distance_rmse": 7.2, "distance_pearson": 0.71, "mds_quality": 0.69,

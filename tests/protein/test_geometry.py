@@ -7,6 +7,7 @@ import pytest
 
 from loralab.errors import DataError
 from loralab.protein import geometry as geo
+from loralab.protein.pdb_file import write_ca_pdb
 from loralab.protein.structures import parse_structure
 
 # Chains of at least 40 residues from the MDAnalysisTests files: all-alpha, all-beta, mixed.
@@ -46,7 +47,7 @@ def _rmsd_scipy(P, Q) -> float:
 def test_pdb_writer_round_trips_through_the_parser(mdanalysis_data, tmp_path):
     for name in ["dssp/3so6A.pdb.gz", "1osm.pdb.gz", "adk_open.pdb"]:
         chain = parse_structure(mdanalysis_data / name)[0]
-        path = geo.write_ca_pdb(
+        path = write_ca_pdb(
             tmp_path / "ca.pdb", chain.ca, chain.sequence, "A", chain.residue_numbers, remarks=["round trip"]
         )
         (back,) = parse_structure(path)
@@ -63,14 +64,14 @@ def test_pdb_writer_leaves_out_missing_residues_and_rejects_bad_input(tmp_path):
     # An ideal alpha helix (C-alphas 3.8 A apart) with residue 5 missing.
     X = np.stack([[2.3 * np.cos(1.745 * k), 2.3 * np.sin(1.745 * k), 1.5 * k] for k in range(10)])
     X[4] = np.nan
-    path = geo.write_ca_pdb(tmp_path / "gap.pdb", X, "ACDEFGHIKX", bfactors=np.arange(10))
+    path = write_ca_pdb(tmp_path / "gap.pdb", X, "ACDEFGHIKX", bfactors=np.arange(10))
     (chain,) = parse_structure(path)
     assert chain.sequence == "ACDEGHIKX" and chain.residue_numbers[4] == "6"
     assert [g.kind for g in chain.gaps] == ["missing"]  # the writer keeps the numbering gap
     with pytest.raises(DataError, match="not amino acids"):
-        geo.write_ca_pdb(tmp_path / "bad.pdb", X, "ACDEFGHIK1")
+        write_ca_pdb(tmp_path / "bad.pdb", X, "ACDEFGHIK1")
     with pytest.raises(DataError, match="letters but coords"):
-        geo.write_ca_pdb(tmp_path / "bad.pdb", X, "ACD")
+        write_ca_pdb(tmp_path / "bad.pdb", X, "ACD")
 
 
 def test_classical_mds_recovers_real_structures_with_the_right_hand(real_chains):

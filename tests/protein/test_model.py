@@ -12,12 +12,12 @@ import torch
 from loralab.config import load_config
 from loralab.engine.runtime import Runtime
 from loralab.errors import LoralabError, ModelLayoutError
+from loralab.protein.build import build_protein_model
 from loralab.protein.checkpoint_io import load_protein_trainable, save_protein_trainable
 from loralab.protein.dataset import ProteinExample, collate_proteins
 from loralab.protein.model import (
     NUM_SEPARATION_BUCKETS,
     RESIDUE_ALPHABET,
-    build_protein_model,
     distance_to_target,
     distogram_edges,
     residue_token_ids,

@@ -21,6 +21,7 @@ from pathlib import Path
 from loralab.demo.smollm import (
     BUILD_VERSIONS,
     CONTROL_TOKENS,
+    PAD_TOKEN,
     _is_complete,
     _write_atomically,
     cache_root,
@@ -31,7 +32,6 @@ from loralab.errors import LoralabError
 
 FOLDER = "demo-qwen2audio-whisper-smollm2"
 AUDIO_TOKENS = ["<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"]
-PAD_TOKEN = "<|endoftext|>"  # SmolLM2's id 0, not its end-of-turn token
 BUILD_VERSIONS[FOLDER] = 1  # bumped when what the build writes changes
 
 

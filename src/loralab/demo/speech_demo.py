@@ -83,6 +83,28 @@ def _status(run_dir: Path) -> dict:
     return {"status_md": str(files.markdown), "plots": [str(p) for p in files.plots]}
 
 
+def _real_speech_and_listening(final_model, cfg, plan, clock: StageClock, label: str, result: dict) -> None:
+    """The LibriVox transcription and the held-out listening checks of the trained model, or
+    their skips (the same plan flag decides both)."""
+    if plan.real_speech:
+        with clock.stage("speech", f"real speech ({label})", "LibriVox clips through loralab assess"):
+            from loralab.demo.real_speech import transcribe_real_speech
+
+            result["real_speech"] = transcribe_real_speech(
+                final_model, cfg.speech.prompt_style, cfg.speech.prompt_reference
+            )
+    else:
+        clock.skip("speech", f"real speech ({label})", f"not in the {plan.mode} plan")
+    if plan.real_speech:  # held-out checks: the same plan flag as the real-speech line
+        with clock.stage("speech", f"listening checks ({label})", "wrong sentence, pauses, LibriVox"):
+            from loralab.demo.listening import listening_checks
+            from loralab.demo.real_speech import librivox_clips
+
+            result["listening"] = listening_checks(final_model, cfg.speech.manifest_dir, librivox_clips())
+    else:
+        clock.skip("speech", f"listening checks ({label})", f"not in the {plan.mode} plan")
+
+
 def train_and_evaluate(
     preset: str, overrides: list[str], plan, clock: StageClock, label: str, result: dict
 ) -> dict:
@@ -123,25 +145,7 @@ def train_and_evaluate(
         result["distinct_answers"] = answer_variety(eval_dir, max(by_epoch), cfg.evaluation.score_decoding)
         result["score_decoding"] = cfg.evaluation.score_decoding
         result["prompt_reference"] = cfg.speech.prompt_reference
-    if plan.real_speech:
-        with clock.stage("speech", f"real speech ({label})", "LibriVox clips through loralab assess"):
-            from loralab.demo.real_speech import transcribe_real_speech
-
-            result["real_speech"] = transcribe_real_speech(
-                RunDir(run_dir).final_model, cfg.speech.prompt_style, cfg.speech.prompt_reference
-            )
-    else:
-        clock.skip("speech", f"real speech ({label})", f"not in the {plan.mode} plan")
-    if plan.real_speech:  # held-out checks: the same plan flag as the real-speech line
-        with clock.stage("speech", f"listening checks ({label})", "wrong sentence, pauses, LibriVox"):
-            from loralab.demo.listening import listening_checks
-            from loralab.demo.real_speech import librivox_clips
-
-            result["listening"] = listening_checks(
-                RunDir(run_dir).final_model, cfg.speech.manifest_dir, librivox_clips()
-            )
-    else:
-        clock.skip("speech", f"listening checks ({label})", f"not in the {plan.mode} plan")
+    _real_speech_and_listening(RunDir(run_dir).final_model, cfg, plan, clock, label, result)
     with clock.stage("speech", f"status ({label})"):
         result.update(_status(run_dir))
     return result

@@ -7,7 +7,7 @@ import os
 import platform
 from pathlib import Path
 
-from loralab.demo.stages import StageClock
+from loralab.demo.stages import StageClock, check_row
 
 PARSE_RATE_TARGET = 0.9
 # What "the speech model hears" means on the synthetic test split (the demo's promise): scores on
@@ -60,10 +60,6 @@ REAL_RUN_COMMANDS = [
 ]
 
 
-def _check(name: str, value, target: str, passed: bool, required: bool) -> dict:
-    return {"check": name, "value": value, "target": target, "passed": bool(passed), "required": required}
-
-
 def _ok_at_least(value, target) -> bool:
     return value is not None and value == value and value >= target  # NaN (undefined) fails
 
@@ -77,24 +73,24 @@ def _listening_checks(speech: dict, full: bool, baseline: dict | None = None) ->
     m = speech["metrics"]
     distinct = (speech.get("distinct_answers") or {}).get("apa")
     checks = [
-        _check("speech distinct APA answers (test split)", distinct, f">= {DISTINCT_APA_TARGET}",
+        check_row("speech distinct APA answers (test split)", distinct, f">= {DISTINCT_APA_TARGET}",
                _ok_at_least(distinct, DISTINCT_APA_TARGET), full),
     ]  # fmt: skip
     for key, target in LISTENING_TARGETS.items():
-        checks.append(_check(f"speech {key} (test split)", m.get(key), f">= {target}", _ok_at_least(m.get(key), target), full))  # fmt: skip
+        checks.append(check_row(f"speech {key} (test split)", m.get(key), f">= {target}", _ok_at_least(m.get(key), target), full))  # fmt: skip
     for key, target in ERROR_RATE_TARGETS.items():
-        checks.append(_check(f"speech {key} (test split)", m.get(key), f"<= {target}", _ok_at_most(m.get(key), target), full))  # fmt: skip
+        checks.append(check_row(f"speech {key} (test split)", m.get(key), f"<= {target}", _ok_at_most(m.get(key), target), full))  # fmt: skip
     low, high = SPREAD_RANGE
     for aspect in ("acc", "flu", "pros", "total"):
         value = m.get(f"{aspect}_spread")
         ok = _ok_at_least(value, low) and _ok_at_most(value, high)
         checks.append(
-            _check(f"speech {aspect} spread / human spread (test split)", value, f"{low}-{high}", ok, full)
+            check_row(f"speech {aspect} spread / human spread (test split)", value, f"{low}-{high}", ok, full)
         )
     base = (baseline or {}).get("per")
     per = m.get("per")
     ok = _ok_at_most(per, base) and per < base if base is not None else False
-    checks.append(_check("speech PER below the canonical-phone baseline's (test split)",
+    checks.append(check_row("speech PER below the canonical-phone baseline's (test split)",
                          f"{_fmt(per)} vs {_fmt(base)}", "model < baseline", ok, full))  # fmt: skip
     return checks
 
@@ -117,7 +113,9 @@ def acceptance_checks(plan: dict, results: dict, total_seconds: float) -> list[d
     full = plan["mode"] == "full"
     budget = plan["budget_seconds"]
     checks = [
-        _check("total wall time (s)", round(total_seconds, 1), f"<= {budget}", total_seconds <= budget, False)
+        check_row(
+            "total wall time (s)", round(total_seconds, 1), f"<= {budget}", total_seconds <= budget, False
+        )
     ]
     speech = (results.get("speech") or {}).get("runs", {}).get("unfreeze", {})
     if "metrics" in speech:
@@ -125,22 +123,22 @@ def acceptance_checks(plan: dict, results: dict, total_seconds: float) -> list[d
             rate = speech["metrics"].get(f"{task}_parse_rate")
             ok = rate is not None and rate >= PARSE_RATE_TARGET
             name = f"speech {task.upper()} answers that parse (test split)"
-            checks.append(_check(name, rate, f">= {PARSE_RATE_TARGET:.0%}", ok, full))
+            checks.append(check_row(name, rate, f">= {PARSE_RATE_TARGET:.0%}", ok, full))
         checks += _listening_checks(speech, full, (results.get("speech") or {}).get("mdd_baseline"))
     for check in ((speech.get("listening") or {}).get("checks") or {}).values():
-        checks.append(_check(f"speech listening: {check['check']}", _listening_value(check),
+        checks.append(check_row(f"speech listening: {check['check']}", _listening_value(check),
                              check.get("target", "measured"), check["passed"], full))  # fmt: skip
     if "training_loss" in speech:
         loss = speech["training_loss"]
         value = f"{loss.get('mean_first_logged')} -> {loss.get('mean_last_logged')}"
         name = "speech training loss falls (mean of first vs last 3 logged)"
-        checks.append(_check(name, value, "falls", loss["falls"], full))
+        checks.append(check_row(name, value, "falls", loss["falls"], full))
     protein = results.get("protein") or {}
     if "metrics" in protein:
         mae, base = protein["metrics"].get("distance_mae"), protein["baseline"].get("distance_mae")
         ok = mae is not None and base is not None and mae < base
         name = "protein test distance MAE below the separation-mean baseline (A)"
-        checks.append(_check(name, f"{_fmt(mae, 2)} vs {_fmt(base, 2)}", "model < baseline", ok, False))
+        checks.append(check_row(name, f"{_fmt(mae, 2)} vs {_fmt(base, 2)}", "model < baseline", ok, False))
     checks += protein.get("acceptance", [])  # issue 12: geometry, >= 30 test chains, beats the baseline
     return checks
 

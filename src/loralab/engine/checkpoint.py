@@ -19,7 +19,6 @@ removed at the next save.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from loralab.errors import LoralabError
-from loralab.safe_files import CorruptFileError, load_torch
+from loralab.safe_files import CorruptFileError, load_torch, replace_folder
 
 CHECKPOINT_PREFIX = "checkpoint-epoch-"
 TMP_PREFIX = ".tmp-"
@@ -134,28 +133,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 # --- writing -------------------------------------------------------------------------------
 
 
-def _fsync_tree(path: Path) -> None:
-    # A kill -9 keeps the page cache; fsync makes the rename safe against power loss too.
-    for p in sorted(path.rglob("*")):
-        if p.is_file():
-            with p.open("rb") as f:
-                os.fsync(f.fileno())
-    _fsync_dir(path)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
@@ -183,18 +160,11 @@ def write_states(tmp: Path, optimizer_state: dict | None, scheduler_state: dict,
 
 def commit(tmp: Path, final: Path) -> Path:
     """Atomically move a finished temporary checkpoint into place."""
-    _fsync_tree(tmp)
-    old = None
-    if final.exists():
-        # Only after a resume that re-trains an epoch; move the old one aside, never half-delete it.
-        old = final.with_name(f"{TMP_PREFIX}old-{final.name}")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    _fsync_dir(final.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    # Only after a resume that re-trains an epoch is there an old one: moved aside (a name that
+    # remove_stale_tmp_dirs deletes), never half-deleted. fsync: a kill -9 keeps the page
+    # cache; flushing makes the rename safe against power loss too.
+    aside = final.with_name(f"{TMP_PREFIX}old-{final.name}")
+    replace_folder(tmp, final, aside, durable=True)
     return final
 
 

@@ -121,6 +121,28 @@ def local_model_dir(name_or_path: str, revision: str | None = None) -> Path | No
         return None
 
 
+def offline_config(name_or_path: str, revision: str | None = None, trust_remote_code: bool = False):
+    """(transformers config, where it came from) without the network: the config.json of a
+    local folder or of the cached snapshot, else the published architecture
+    (:data:`PUBLISHED_CONFIGS`). The one lookup every parameter count and estimate uses, so
+    they all describe the same model. LookupError (saying why) when there is none offline."""
+    local = local_model_dir(name_or_path, revision)
+    if local is not None:
+        from transformers import AutoConfig
+
+        if not (local / "config.json").is_file():
+            raise LookupError(f"{local} has no config.json")
+        return AutoConfig.from_pretrained(local, trust_remote_code=trust_remote_code), str(
+            local / "config.json"
+        )
+    published = published_config(name_or_path)
+    if published is not None:
+        return published, f"published architecture of {name_or_path}"
+    raise LookupError(
+        f"model config not available offline: '{name_or_path}' is neither a folder nor in the Hugging Face cache"
+    )
+
+
 def available_offline(name_or_path: str, revision: str | None = None) -> bool:
     """Whether a config for this model can be had without the network."""
     return local_model_dir(name_or_path, revision) is not None or name_or_path in PUBLISHED_CONFIGS

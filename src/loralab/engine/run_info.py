@@ -13,6 +13,7 @@ from typing import Any
 from loralab.config.schema import ExperimentConfig
 from loralab.engine.run_dir import RUN_CONFIG_FILE as TRAINING_CONFIG_FILE  # the run directory owns it
 from loralab.engine.system import ParamCount
+from loralab.safe_files import write_json_atomic
 
 # Fields that may differ between a run and its resume without changing the numbers:
 # where output goes (a run folder may be moved), how often to log, evaluation settings,
@@ -97,12 +98,6 @@ def param_table(groups: dict[str, ParamCount]) -> str:
         share = f"{100 * trainable / total:6.2f}%" if total else "     -"
         lines.append(f"{name:<{width}}  {trainable:>15,}  {total:>15,}  {share}")
     return "\n".join(lines)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def write_training_config(

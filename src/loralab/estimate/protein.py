@@ -1,5 +1,5 @@
 """The protein system without weights: the backbone with LoRA and the pair head, as
-:func:`loralab.protein.model.build_protein_model` assembles them, on chains of typical lengths.
+:func:`loralab.protein.build.build_protein_model` assembles them, on chains of typical lengths.
 
 Chain lengths: log-normal (median 200 residues, sigma 0.6, 30-1000: the bulk of PDB chains),
 cropped to ``protein.max_length`` as the training set does. An epoch is stated per
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,17 +37,12 @@ def chains(max_length: int, n: int = EPOCH_CHAINS, seed: int = 0) -> list[Chain]
 
 
 def _backbone_config(cfg):
-    from transformers import AutoConfig
-
-    from loralab.protein.tiny import known_backbone_config
+    from loralab.engine.known_models import offline_config
 
     name = cfg.model.name_or_path
-    config = None if Path(name).expanduser().exists() else known_backbone_config(name)
-    if config is not None:
-        return config
     try:
-        return AutoConfig.from_pretrained(name, revision=cfg.model.revision, local_files_only=True)
-    except (OSError, ValueError) as e:
+        return offline_config(name, cfg.model.revision)[0]
+    except (LookupError, OSError, ValueError) as e:
         raise LoralabError(f"{cfg.name}: cannot read the config of backbone '{name}' offline: {e}") from None
 
 
@@ -57,19 +51,13 @@ def build_fake_model(cfg, mode: OracleFakeMode, weight_dtype):
     embedding and head in fp32 (as build_protein_model leaves them)."""
     from transformers import AutoModel
 
-    from loralab.protein.model import RESIDUE_ALPHABET, ProteinDistanceModel, attach_lora, truncate_layers
+    from loralab.protein.build import assemble_protein_model
+    from loralab.protein.model import RESIDUE_ALPHABET
 
     with torch.device("meta"):
         backbone = AutoModel.from_config(_backbone_config(cfg), attn_implementation="sdpa")
-    backbone.to(weight_dtype)
-    peft_backbone = attach_lora(truncate_layers(backbone, cfg.protein_head.backbone_layers), cfg)
-    for param in peft_backbone.parameters():
-        if param.requires_grad:
-            param.data = param.data.float()
-    with torch.device("meta"):
-        model = ProteinDistanceModel(peft_backbone, list(range(len(RESIDUE_ALPHABET))), cfg.protein_head)
-    model.residue_embedding.float()
-    model.head.float()
+        backbone.to(weight_dtype)
+        model = assemble_protein_model(backbone, list(range(len(RESIDUE_ALPHABET))), cfg)
     fakeify(model, mode)
     return model
 

@@ -83,8 +83,8 @@ def find_checkpoint(model_ref: str | Path):
 def load_trained_model(model_ref: str | Path, runtime=None):
     """(model in eval mode, ExperimentConfig, checkpoint dir) ready for inference."""
     from loralab.engine.checkpoint import verify_checkpoint
+    from loralab.protein.build import build_protein_model
     from loralab.protein.checkpoint_io import load_protein_trainable
-    from loralab.protein.model import build_protein_model
 
     checkpoint, cfg = find_checkpoint(model_ref)
     if cfg.system != "protein":

@@ -151,7 +151,8 @@ def _write_prediction(
 ) -> dict:
     """One sequence's files (distances, heatmap, C-alpha PDB); returns what its summary adds."""
     from loralab.protein.dataset import decode_residues
-    from loralab.protein.geometry import decide_handedness, distance_matrix, write_ca_pdb
+    from loralab.protein.geometry import decide_handedness, distance_matrix
+    from loralab.protein.pdb_file import write_ca_pdb
     from loralab.protein.reconstruct import geometry_check
 
     X, fit_stress = mds_coordinates(D, refine=refine)

@@ -60,7 +60,7 @@ def write_checkpoint_outputs(
 ) -> dict:
     """metrics.json, per_protein.csv, predicted_distances.npz, heatmaps/, structures/ of one checkpoint."""
     from loralab.protein.dataset import decode_residues
-    from loralab.protein.geometry import write_ca_pdb
+    from loralab.protein.pdb_file import write_ca_pdb
     from loralab.protein.plots import save_heatmaps
 
     out_dir = Path(out_dir)

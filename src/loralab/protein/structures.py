@@ -28,21 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from loralab.errors import DataError
-from loralab.protein.geometry import THREE_TO_ONE
+from loralab.protein.residues import THREE_TO_ONE, is_amino_acid, residue_letter
 
 STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pdbx")
 BONDED_CA_MAX = 4.2  # A; trans peptides put C-alphas 3.8 A apart, cis ones ~2.9 A
-# Parents outside the 20-letter alphabet: selenocysteine is a cysteine, pyrrolysine a lysine.
-PARENT_OVERRIDE = {"U": "C", "O": "K"}
-# Protonation-state names of simulation force fields (CHARMM, AMBER, GROMACS), absent from
-# the PDB's chemical component table, mapped to their standard residue.
-FORCE_FIELD_NAMES = {
-    **dict.fromkeys(["HSD", "HSE", "HSP", "HID", "HIE", "HIP", "HISA", "HISB", "HISD", "HISE", "HISH"], "H"),
-    **dict.fromkeys(["CYX", "CYM", "CYS2"], "C"),
-    **dict.fromkeys(["ASH", "ASPH"], "D"),
-    **dict.fromkeys(["GLH", "GLUH"], "E"),
-    **dict.fromkeys(["LYN", "LYSN"], "K"),
-}
 
 
 class StructureWarning(UserWarning):
@@ -185,7 +174,7 @@ def read_structure(path) -> ParsedStructure:
         chain_id = gchain.name or _segment_of(gchain) or "_"
         polymer = gchain.get_polymer()
         residues = list(polymer) if len(polymer) else list(gchain)
-        residues = [r for r in residues if _is_amino_acid(r, modres)]
+        residues = [r for r in residues if is_amino_acid(r, modres)]
         if not residues:
             # Waters and ions alone are not worth a word; a nucleic acid or ligands are.
             names = sorted({r.name for r in gchain if not r.is_water() and len(r) > 1})
@@ -222,38 +211,6 @@ def _segment_of(gchain) -> str:
         if residue.segment.strip():
             return residue.segment.strip()
     return ""
-
-
-def _is_amino_acid(residue, modres: dict[str, str]) -> bool:
-    import gemmi
-
-    if residue.name in THREE_TO_ONE or residue.name in modres or residue.name in FORCE_FIELD_NAMES:
-        return True
-    info = gemmi.find_tabulated_residue(residue.name)
-    if info is not None and info.found():
-        return info.is_amino_acid()
-    # Not in gemmi's table (a rare modified residue): an amino acid if it has the backbone.
-    names = {atom.name for atom in residue}
-    return {"N", "CA", "C"} <= names
-
-
-def residue_letter(name: str, modres: dict[str, str] | None = None) -> str:
-    """One letter for a residue name: standard, parent of a modified residue, else X."""
-    import gemmi
-
-    if name in THREE_TO_ONE:
-        return THREE_TO_ONE[name]
-    parent = (modres or {}).get(name)
-    if parent in THREE_TO_ONE:
-        return THREE_TO_ONE[parent]
-    if name in FORCE_FIELD_NAMES:
-        return FORCE_FIELD_NAMES[name]
-    info = gemmi.find_tabulated_residue(name)
-    if info is not None and info.found() and info.is_amino_acid():
-        code = PARENT_OVERRIDE.get(info.one_letter_code, info.one_letter_code).upper()
-        if code in THREE_TO_ONE.values() and code != "X":
-            return code
-    return "X"
 
 
 def _best_ca(residue):

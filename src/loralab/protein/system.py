@@ -40,17 +40,11 @@ def parameter_groups(model) -> dict[str, ParamCount]:
     return {g: ParamCount(trainable=t, total=n) for g, (t, n) in counts.items()}
 
 
-def build_parts(cfg, runtime, *, train_examples=None, val_examples=None) -> SystemParts:
-    """Everything the shared trainer needs to train the protein model (see module doc).
-
-    ``train_examples`` / ``val_examples`` (lists of ProteinExample) replace the data set's
-    splits when given (benchmarks feed synthetic chains through the same path)."""
-    from loralab.protein.checkpoint_io import load_protein_trainable, save_protein_trainable
-    from loralab.protein.dataset import ProteinDataset, collate_proteins
-    from loralab.protein.model import build_protein_model
+def _datasets(cfg, train_examples, val_examples):
+    """(training examples, training set, validation set or None): the config's splits unless
+    examples are given."""
+    from loralab.protein.dataset import ProteinDataset
     from loralab.protein.records import load_split
-    from loralab.protein.scoring import SeparationMeanBaseline, validation_metrics
-    from loralab.protein.training_targets import distogram_prior, protein_loss, separation_prior
 
     if train_examples is None:
         train_examples = load_split(cfg, cfg.protein.train_split)
@@ -64,6 +58,21 @@ def build_parts(cfg, runtime, *, train_examples=None, val_examples=None) -> Syst
         if val_examples
         else None
     )
+    return train_examples, train_set, val_set
+
+
+def build_parts(cfg, runtime, *, train_examples=None, val_examples=None) -> SystemParts:
+    """Everything the shared trainer needs to train the protein model (see module doc).
+
+    ``train_examples`` / ``val_examples`` (lists of ProteinExample) replace the data set's
+    splits when given (benchmarks feed synthetic chains through the same path)."""
+    from loralab.protein.build import build_protein_model
+    from loralab.protein.checkpoint_io import load_protein_trainable, save_protein_trainable
+    from loralab.protein.dataset import collate_proteins
+    from loralab.protein.scoring import SeparationMeanBaseline, validation_metrics
+    from loralab.protein.training_targets import distogram_prior, protein_loss, separation_prior
+
+    train_examples, train_set, val_set = _datasets(cfg, train_examples, val_examples)
     baseline = SeparationMeanBaseline.fit(train_examples)
     model = build_protein_model(cfg, runtime)
     # Fresh head: start at the separation-mean prior (a resumed run loads its own weights).
@@ -117,27 +126,21 @@ def count_parameters(cfg) -> dict[str, ParamCount]:
     """Parameter groups of :func:`build_parts`'s model, built on the meta device from the
     backbone's config (no weights read). Known preset backbones work offline."""
     import torch
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
 
+    from loralab.engine.known_models import offline_config
     from loralab.errors import ModelLayoutError
-    from loralab.protein.model import RESIDUE_ALPHABET, ProteinDistanceModel, attach_lora, truncate_layers
-    from loralab.protein.tiny import known_backbone_config
+    from loralab.protein.build import assemble_protein_model
+    from loralab.protein.model import RESIDUE_ALPHABET
 
     name = cfg.model.name_or_path
-    # The presets' backbones have their published config built in: no hub round trip.
-    config = None if Path(name).exists() else known_backbone_config(name)
-    if config is None:
-        try:
-            config = AutoConfig.from_pretrained(
-                name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
-            )
-        except (OSError, ValueError) as e:
-            raise ModelLayoutError(f"cannot read the config of backbone '{name}': {e}") from None
+    try:
+        config, _ = offline_config(name, cfg.model.revision, cfg.model.trust_remote_code)
+    except (LookupError, OSError, ValueError) as e:
+        raise ModelLayoutError(f"cannot read the config of backbone '{name}': {e}") from None
     with torch.device("meta"):
         backbone = AutoModel.from_config(config)
-        backbone = truncate_layers(backbone, cfg.protein_head.backbone_layers)
-        peft_backbone = attach_lora(backbone, dataclasses.replace(cfg, model=dataclasses.replace(
-            cfg.model, gradient_checkpointing=False)))  # fmt: skip
-        ids = list(range(len(RESIDUE_ALPHABET)))
-        model = ProteinDistanceModel(peft_backbone, ids, cfg.protein_head)
+        # Checkpointing changes no parameter; off, it needs no training-mode hooks on meta.
+        counted = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, gradient_checkpointing=False))
+        model = assemble_protein_model(backbone, list(range(len(RESIDUE_ALPHABET))), counted)
     return parameter_groups(model)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loralab.config.schema import ExperimentConfig
-from loralab.engine.known_models import RELEASED_ADAPTERS, local_model_dir, published_config
+from loralab.engine.known_models import RELEASED_ADAPTERS, local_model_dir, offline_config, published_config
 from loralab.engine.system import system_module
 
 
@@ -64,30 +64,13 @@ def from_groups(groups: dict, source: str, note: str = "") -> ParamSummary:
     return ParamSummary(out, trainable, total, source=source, note=note)
 
 
-def _model_config(name: str, revision: str | None):
-    """(transformers config, where it came from); raises LookupError when there is none offline."""
-    from transformers import AutoConfig
-
-    local = local_model_dir(name, revision)
-    if local is not None:
-        if not (local / "config.json").is_file():
-            raise LookupError(f"{local} has no config.json")
-        return AutoConfig.from_pretrained(local), str(local / "config.json")
-    published = published_config(name)
-    if published is not None:
-        return published, f"published architecture of {name}"
-    raise LookupError(
-        f"model config not available offline: '{name}' is neither a folder nor in the Hugging Face cache"
-    )
-
-
 @functools.lru_cache(maxsize=4)
 def _meta_model(name_or_path: str, revision: str | None):
     """(model on the meta device, where its config came from); cached: presets share a model."""
     import torch
     from transformers import AutoModel, AutoModelForCausalLM
 
-    config, where = _model_config(name_or_path, revision)
+    config, where = offline_config(name_or_path, revision)
     with torch.device("meta"):
         try:
             return AutoModelForCausalLM.from_config(config), where

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import yaml
 from loralab.reports.formatting import fmt_bytes, fmt_count, fmt_duration, fmt_num, json_safe, md_table
 from loralab.reports.run_log import headline_metrics
 from loralab.reports.status import RunStatus, build_status
+from loralab.safe_files import write_text_atomic
 
 STATUS_FILE = "status.md"
 PLOTS_DIR = "plots"
@@ -177,9 +177,7 @@ def write_status_files(s: RunStatus, out_dir: str | Path | None = None, plots: b
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_files = write_plots(s, out_dir / PLOTS_DIR) if plots else []
     path = out_dir / STATUS_FILE
-    tmp = out_dir / f".tmp-{STATUS_FILE}"
-    tmp.write_text(render_markdown(s, plot_files))
-    os.replace(tmp, path)
+    write_text_atomic(path, render_markdown(s, plot_files))
     return StatusFiles(path, plot_files)
 
 

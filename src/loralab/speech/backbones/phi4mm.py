@@ -67,7 +67,7 @@ class Phi4MultimodalBackbone(Backbone):
     family = "phi4mm"
     title = "Phi-4-multimodal"
     model_types = ("phi4_multimodal", "phi4mm")
-    presets = ("paper_r64", "pretrained_r320", "unfreeze_r64", "demo_smollm")
+    presets = ("paper_r64", "pretrained_r320", "unfreeze_r64")
     default_lora_targets = r"model.layers.\d+.((self_attn.(qkv|o)_proj)|(mlp.(gate_up|down)_proj))"
     audio_encoder_prefixes = (AUDIO_EMBED + "encoder.",)
     audio_projector_prefixes = (AUDIO_EMBED + "up_proj_for_speech.", AUDIO_EMBED + "down_proj_for_speech.")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from loralab.errors import DataError
+from loralab.safe_files import write_text_atomic
 
 MANIFEST_VERSION = 1
 SCORE_ASPECTS = ("accuracy", "completeness", "fluency", "prosodic", "total")
@@ -194,12 +195,8 @@ def write_manifest(records: list[UtteranceRecord], manifest_dir: str | Path, spl
     """Write one split as JSONL (one record a line), atomically (a temp file renamed into place)."""
     manifest_dir = Path(manifest_dir).resolve()
     path = manifest_path(manifest_dir, split)
-    tmp = path.with_suffix(".jsonl.tmp")
-    with tmp.open("w", encoding="utf-8") as out:
-        for record in records:
-            out.write(json.dumps(record.to_json_dict(manifest_dir), ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    lines = (json.dumps(record.to_json_dict(manifest_dir), ensure_ascii=False) + "\n" for record in records)
+    return write_text_atomic(path, "".join(lines))
 
 
 def read_manifest(manifest_dir: str | Path, split: str) -> list[UtteranceRecord]:

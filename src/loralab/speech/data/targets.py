@@ -63,6 +63,34 @@ def parse_entry(utt_id: str, entry: dict, distortion: str = "closest") -> Parsed
     return parsed
 
 
+def _mispronunciations(annotations: list, phones: list[str], where: str,
+                       parsed: ParsedEntry) -> dict[int, Mispronunciation]:  # fmt: skip
+    """A word's mispronunciations by phone index, each checked against its phones (a phone
+    whose annotated canonical phone differs is noted in ``parsed``)."""
+    by_index: dict[int, Mispronunciation] = {}
+    for item in annotations:
+        try:
+            m = Mispronunciation(
+                index=int(item["index"]),
+                canonical_phone=str(item["canonical-phone"]),
+                pronounced_phone=str(item["pronounced-phone"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{where}: malformed mispronunciation {item!r} ({e})") from e
+        if not 0 <= m.index < len(phones):
+            raise DataError(
+                f"{where}: mispronunciation index {m.index} out of range for {len(phones)} phones"
+            )
+        if m.index in by_index:
+            raise DataError(f"{where}: two mispronunciations at phone index {m.index}")
+        by_index[m.index] = m
+        if strip_stress(m.canonical_phone) != strip_stress(phones[m.index]):
+            parsed.canonical_mismatches.append(
+                (len(parsed.words), m.index, m.canonical_phone, phones[m.index])
+            )
+    return by_index
+
+
 def _parse_word(utt_id: str, w: int, word: dict, distortion: str, parsed: ParsedEntry) -> WordRecord:
     where = f"utterance {utt_id} word {w}"
     if not isinstance(word, dict):
@@ -83,27 +111,7 @@ def _parse_word(utt_id: str, w: int, word: dict, distortion: str, parsed: Parsed
     annotations = word.get("mispronunciations")
     if annotations is not None:
         parsed.has_mispronunciation_field = True
-    by_index: dict[int, Mispronunciation] = {}
-    for item in annotations or []:
-        try:
-            m = Mispronunciation(
-                index=int(item["index"]),
-                canonical_phone=str(item["canonical-phone"]),
-                pronounced_phone=str(item["pronounced-phone"]),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise DataError(f"{where}: malformed mispronunciation {item!r} ({e})") from e
-        if not 0 <= m.index < len(phones):
-            raise DataError(
-                f"{where}: mispronunciation index {m.index} out of range for {len(phones)} phones"
-            )
-        if m.index in by_index:
-            raise DataError(f"{where}: two mispronunciations at phone index {m.index}")
-        by_index[m.index] = m
-        if strip_stress(m.canonical_phone) != strip_stress(phones[m.index]):
-            parsed.canonical_mismatches.append(
-                (len(parsed.words), m.index, m.canonical_phone, phones[m.index])
-            )
+    by_index = _mispronunciations(annotations or [], phones, where, parsed)
     pronounced: list[str] = []
     for i, phone in enumerate(phones):
         if i in by_index:

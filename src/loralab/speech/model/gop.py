@@ -3,8 +3,8 @@
 Not in the paper. A speech LLM built from separately pretrained parts on a CPU budget (the demo's
 Whisper tiny.en + SmolLM2-135M) learns fluency and prosody from the audio in one epoch, but not
 accuracy: which sounds were said is in the encoder's output (a linear phone recogniser on it
-reaches PER ~0.17), yet the decoder does not learn to compare what it hears with the canonical
-phones in a few dozen steps (docs/experiments/phone_alignment.md). Nor does it learn to weigh
+reads them well), yet the decoder does not learn to compare what it hears with the canonical
+phones in a few dozen steps (both measured in docs/experiments/phone_alignment.md). Nor does it learn to weigh
 accuracy against fluency and prosody into the total. So both are made explicit, the classic way
 (Witt & Young's GOP, plus the duration features of hybrid scorers):
 
@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from loralab.errors import LoralabError
+from loralab.safe_files import write_atomically
 
 GOP_FILE = "gop_scorer.safetensors"
 # 3: + the per-phone diagnosis (confusions, threshold) and its two features; 2: calibrations per
@@ -245,10 +246,7 @@ class GopScorer:
             "fit_report": json.dumps(self.fit_report),
         }
         path = Path(folder) / GOP_FILE
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        tmp.replace(path)
-        return path
+        return write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 def load_gop_scorer(folder: str | Path) -> GopScorer:

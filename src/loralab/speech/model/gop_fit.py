@@ -48,6 +48,33 @@ def speaker_folds(records: Sequence, folds: int) -> list[int]:
     return [fold_of[r.speaker] for r in records]
 
 
+def _frames_per_second(frames: list, records: Sequence) -> float:
+    """The encoder's frame rate: the median of frames per second of audio over the records."""
+    import numpy as np
+
+    rates = [
+        len(frames[i]) / r.duration for i, r in enumerate(records) if (getattr(r, "duration", 0) or 0) > 0
+    ]
+    return float(np.median(rates)) if rates else DEFAULT_FRAMES_PER_SECOND
+
+
+def _calibrate(features: list, records: Sequence, aspects: Sequence[str]) -> tuple[dict, dict]:
+    """Per aspect, the least-squares line from the features (plus a constant) to the human
+    scores, and the Pearson correlation of its fit on these records (NaN without spread)."""
+    import numpy as np
+
+    x = np.c_[np.asarray(features, dtype=float), np.ones(len(records))]
+    calibration, fit_pcc = {}, {}
+    for aspect in aspects:
+        y = np.array([getattr(r.scores, aspect) for r in records], dtype=float)
+        coefficients = np.linalg.lstsq(x, y, rcond=None)[0]
+        calibration[aspect] = [float(c) for c in coefficients]
+        fitted = x @ coefficients
+        spread = fitted.std() > 0 and y.std() > 0
+        fit_pcc[aspect] = round(float(np.corrcoef(fitted, y)[0, 1]), 4) if spread else float("nan")
+    return calibration, fit_pcc
+
+
 def fit_gop_scorer(frames: list, records: Sequence, *, aspects: Sequence[str] = ("accuracy", "total"),
                    folds: int = 3, steps: int = 300, lr: float = 3e-3, seed: int = 0) -> tuple[GopScorer, list, list]:  # fmt: skip
     """Fit the scorer on training ``records`` (their encoder ``frames``): (scorer, each record's
@@ -55,7 +82,6 @@ def fit_gop_scorer(frames: list, records: Sequence, *, aspects: Sequence[str] = 
     diagnosis threshold and the calibration of each of ``aspects`` are fit on those scores; the
     saved scorer is one more head, on every utterance (on unseen speakers it beats the average
     of the fold heads: docs/experiments/phone_alignment.md)."""
-    import numpy as np
 
     phones = sorted(
         {p.rstrip("012") for r in records for p in (r.canonical_phones + " " + r.pronounced_phones).split()}
@@ -68,10 +94,7 @@ def fit_gop_scorer(frames: list, records: Sequence, *, aspects: Sequence[str] = 
             "speech.prompt_reference=phones_gop: fewer than 2 training utterances have pronounced phones that "
             "fit their audio; the GOP scorer needs the manifest's pronounced phones (loralab speech prepare)"
         )
-    rates = [
-        len(frames[i]) / r.duration for i, r in enumerate(records) if (getattr(r, "duration", 0) or 0) > 0
-    ]
-    fps = float(np.median(rates)) if rates else DEFAULT_FRAMES_PER_SECOND
+    fps = _frames_per_second(frames, records)
     k_folds = max(1, min(folds, len({records[i].speaker for i in usable})))
     fold = speaker_folds(records, k_folds)
     losses = []
@@ -99,15 +122,7 @@ def fit_gop_scorer(frames: list, records: Sequence, *, aspects: Sequence[str] = 
         head.threshold = threshold
     analysed = [h.analyse(f, r.canonical_phones) for h, f, r in zip(heads, frames, records)]
     features = [a.features for a in analysed]
-    x = np.c_[np.asarray(features, dtype=float), np.ones(len(records))]
-    calibration, fit_pcc = {}, {}
-    for aspect in aspects:
-        y = np.array([getattr(r.scores, aspect) for r in records], dtype=float)
-        coefficients = np.linalg.lstsq(x, y, rcond=None)[0]
-        calibration[aspect] = [float(c) for c in coefficients]
-        fitted = x @ coefficients
-        spread = fitted.std() > 0 and y.std() > 0
-        fit_pcc[aspect] = round(float(np.corrcoef(fitted, y)[0, 1]), 4) if spread else float("nan")
+    calibration, fit_pcc = _calibrate(features, records, aspects)
     report = {
         "utterances": len(usable),
         "folds": k_folds,

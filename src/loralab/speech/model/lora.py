@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from loralab.engine.activation_checkpointing import quiet_deprecated_checkpointing_queries
+from loralab.engine.lora import wrap_with_lora
 from loralab.engine.model_card import ADAPTER_CONFIG_FILE, has_adapter
 from loralab.engine.system import ParamCount
 from loralab.errors import LoralabError
@@ -122,14 +122,6 @@ def _check_targets(model, target_modules: str) -> None:
             f"lora.target_modules {target_modules!r} matches no Linear layer of the model ({type(model).__name__}). "
             f"The text decoders' projections are, for {hints} (or leave lora.target_modules unset: the family's)"
         )
-
-
-def wrap_with_lora(model, config):
-    """PEFT's get_peft_model, without the deprecation noise it triggers in transformers 5."""
-    from peft import get_peft_model
-
-    with quiet_deprecated_checkpointing_queries():
-        return get_peft_model(model, config)
 
 
 def add_fresh_lora(model, lora_cfg):

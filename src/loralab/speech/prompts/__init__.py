@@ -17,9 +17,9 @@ knowing what should be said); ``phones`` adds ``Canonical phones: <CMUdict phone
 estimates from the audio to the prompts that ask for one aspect alone (:data:`ESTIMATE_TASKS`):
 ``Accuracy estimate: <0-10>`` to ``apa_accuracy``, ``Total estimate: <0-10>`` to ``apa_total``,
 right after the audio (:func:`estimate_block`). Only there: in the joint APA prompt the decoder
-copies the estimate into fluency and prosody too (measured on the demo: fluency PCC 0.94 ->
-0.27), and given the accuracy estimate in the total prompt it copies that into the total (total
-PCC 0.44-0.61, its answers 0.93 correlated with the accuracy answers). ``phones_gop`` also puts
+copies the estimate into fluency and prosody too, and given the accuracy estimate in the total
+prompt it copies that into the total (both measured on the demo: the README's table of
+recipes, docs/experiments/phone_alignment.md). ``phones_gop`` also puts
 the control token after the audio (``<|reference|><|audio_1|><|APA|>{prompt}``,
 :data:`TASK_AFTER_AUDIO`), so that every prompt of one recording (APA, the aspects, MDD) shares
 everything up to the end of the audio: the fast route (``assess``, ``serve``) prefills that once.
