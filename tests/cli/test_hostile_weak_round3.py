@@ -87,12 +87,13 @@ def test_line_wrapped_base64_is_read():
     import base64
     import textwrap
 
-    from loralab.serve.inputs import _json_item
+    from loralab.serve.inputs import json_item
+    from loralab.serve.schema import AssessJson
 
     wav = io.BytesIO()
     sf.write(wav, tone(), RATE, format="WAV")
     wrapped = "\n".join(textwrap.wrap(base64.b64encode(wav.getvalue()).decode(), 76)) + "\n"
-    data, _, text, _ = _json_item({"audio_base64": wrapped, "text": "a"}, 0, ServeLimits())
+    data, _, text, _ = json_item(AssessJson(audio_base64=wrapped, text="a"), 0, ServeLimits())
     assert data == wav.getvalue() and text == "a"
 
 

@@ -4,6 +4,7 @@ a 4xx JSON error naming the problem for every kind of bad input (the server keep
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import numpy as np
@@ -23,8 +24,28 @@ def test_health_and_openapi(server):
     body = spec["paths"]["/v1/assess"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(body)
     assert "/v1/assess/batch" in spec["paths"] and "/health" in spec["paths"]
-    status, _, docs = server.get("/docs")
-    assert status == 200 and "openapi.json" in docs
+    assert set(spec["paths"]["/v1/assess/batch"]["post"]["requestBody"]["content"]) == {
+        "multipart/form-data", "application/json"
+    }  # fmt: skip
+    assert spec["components"]["schemas"]["AssessJson"]["required"] == ["audio_base64", "text"]
+    assert "/redoc" not in spec["paths"] and server.get("/redoc")[0] == 404  # ReDoc needs a CDN
+
+
+def test_docs_are_served_by_the_package_without_cdn(server):
+    status, _, html = server.get("/docs")
+    assert status == 200
+    assets = re.findall(r"(?:url: |_url=|src=|href=)['\"]([^'\"]+)['\"]", html)
+    assert "/docs/assets/swagger-ui-bundle.js" in assets and "/docs/openapi-3.0.json" in assets
+    assert not re.findall(r"https?://", html)
+    for asset in ("/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css"):
+        status, headers, _ = server.get(asset)
+        assert status == 200 and int(headers["content-length"]) > 100_000
+    status, _, viewer = server.get("/docs/openapi-3.0.json")  # Swagger UI 4 reads OpenAPI 3.0 only
+    assert status == 200 and viewer["openapi"].startswith("3.0.")
+    assert set(viewer["paths"]) == set(server.get("/openapi.json")[2]["paths"])
+    filename = viewer["components"]["schemas"]["AssessJson"]["properties"]["filename"]
+    assert filename["type"] == "string" and filename["nullable"] is True and "anyOf" not in filename
+    assert '"type": "null"' not in json.dumps(viewer) and "contentMediaType" not in json.dumps(viewer)
 
 
 def test_page_is_served_by_the_package_without_cdn(server):
@@ -132,7 +153,20 @@ def test_bad_requests_are_4xx_json(server):
     status, _, data = server.post_form("/v1/assess", [("text", "hello")], [])
     assert status == 422 and data["error"]["code"] == "missing_audio"
     status, _, data = server.post_form("/v1/assess", [], [("audio", "a.wav", wav_bytes(0.5), "audio/wav")])
-    assert status == 422 and data["error"]["code"] == "texts_mismatch"
+    assert status == 422 and data["error"]["code"] == "missing_text" and "text" in data["error"]["message"]
+    two = [("audio", f"{i}.wav", wav_bytes(0.5), "audio/wav") for i in range(2)]
+    status, _, data = server.post_form("/v1/assess/batch", [("text", "hello")], two)
+    assert (
+        status == 422
+        and data["error"]["code"] == "texts_mismatch"
+        and "2 'audio' part(s)" in data["error"]["message"]
+    )
+    status, _, data = server.post_json("/v1/assess", {"audio_base64": "AAAA", "text": 5})
+    assert status == 422 and data["error"]["code"] == "missing_text" and "text" in data["error"]["message"]
+    status, _, data = server.post_json("/v1/assess", ["not", "an", "object"])
+    assert status == 422 and data["error"]["code"] == "bad_json"
+    status, _, data = server.post_json("/v1/assess/batch", {"items": []})
+    assert status == 422 and data["error"]["code"] == "missing_items"
     files = [("audio", f"{i}.wav", b"x", "audio/wav") for i in range(17)]
     status, _, data = server.post_form("/v1/assess/batch", [("text", "hi")] * 17, files)
     assert status == 413 and data["error"]["code"] == "too_many_items"

@@ -27,7 +27,9 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--window-size=1000,1700",
                   # a fake microphone (a beep) that needs no permission prompt, for the Record button
-                  "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")  # fmt: skip
+                  "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                  # no network: any host but loopback fails to resolve (the pages must need none)
+                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")  # fmt: skip
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER), reason=f"chromium and chromium-driver are missing: {INSTALL}"
@@ -131,6 +133,41 @@ def test_page_uploads_a_recording_and_shows_the_diagnosis(tiny_assessor, scripte
         assert "audio" in browser.find_element(By.ID, "error").text
         assert client.get("/health")[2]["served"]["assessed"] == 1
     assert (ARTIFACTS / "serve_page.png").stat().st_size > 10_000
+
+
+class _NoModel:
+    name, description, batch_size = "stub", "no model", 1
+
+
+def test_docs_render_offline(browser):
+    """/docs draws the API's operations with Swagger UI served by the app itself: every host
+    but loopback fails to resolve in this browser, so a script or schema from a CDN would not load."""
+    from selenium.webdriver.common.by import By
+
+    from loralab.serve.app import create_app
+
+    with running_server(create_app(_NoModel())) as client:
+        browser.get(f"http://127.0.0.1:{client.port}/docs")
+        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"), 60)
+        paths = [
+            e.get_attribute("data-path")
+            for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")
+        ]
+        assert paths == ["/health", "/v1/assess", "/v1/assess/batch"]
+        assert (
+            "loralab pronunciation assessment" in browser.find_element(By.CSS_SELECTOR, ".info .title").text
+        )
+        assert not browser.find_elements(By.CSS_SELECTOR, ".errors-wrapper")  # no "could not render"
+        browser.find_element(
+            By.CSS_SELECTOR, "#operations-default-assess_json_v1_assess_post .opblock-summary"
+        ).click()
+        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-body select.content-type"), 30)
+        kinds = [
+            o.text for o in browser.find_elements(By.CSS_SELECTOR, ".opblock-body select.content-type option")
+        ]
+        assert set(kinds) == {"application/json", "multipart/form-data"}
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        assert browser.save_screenshot(str(ARTIFACTS / "serve_docs.png"))
 
 
 def test_page_records_from_the_microphone(tiny_assessor, scripted_answers, browser):

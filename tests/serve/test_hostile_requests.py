@@ -132,5 +132,47 @@ def test_a_body_that_never_arrives_is_a_json_408_within_the_read_timeout():
                 b'Content-Length: 1000\r\n\r\n{"audio_base64": '
             )  # and nothing more
             reply = sock.recv(65536).decode()
+            while "\r\n\r\n" in reply and len(reply.split("\r\n\r\n", 1)[1]) < int(
+                reply.lower().split("content-length: ", 1)[1].split("\r\n", 1)[0]
+            ):  # the body may come in a segment of its own
+                reply += sock.recv(65536).decode()
         assert time.monotonic() - started < 20
     assert reply.startswith("HTTP/1.1 408") and "application/json" in reply and "request_timeout" in reply
+
+
+async def _asgi_post(app, content_type: str, chunks: list[bytes]) -> tuple[int, dict, int]:
+    """POST ``chunks`` to ``app`` as a body of unknown length (chunked); (status, JSON answer,
+    chunks the app asked for)."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/v1/assess", "raw_path": b"/v1/assess", "root_path": "",
+             "query_string": b"", "headers": [(b"content-type", content_type.encode())],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}  # fmt: skip
+    pending, sent = list(chunks), []
+
+    async def receive():
+        body = pending.pop(0)
+        return {"type": "http.request", "body": body, "more_body": bool(pending)}
+
+    async def send(message):
+        sent.append(message)
+
+    await app(scope, receive, send)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], json.loads(body), len(chunks) - len(pending)
+
+
+def test_a_body_over_the_limit_without_a_length_is_refused_as_it_streams():
+    """No Content-Length: the bytes are counted as they arrive, and a body over the limit is a
+    JSON 413 before the rest is read, multipart or JSON alike (not a parse error after it all)."""
+    import asyncio
+
+    from loralab.serve.app import create_app
+
+    app = create_app(_StubAssessor(), ServeLimits(max_upload_bytes=1000))  # a request: about 1.05 MB
+    part = b'--b\r\nContent-Disposition: form-data; name="audio"; filename="a.wav"\r\nContent-Type: audio/wav\r\n\r\n'
+    bodies = {"application/json": b'{"audio_base64": "', "multipart/form-data; boundary=b": part}
+    for kind, head in bodies.items():
+        status, data, read = asyncio.run(_asgi_post(app, kind, [head] + [b"A" * 65536] * 64))  # 4 MB
+        assert status == 413, (kind, data)
+        assert data["error"]["code"] == "request_too_large" and "1.0 MB" in data["error"]["message"]
+        assert read <= 18  # 1.05 MB in 64 kB chunks: the rest was never read

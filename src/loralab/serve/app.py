@@ -1,38 +1,76 @@
 """The FastAPI application of ``loralab serve``.
 
-Routes: ``GET /`` (the web page), ``GET /static/*`` (its script and style), ``GET /health``,
-``POST /v1/assess`` and ``POST /v1/assess/batch``; the OpenAPI schema at ``/openapi.json`` and
-its pages at ``/docs`` and ``/redoc`` (FastAPI's own: they fetch their script from a CDN, the
-assessment page does not). Every error is JSON: ``{"error": {"code", "message", "status"}}``.
+Routes: ``GET /`` (the web page), ``GET /static/*`` (its script and style), the API of
+:mod:`loralab.serve.routes` (``/health``, ``/v1/assess``, ``/v1/assess/batch``), and its
+description (:mod:`loralab.serve.docs`: ``/openapi.json`` and ``/docs``, offline). Every error
+is JSON: ``{"error": {"code", "message", "status"}}`` (:class:`~loralab.serve.schema.ErrorBody`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loralab import __version__
-from loralab.serve.batching import BatchQueue, QueueFull
-from loralab.serve.inputs import ApiError, Recording, check_item, json_items, multipart_items, request_kind
+from loralab.serve.docs import install_docs
+from loralab.serve.inputs import ApiError
 from loralab.serve.limits import ServeLimits
-from loralab.serve.schema import ASSESS_BODY, BATCH_BODY, assessment_payload
-from loralab.serve.sizes import BodySizeLimit
+from loralab.serve.routes import JSON, MULTIPART, SHARED_PATHS, media_type, router
+from loralab.serve.service import Service
+from loralab.serve.sizes import BodyGuard
 
 STATIC = Path(__file__).resolve().parent / "static"
+# A request field that fails validation -> (the error code clients know it by, what to send).
+FIELD_ERRORS = {
+    "audio": ("missing_audio", "attach the recording as a file part 'audio'"),
+    "audio_base64": ("missing_audio", "'audio_base64' is the recording, base64"),
+    "text": ("missing_text", "'text' is the sentence the speaker read"),
+    "items": ("missing_items", 'a batch is {"items": [{"audio_base64": ..., "text": ...}, ...]}'),
+}
 
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse(ApiError(status, code, message).payload(), status_code=status, headers=headers)
+
+
+def _invalid(exc: RequestValidationError) -> JSONResponse:
+    """A request FastAPI could not validate, named field first (codes as :data:`FIELD_ERRORS`)."""
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = [str(p) for p in first.get("loc", ())]
+    if first.get("type") == "json_invalid":
+        return _error(400, "bad_json", f"the body is not valid JSON ({first.get('ctx', {}).get('error')})")
+    where = ".".join(loc[1:] if loc[:1] == ["body"] and len(loc) > 1 else loc)
+    if loc == ["body"]:
+        return _error(422, "bad_json", f"the body must be an object: {first.get('msg', 'invalid')}")
+    field = next((p for p in reversed(loc) if p in FIELD_ERRORS), None)
+    sent = getattr(exc, "body", None) or {}
+    if field == "text" and first.get("type") == "missing" and "text" in sent:
+        # FastAPI reads an empty form field as a missing one; the client sent it, empty
+        return _error(422, "empty_text", "'text' is empty: give the sentence the speaker read")
+    code, hint = FIELD_ERRORS.get(field, ("invalid_request", ""))
+    message = f"{where}: {first.get('msg', 'invalid request')}" + (f"; {hint}" if hint else "")
+    return _error(422, code, message)
+
+
+def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    where = f"{request.method} {request.url.path}"
+    if exc.status_code == 400:  # FastAPI or Starlette could not read the body
+        kind = media_type(request.headers.get("content-type"))
+        code = {JSON: "bad_json", MULTIPART: "bad_multipart"}.get(kind, "bad_request")
+        why = exc.detail
+        if isinstance(exc.__cause__, RecursionError):
+            why = (
+                'the body nests arrays or objects too deeply to read; send {"audio_base64": ..., "text": ...}'
+            )
+        return _error(400, code, f"{where}: cannot read the body: {why}")
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return _error(exc.status_code, code, f"{where}: {exc.detail}", getattr(exc, "headers", None))
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -42,9 +80,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return _error(422, "invalid_request", f"{where}: {first.get('msg', 'invalid request')}")
+        return _invalid(exc)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
@@ -54,85 +90,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, f"{request.method} {request.url.path}: {exc.detail}")
-
-
-class Service:
-    """The model's queue and how requests reach it."""
-
-    def __init__(self, assessor, limits: ServeLimits):
-        self.assessor, self.limits = assessor, limits
-        # The fast route decodes one recording at a time: a worker takes one, and the others
-        # take the next ones side by side (batching them onto one worker would serialise them).
-        batch_size = 1 if getattr(assessor, "fast", False) else assessor.batch_size
-        self.queue = BatchQueue(self._run_batch, capacity=limits.queue_capacity, batch_size=batch_size,
-                                batch_wait_s=limits.batch_wait_s, workers=limits.workers,
-                                threads_per_worker=limits.threads_per_worker)  # fmt: skip
-        self.started = time.time()
-
-    def _run_batch(self, recordings: list[Recording]) -> list:
-        return self.assessor.assess_samples([(r.text, r.samples, r.label) for r in recordings])
-
-    async def read(self, request: Request, batch: bool) -> list[Recording]:
-        kind = request_kind(request.headers.get("content-type"))
-        reader = multipart_items if kind == "multipart" else json_items
-        try:  # a client that sends its body slowly (or never) must not hold a connection for ever
-            raw = await asyncio.wait_for(reader(request, self.limits, batch), self.limits.read_timeout_s)
-        except TimeoutError:
-            raise ApiError(408, "request_timeout", f"the request body did not arrive within "
-                           f"{self.limits.read_timeout_s:g} s; send it whole") from None  # fmt: skip
-        if await request.is_disconnected():  # gone while we read: no model time for it
-            raise ApiError(499, "client_closed", "the client closed the connection before assessment")
-        out = []
-        for i, (data, label, text, allow) in enumerate(raw, 1):
-            where = f"text #{i}" if batch else "text"
-            out.append(await run_in_threadpool(check_item, data, label, text, allow, self.limits, where))
-        return out
-
-    async def assess(self, recordings: list[Recording]) -> list[dict[str, Any]]:
-        started = time.perf_counter()
-        if len(recordings) > self.queue.capacity:  # would never fit: retrying cannot help
-            raise ApiError(413, "too_many_items", f"{len(recordings)} recordings in one request; this "
-                           f"server queues at most {self.queue.capacity}")  # fmt: skip
-        try:
-            futures = self.queue.submit(recordings)
-        except QueueFull as e:
-            raise ApiError(503, "queue_full", f"{e}; retry in {e.retry_after} s",
-                           {"Retry-After": str(e.retry_after)}) from None  # fmt: skip
-        try:
-            outcomes = await asyncio.gather(*futures)
-        except asyncio.CancelledError:
-            for f in futures:
-                f.cancel()
-            raise
-        total_ms = (time.perf_counter() - started) * 1000
-        return [assessment_payload(o, r, self.assessor.name, total_ms) for o, r in zip(outcomes, recordings)]
-
-    def health(self) -> dict[str, Any]:
-        q = self.queue
-        return {
-            "status": "ok",
-            "model": self.assessor.name,
-            "model_description": self.assessor.description,
-            "version": __version__,
-            "uptime_s": round(time.time() - self.started, 1),
-            "queue": {
-                "waiting": q.waiting,
-                "capacity": q.capacity,
-                "batch_size": q.batch_size,
-                "workers": q.workers,
-                "running": q.running,
-                "model_busy": q.busy,
-            },  # fmt: skip
-            "served": {k: round(v, 3) for k, v in q.stats.items()},
-            "limits": {
-                "max_upload_mb": round(self.limits.max_upload_bytes / 2**20, 2),
-                "max_duration_s": self.limits.max_duration_s,
-                "max_text_chars": self.limits.max_text_chars,
-                "max_batch_items": self.limits.max_batch_items,
-            },
-        }
+        return _http_error(request, exc)
 
 
 def create_app(assessor, limits: ServeLimits | None = None) -> FastAPI:
@@ -151,28 +109,18 @@ def create_app(assessor, limits: ServeLimits | None = None) -> FastAPI:
         description="Scores (accuracy, fluency, prosodic, total; 0-10), what was heard (words, phones) "
         "and a per-word diagnosis against the canonical pronunciation (CMUdict).",
         lifespan=lifespan,
+        docs_url=None,  # served by loralab.serve.docs, offline
+        redoc_url=None,  # ReDoc's script is on a CDN only
     )
     app.state.service = service
-    app.add_middleware(BodySizeLimit, limits=service.limits)
+    app.add_middleware(BodyGuard, limits=service.limits)
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(router)
+    install_docs(app, [route for part in SHARED_PATHS for route in part.routes])
 
     @app.get("/", include_in_schema=False)
     async def page():
         return FileResponse(STATIC / "index.html", media_type="text/html")
-
-    @app.get("/health", summary="Is the service up, what model, how full is the queue")
-    async def health() -> dict:
-        return service.health()
-
-    @app.post("/v1/assess", summary="Assess one recording", openapi_extra=ASSESS_BODY)
-    async def assess_one(request: Request) -> dict:
-        recordings = await service.read(request, batch=False)
-        return (await service.assess(recordings))[0]
-
-    @app.post("/v1/assess/batch", summary="Assess several recordings", openapi_extra=BATCH_BODY)
-    async def assess_batch(request: Request) -> dict:
-        recordings = await service.read(request, batch=True)
-        return {"results": await service.assess(recordings)}
 
     return app

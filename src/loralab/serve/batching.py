@@ -64,7 +64,14 @@ class BatchQueue:
             max_workers=self.workers, thread_name_prefix="loralab-model", initializer=self._thread_setup
         )
         self.tasks: list[asyncio.Task] = []
-        self.stats = {"batches": 0, "assessed": 0, "refused": 0, "failed": 0, "model_seconds": 0.0}
+        self.stats = {
+            "batches": 0,
+            "assessed": 0,
+            "refused": 0,
+            "failed": 0,
+            "abandoned": 0,
+            "model_seconds": 0.0,
+        }
         self.running = 0  # batches on the model now
 
     @property
@@ -130,7 +137,9 @@ class BatchQueue:
             except (asyncio.QueueEmpty, TimeoutError):
                 break
             jobs.append(job)
-        return [j for j in jobs if not j.future.done()]  # a client that left cancelled its own
+        live = [j for j in jobs if not j.future.done()]  # a client that left cancelled its own
+        self.stats["abandoned"] += len(jobs) - len(live)
+        return live
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()

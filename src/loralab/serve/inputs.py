@@ -7,34 +7,41 @@ Two request forms, for ``/v1/assess`` (one recording) and ``/v1/assess/batch`` (
 * ``application/json``: ``{"audio_base64": "...", "text": "...", "allow_guessed": false}``, or
   ``{"items": [{...}, ...]}`` for a batch.
 
-Every problem is an :class:`ApiError`: an HTTP status, a short code and a message that names
-the problem. Recordings are decoded from memory (multipart parts are spooled by Starlette in
-the temporary folder); an uploaded file's name is only echoed back, never used as a path.
+FastAPI parses both (the routes' ``File``/``Form`` parameters, the models of
+:mod:`loralab.serve.schema`); this module turns what it parsed into checked recordings. Every
+problem is an :class:`ApiError`: an HTTP status, a short code and a message that names the
+problem. Recordings are decoded from memory (multipart parts are spooled by Starlette in the
+temporary folder); an uploaded file's name is only echoed back, never used as a path.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from fastapi import HTTPException, UploadFile
 
 from loralab.serve.limits import MB, ServeLimits
+from loralab.serve.schema import AssessJson
 
 AUDIO_TYPES = ("audio/", "application/octet-stream", "video/webm", "video/ogg")
 _SAFE_NAME = re.compile(r"[^\w.\- ]+")
 
 
-class ApiError(Exception):
-    """A request the service refuses: ``status`` (4xx/503), ``code`` and a message naming the problem."""
+class ApiError(HTTPException):
+    """A request the service refuses: ``status`` (4xx/503), ``code`` and a message naming the problem.
+
+    An HTTPException, so that FastAPI passes it on unchanged when it is raised while the body
+    is read (the request-size guard does that), instead of turning it into a generic 400."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+        super().__init__(status, message, headers)
+        self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
 
     def payload(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message, "status": self.status}}
@@ -158,62 +165,36 @@ def _check_part_type(content_type: str | None, label: str) -> None:
                        "send an audio file (audio/wav, audio/flac, audio/ogg, audio/mpeg)")  # fmt: skip
 
 
-def _flag(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"))
+def check_count(count: int, limit: int) -> None:
+    """413 for more recordings in one request than ``limit``."""
+    if count > limit:
+        raise ApiError(413, "too_many_items", f"{count} recordings in one request; the limit is {limit}")
 
 
-def request_kind(content_type: str | None) -> str:
-    """'multipart' or 'json' from a request's Content-Type; 415 for anything else."""
-    kind = (content_type or "").split(";")[0].strip().lower()
-    if kind == "multipart/form-data":
-        return "multipart"
-    if kind == "application/json":
-        return "json"
-    raise ApiError(415, "unsupported_content_type", f"content type '{kind or '(none)'}' is not accepted: "
-                   "send multipart/form-data (fields 'audio' and 'text') or application/json "
-                   "({\"audio_base64\": ..., \"text\": ...})")  # fmt: skip
-
-
-async def multipart_items(
-    request, limits: ServeLimits, batch: bool
-) -> list[tuple[bytes, str, str | None, bool]]:
-    """(audio bytes, label, text, allow_guessed) per recording of a multipart request."""
-    from starlette.datastructures import UploadFile
-    from starlette.formparsers import MultiPartException
-
-    n = limits.max_batch_items if batch else 1
-    try:
-        form = await request.form(max_files=n + 1, max_fields=n + 2)
-    except MultiPartException as e:
-        raise ApiError(400, "bad_multipart", f"cannot read the multipart form: {e}") from None
-    files, texts = form.getlist("audio"), form.getlist("text")
-    if not files:
-        raise ApiError(422, "missing_audio", "the form has no 'audio' file part: attach the recording")
-    if len(files) > n:
-        raise ApiError(413, "too_many_items", f"{len(files)} recordings in one request; the limit is {n}")
-    if len(texts) != len(files):
-        raise ApiError(422, "texts_mismatch", f"{len(files)} 'audio' part(s) but {len(texts)} 'text' "
+async def upload_items(
+    parts: list[UploadFile], texts: list[str], allow: bool, limits: ServeLimits
+) -> list[tuple[bytes, str, str, bool]]:
+    """(audio bytes, label, text, allow_guessed) per recording of a multipart form (parsed by FastAPI)."""
+    check_count(len(parts), limits.max_batch_items)
+    if len(texts) != len(parts):
+        raise ApiError(422, "texts_mismatch", f"{len(parts)} 'audio' part(s) but {len(texts)} 'text' "
                        "field(s): give one sentence per recording, in the same order")  # fmt: skip
-    allow = _flag(form.get("allow_guessed"))
     out = []
-    for i, (part, text) in enumerate(zip(files, texts), 1):
-        if not isinstance(part, UploadFile):
-            raise ApiError(422, "missing_audio", f"'audio' #{i} is a text field, not a file part")
+    for i, (part, text) in enumerate(zip(parts, texts), 1):
         label = safe_label(part.filename, f"recording-{i}")
         _check_part_type(part.content_type, label)
-        data = await part.read(limits.max_upload_bytes + 1)
-        await part.close()
-        out.append((data, label, text if isinstance(text, str) else None, allow))
+        # One byte past the limit is enough to refuse it (decode_recording); the part itself is
+        # bounded by the request-size guard while it streams in (loralab.serve.sizes).
+        out.append((await part.read(limits.max_upload_bytes + 1), label, text, allow))
     return out
 
 
-def _json_item(item: Any, i: int, limits: ServeLimits) -> tuple[bytes, str, Any, bool]:
+def json_item(item: AssessJson, i: int, limits: ServeLimits) -> tuple[bytes, str, str, bool]:
+    """(audio bytes, label, text, allow_guessed) of one JSON item (``i``: its 1-based place in a batch, or 0)."""
     where = f"items[{i}]" if i else "body"
-    if not isinstance(item, dict):
-        raise ApiError(422, "bad_json", f"{where} must be an object with 'audio_base64' and 'text'")
-    encoded = item.get("audio_base64")
-    if not isinstance(encoded, str) or not encoded:
-        raise ApiError(422, "missing_audio", f"{where}: 'audio_base64' (the recording, base64) is required")
+    encoded = item.audio_base64
+    if not encoded:
+        raise ApiError(422, "missing_audio", f"{where}: 'audio_base64' (the recording, base64) is empty")
     if len(encoded) > limits.max_upload_bytes * 4 // 3 + 8:
         raise ApiError(413, "audio_too_large", f"{where}: the recording is over the "
                        f"{limits.max_upload_bytes / MB:g} MB limit")  # fmt: skip
@@ -224,32 +205,7 @@ def _json_item(item: Any, i: int, limits: ServeLimits) -> tuple[bytes, str, Any,
         data = base64.b64decode("".join(encoded.split()), validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(422, "bad_base64", f"{where}: 'audio_base64' is not valid base64") from None
-    label = safe_label(
-        item.get("filename") if isinstance(item.get("filename"), str) else None, f"recording-{i or 1}"
-    )
-    return data, label, item.get("text"), _flag(item.get("allow_guessed"))
-
-
-async def json_items(request, limits: ServeLimits, batch: bool) -> list[tuple[bytes, str, Any, bool]]:
-    """(audio bytes, label, text, allow_guessed) per recording of a JSON request."""
-    try:
-        body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ApiError(400, "bad_json", f"the body is not valid JSON ({e})") from None
-    except RecursionError:
-        raise ApiError(400, "bad_json", "the body nests arrays or objects too deeply to read; send "
-                       '{"audio_base64": ..., "text": ...}') from None  # fmt: skip
-    if not batch:
-        return [_json_item(body, 0, limits)]
-    items = body.get("items") if isinstance(body, dict) else None
-    if not isinstance(items, list) or not items:
-        raise ApiError(
-            422, "missing_items", 'a batch is {"items": [{"audio_base64": ..., "text": ...}, ...]}'
-        )
-    if len(items) > limits.max_batch_items:
-        raise ApiError(413, "too_many_items", f"{len(items)} recordings in one request; "
-                       f"the limit is {limits.max_batch_items}")  # fmt: skip
-    return [_json_item(item, i, limits) for i, item in enumerate(items, 1)]
+    return data, safe_label(item.filename, f"recording-{i or 1}"), item.text, item.allow_guessed
 
 
 def check_item(data: bytes, label: str, text: Any, allow: bool, limits: ServeLimits, where: str) -> Recording:
