@@ -56,21 +56,21 @@ def throughput(inference, records, audio, batch_size: int) -> dict:
     """Utterances/s (both tasks each) of one generation pass."""
     from loralab.speech.inference.generate import BatchedGenerator
 
-    gen = BatchedGenerator(
+    answers = []
+    sync = _cuda_sync(inference)
+    with BatchedGenerator(
         inference,
         prompt_style="paper",
         batch_size=batch_size,
         max_new_tokens=ANSWER_TOKENS,
         load_audio=audio.__getitem__,
         fixed_length=True,
-    )
-    answers = []
-    sync = _cuda_sync(inference)
-    sync()
-    start = time.perf_counter()
-    gen.run(records, ["apa", "mdd"], lambda r, t: True, answers.extend)
-    sync()
-    seconds = time.perf_counter() - start
+    ) as gen:
+        sync()
+        start = time.perf_counter()
+        gen.run(records, ["apa", "mdd"], lambda r, t: True, answers.extend)
+        sync()
+        seconds = time.perf_counter() - start
     assert len(answers) == 2 * len(records)
     tokens = sum(a.new_tokens for a in answers)
     return {

@@ -289,10 +289,10 @@ def test_phones_gop_through_training_saving_and_generation(tiny_qwen2audio_dir, 
     (expected,) = recording_estimates(
         scorer, model, backbone, parts.collate.feature_extractor, [record], [audio]
     )
-    generator = BatchedGenerator(
+    with BatchedGenerator(
         inference, prompt_style="short", prompt_reference="phones_gop", max_new_tokens=2
-    )
-    batch = generator.prompt_batch([record._record], "apa_accuracy", [audio])
+    ) as generator:
+        batch = generator.prompt_batch([record._record], "apa_accuracy", [audio])
     assert f"Accuracy estimate: {expected['accuracy']}\n" in inference.tokenizer.decode(
         batch["input_ids"][0].tolist()
     )
@@ -308,10 +308,10 @@ def test_phones_gop_needs_a_model_with_a_scorer(tiny_qwen2audio_dir, synth_manif
     record = read_manifest(synth_manifest_dir, "train")[0]
     audio = load_audio(record.audio_path)
     inference = load_for_inference(tiny_qwen2audio_dir, device="cpu")
-    generator = BatchedGenerator(inference, prompt_reference="phones_gop")
-    assert "estimates" not in generator.prompt_batch([record], "apa", [audio])
-    with pytest.raises(LoralabError, match="no gop_scorer.safetensors"):
-        generator.prompt_batch([record], "apa_accuracy", [audio])
+    with BatchedGenerator(inference, prompt_reference="phones_gop") as generator:
+        assert "estimates" not in generator.prompt_batch([record], "apa", [audio])
+        with pytest.raises(LoralabError, match="no gop_scorer.safetensors"):
+            generator.prompt_batch([record], "apa_accuracy", [audio])
 
 
 def test_a_record_with_its_estimate_survives_pickling_for_dataloader_workers():

@@ -21,8 +21,10 @@ def test_a_scorer_of_another_encoder_width_names_its_file(tiny_qwen2audio_dir, s
     inference.gop_scorer = GopScorer(
         ["AA", "B"], [torch.zeros(3, 7)], [torch.zeros(3)], {"accuracy": [0.0] * 5}
     )
-    generator = BatchedGenerator(inference, prompt_reference="phones_gop")
-    with pytest.raises(
-        LoralabError, match=r"gop_scorer\.safetensors: the GOP scorer takes 7-wide encoder frames"
+    with (
+        BatchedGenerator(inference, prompt_reference="phones_gop") as generator,
+        pytest.raises(
+            LoralabError, match=r"gop_scorer\.safetensors: the GOP scorer takes 7-wide encoder frames"
+        ),
     ):
         generator.prompt_batch([record], "apa_accuracy", [load_audio(record.audio_path)])

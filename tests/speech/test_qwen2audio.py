@@ -122,7 +122,7 @@ def test_encoder_cache_returns_the_encoders_own_output(tiny_qwen2audio_dir):
     ids = torch.full((3, 1), 5)
     with torch.no_grad():
         plain = model.model.audio_tower(inputs["input_features"]).last_hidden_state
-        assert backbone.enable_encoder_cache(model)
+        assert backbone.install_encoder_cache(model) is not None
         cache = model.model.audio_tower.forward
         first = model.model.audio_tower(inputs["input_features"][:2]).last_hidden_state
         again = model.model.audio_tower(inputs["input_features"][[2, 1, 0]]).last_hidden_state
@@ -162,8 +162,8 @@ def test_trained_model_loads_for_inference_and_generates(tiny_qwen2audio_dir, sy
     inference = load_for_inference(tmp_path / "final_model", device="cpu")
     assert inference.backbone.family == "qwen2audio"
     record = parts.train_dataset[0][0]
-    generator = BatchedGenerator(inference, prompt_style="short", max_new_tokens=4)
     from loralab.speech.data.audio import load_audio
 
-    (answer,) = generator.generate("apa", [load_audio(record.audio_path)], [record])
+    with BatchedGenerator(inference, prompt_style="short", max_new_tokens=4) as generator:
+        (answer,) = generator.generate("apa", [load_audio(record.audio_path)], [record])
     assert answer.new_tokens <= 4 and answer.id == record.id

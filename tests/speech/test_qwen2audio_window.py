@@ -63,15 +63,13 @@ def test_language_model_sees_the_same_audio_embeddings(tiny_qwen2audio_dir):
             return inf.model.model(**inputs).last_hidden_state
 
     tower = inf.model.model.audio_tower
-    installed = tower.forward  # the generator's: the output cache over the crop, composed explicitly
-    assert isinstance(installed.compute, WindowCrop) and installed.compute.full == type(
-        tower
-    ).forward.__get__(tower)
-    del tower.forward  # the encoder's own forward over the whole window
-    before = hidden()
-    tower.forward = installed
-    installed.store.clear()
-    after = hidden()
+    before = hidden()  # outside the generator's block: the encoder's own forward over the whole window
+    with generator:
+        installed = tower.forward  # the generator's: the output cache over the crop, composed explicitly
+        assert isinstance(installed.compute, WindowCrop) and installed.compute.full == type(
+            tower
+        ).forward.__get__(tower)
+        after = hidden()
     assert installed.misses == 2
     real = inputs["attention_mask"].bool()
     torch.testing.assert_close(after[real], before[real], atol=1e-5, rtol=1e-4)

@@ -194,7 +194,8 @@ def test_evaluate_assess_and_serve_answer_alike_whatever_the_generation_config(p
     assert any("sampling" in n for n in generator.decoding_notes)
     assert any("repetition_penalty" in n for n in generator.decoding_notes)
     assert "ignored for evaluation" in capsys.readouterr().err
-    evaluated = [a.raw for a in generator.generate("mdd", [audios[it.id] for it in items], items)]
+    with generator:
+        evaluated = [a.raw for a in generator.generate("mdd", [audios[it.id] for it in items], items)]
 
     batched = assess_items(
         load_for_inference(penalised_model, device="cpu"), items, audios=audios, fast=False, **kwargs

@@ -41,7 +41,8 @@ def inference(tiny_qwen2audio_dir):
 def decoder(inference):
     from loralab.speech.inference.generate import BatchedGenerator
 
-    return FastDecoder(BatchedGenerator(inference, prompt_style="short", prompt_reference="phones"))
+    with BatchedGenerator(inference, prompt_style="short", prompt_reference="phones") as generator:
+        yield FastDecoder(generator)
 
 
 def recording(seed: int, seconds: float = 1.5) -> np.ndarray:

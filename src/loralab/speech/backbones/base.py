@@ -13,7 +13,7 @@ hidden states and ``model.lm_head`` maps them to logits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from loralab.errors import LoralabError
@@ -84,10 +84,12 @@ class Backbone:
         return [int(audio_token_id)] * count
 
     # -- training -----------------------------------------------------------------------
-    def enable_encoder_cache(self, model, max_items: int | None = None) -> bool:
+    def install_encoder_cache(self, model, max_items: int | None = None) -> Callable[[], None] | None:
         """Reuse a frozen audio encoder's output per clip (keep at most ``max_items``; None: all).
-        False where the family cannot (its encoder is entangled with the embedding step)."""
-        return False
+        Returns the call that gives the encoder its own forward back (a cache already installed is
+        shared, and stays until its last installer calls it); None where the family cannot (its
+        encoder is entangled with the embedding step)."""
+        return None
 
     def audio_encoder_outputs(self, model, audio_inputs: dict):
         """The audio encoder's output for a batch of ``audio_features`` inputs, as the model computes

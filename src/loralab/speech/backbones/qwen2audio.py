@@ -14,7 +14,8 @@ ones in training, and ``assess`` says so).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from loralab.errors import LoralabError, ModelLayoutError
@@ -25,6 +26,7 @@ AUDIO_BOS = "<|audio_bos|>"
 AUDIO_EOS = "<|audio_eos|>"
 WINDOW_SECONDS = 30
 TOKENIZER_FILES = (("tokenizer_config.json",), ("tokenizer.json", "vocab.json"))
+_INSTALLING = threading.Lock()  # one install or restore of an encoder cache at a time
 
 
 def encoder_output_length(frames: int) -> int:
@@ -49,6 +51,10 @@ class EncoderOutputCache:
         self.max_items = max_items  # None: keep every clip (training); else the most recent ones
         self.store: dict[str, object] = {}
         self.hits = self.misses = 0
+        # Who installed it (install_encoder_cache): concurrent users (serve's workers share one
+        # model) share one cache, and the encoder's forward (``replaced``) returns after the last.
+        self.installers = 0
+        self.replaced = None
 
     @staticmethod
     def _key(row) -> str:
@@ -213,12 +219,31 @@ class Qwen2AudioBackbone(Backbone):
         attention = create_bidirectional_mask(config=tower.config, inputs_embeds=dummy, attention_mask=valid)
         return tower(features, attention_mask=attention).last_hidden_state
 
-    def enable_encoder_cache(self, model, max_items: int | None = None) -> bool:
+    def install_encoder_cache(self, model, max_items: int | None = None) -> Callable[[], None]:
         from loralab.speech.backbones.qwen2audio_window import WindowCrop
 
         tower = model.model.audio_tower
-        if not isinstance(tower.forward, EncoderOutputCache):
-            # Clips not yet cached are encoded over their own frames, not the 30 s window (the same
-            # embeddings; the crop stands aside where it would not be exact: see WindowCrop.exact).
-            tower.forward = EncoderOutputCache(tower, max_items, compute=WindowCrop(tower, tower.forward))
-        return True
+        with _INSTALLING:
+            cache = tower.forward
+            if not isinstance(cache, EncoderOutputCache):
+                # Clips not yet cached are encoded over their own frames, not the 30 s window (the same
+                # embeddings; the crop stands aside where it would not be exact: see WindowCrop.exact).
+                cache = EncoderOutputCache(tower, max_items, compute=WindowCrop(tower, tower.forward))
+                cache.replaced = tower.__dict__.get("forward")  # None: the class's own forward
+                tower.forward = cache
+            cache.installers += 1
+        released = []
+
+        def restore() -> None:
+            with _INSTALLING:
+                if released:
+                    return
+                released.append(True)
+                cache.installers -= 1
+                if cache.installers == 0 and tower.__dict__.get("forward") is cache:
+                    if cache.replaced is None:
+                        del tower.forward
+                    else:
+                        tower.forward = cache.replaced
+
+        return restore

@@ -11,7 +11,7 @@ window's length with zeros (rows the model drops): for a 5 s recording a sixth o
 ~6x less encoder work, the same embeddings up to float rounding.
 
 Composed explicitly under the encoder output cache, as what a cache miss computes
-(``Qwen2AudioBackbone.enable_encoder_cache``: training with a frozen encoder, batched
+(``Qwen2AudioBackbone.install_encoder_cache``: training with a frozen encoder, batched
 generation and the one-recording route built on it). It stands aside
 where the crop would not be exact or gradients must flow: an encoder in training mode with
 trainable parameters or active dropout / layer drop.

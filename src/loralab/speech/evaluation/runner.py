@@ -342,6 +342,7 @@ def _generate(inference, target, records, tasks, missing, store, sources, pendin
             last_beat[0] = time.monotonic()
 
     try:
-        generator.run(records, tasks, missing, on_answers)
+        with generator:
+            generator.run(records, tasks, missing, on_answers)
     finally:
         bar.close()

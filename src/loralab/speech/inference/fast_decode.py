@@ -283,9 +283,9 @@ def greedy_with_draft(lm: CachedModel, inputs: dict, draft: Sequence[int], end_i
 class FastDecoder:
     """Answers of one recording at a time through :class:`CachedModel` (see the module doc).
     ``generator``: a :class:`~loralab.speech.inference.generate.BatchedGenerator` (its
-    collator lays out the prompts; the audio encoder's output is cached across tasks, over the
-    real frames only for Qwen2-Audio, as the generator set the encoder up). Changes nothing on
-    the model."""
+    collator lays out the prompts; inside the generator's ``with`` block the audio encoder's
+    output is cached across tasks, over the real frames only for Qwen2-Audio). Changes nothing
+    on the model."""
 
     def __init__(self, generator):
         self.generator = generator

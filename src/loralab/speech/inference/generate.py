@@ -73,7 +73,13 @@ def task_budgets(tokenizer, records: Sequence, tasks: Sequence[str]) -> dict[str
 
 
 class BatchedGenerator:
-    """Generates answers for (utterance, task) pairs, batch by batch."""
+    """Generates answers for (utterance, task) pairs, batch by batch.
+
+    Use it as a context manager, ``with BatchedGenerator(inference, ...) as generator:``: inside
+    the block the model's audio encoder runs through an output cache (where the family has one),
+    so that each batch's clips are encoded once for APA and reused for MDD; the block's end gives
+    the encoder its own forward back, also on an error. Outside a block nothing on the model is
+    changed and every task encodes its clips again."""
 
     def __init__(
         self,
@@ -124,8 +130,18 @@ class BatchedGenerator:
         self.decoding_notes = greedy_only(inference.model)
         for note in self.decoding_notes:
             print(f"note: {note}", file=sys.stderr)
-        # Each batch's clips are encoded for APA, then reused for MDD (where the family can).
-        inference.backbone.enable_encoder_cache(inference.model, max_items=2 * batch_size)
+        self._restores: list[Callable[[], None] | None] = []  # one per open block (blocks may nest)
+
+    def __enter__(self) -> BatchedGenerator:
+        inf = self.inference
+        # Room for one batch of clips twice over: a batch's APA and MDD prompts share them.
+        self._restores.append(inf.backbone.install_encoder_cache(inf.model, max_items=2 * self.batch_size))
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        restore = self._restores.pop()
+        if restore is not None:
+            restore()
 
     def prompt_batch(self, records: Sequence, task: str, audios: Sequence) -> dict:
         """The collator's prompt batch; where the prompt carries an estimate (prompt_reference

@@ -155,7 +155,10 @@ def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None 
     )
     order = sorted(items, key=lambda it: -it.duration)
     decode = _decode_fast if fast else _decode_batched
-    raw, expected = decode(generator, order, audios, apa_tasks, batch_size, max_new_tokens, score_decoding)
+    with generator:
+        raw, expected = decode(
+            generator, order, audios, apa_tasks, batch_size, max_new_tokens, score_decoding
+        )
     results = [_assessment(item, _apa_raw(raw, item.id, apa_tasks), raw[(item.id, "mdd")]) for item in items]
     window = inference.backbone.window_seconds
     for item, result in zip(items, results):

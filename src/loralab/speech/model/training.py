@@ -111,7 +111,8 @@ def prepare_training_model(cfg, base, backbone, adapter_dir: Path | None = None)
     if cfg.strategy == "unfreeze":
         lora_setup.unfreeze(peft_model, cfg.model.unfreeze, backbone)
     lora_setup.trainable_to_fp32(peft_model)
-    if cfg.model.cache_audio_encoder and not backbone.enable_encoder_cache(base):
+    # The cache stays for the model's life: this model is the run's own, built here.
+    if cfg.model.cache_audio_encoder and backbone.install_encoder_cache(base) is None:
         raise LoralabError(
             f"model.cache_audio_encoder is not available for {backbone.title}: set it to false"
         )
