@@ -287,6 +287,27 @@ def test_a_crash_while_writing_the_final_model_resumes_to_just_that(tmp_path):
     assert not (run / ".tmp-final_model").exists()
 
 
+def test_train_tells_the_system_the_checkpoint_it_resumes(tmp_path, monkeypatch):
+    """A system restores from it what it would compute before training (speech: the GOP scorer)."""
+    from loralab.engine.trainer import train
+
+    run = tmp_path / "run"
+    seen = []
+
+    def build_parts(cfg, runtime):
+        seen.append(runtime.resume_from)
+        parts = toy_system.make_parts()
+        if len(seen) == 1:  # the first run stops before its final model: a resume has a checkpoint
+            parts.save_final = lambda model, out: (_ for _ in ()).throw(KeyboardInterrupt())
+        return parts
+
+    monkeypatch.setattr(toy_system, "build_parts", build_parts)
+    with pytest.raises(KeyboardInterrupt):
+        train(toy_cfg(run))
+    train(toy_cfg(run), resume=True)
+    assert seen == [None, checkpoint_dir(run, 3)]
+
+
 def load_adapter(path):
     from safetensors.torch import load_file
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -21,6 +22,10 @@ class Runtime:
     world_size: int = 1
     local_rank: int = 0
     precision_why: str = ""  # why this precision (loralab.engine.precision), printed and recorded
+    # The checkpoint a resumed run continues from (None: a fresh start). A system restores from it
+    # what it would otherwise compute before training (the speech system's GOP scorer); the
+    # trainer restores the weights, optimizer and counters later.
+    resume_from: Path | None = None
 
     @property
     def is_main(self) -> bool:

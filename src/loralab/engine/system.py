@@ -6,7 +6,8 @@ alike: ``loralab.speech.contract``, ``loralab.protein.contract``) exposes:
 * ``build_parts(cfg, runtime) -> SystemParts``: the trainer does the rest (optimizer,
   schedule, accumulation, mixed precision, checkpoints, resume, events, TensorBoard,
   distributed). ``runtime`` is :class:`loralab.engine.runtime.Runtime` (device, dtypes,
-  process rank/world size, ``is_main``).
+  process rank/world size, ``is_main``, and ``resume_from``: the checkpoint a resumed run
+  continues, from which a system may restore what it computes before training).
 * ``count_parameters(cfg) -> dict[str, ParamCount]``: the same groups ``build_parts``
   reports, computed without loading weights (the model built on the meta device from its
   config), so ``loralab compare`` can show presets before any run exists.

@@ -52,7 +52,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> Path:
     # Refuse a taken run directory (or one another process is training) before spending
     # minutes loading a large model; the lock is held until training ends.
     with hold_run_dir(cfg.run_dir, accelerator):
-        check_run_dir(Path(cfg.run_dir), resume, cfg.training.epochs, say=None)
+        runtime.resume_from = check_run_dir(Path(cfg.run_dir), resume, cfg.training.epochs, say=None)
         set_seed(cfg.training.seed)
         parts = system_module(cfg.system).build_parts(cfg, runtime)
         return run_training(cfg, parts, accelerator=accelerator, runtime=runtime, resume=resume)

@@ -87,6 +87,28 @@ def _resolve_parts(cfg, runtime, given: Injected) -> Injected:
     return Injected(model, backbone, tokenizer, feature_extractor, model_dir)
 
 
+def _gop_scorer(cfg, runtime, built: Injected, train_records: list) -> tuple[Any, list]:
+    """(GOP scorer, the training records with their estimates): a resumed run's from the checkpoint
+    it continues, so that it trains on the prompts it had; else fit on the training records."""
+    from loralab.speech.model.gop_fit import NotRestorable, fit_for_training, restore_for_training
+    from loralab.speech.prompts import APA_ASPECTS, EVIDENCE
+
+    log = print if runtime.is_main else (lambda *_: None)
+    if runtime.resume_from is not None:
+        try:
+            restored = restore_for_training(runtime.resume_from, train_records)
+        except NotRestorable as why:
+            log(f"GOP scorer: fitting it again: {why}")
+        else:
+            log(f"GOP scorer: restored from {runtime.resume_from}")
+            return restored
+    wanted = {EVIDENCE[cfg.speech.prompt_reference].get(t) for t in cfg.speech.tasks}
+    return fit_for_training(
+        built.base_model.causal_lm, built.backbone, built.feature_extractor, train_records,
+        aspects=[a for a in APA_ASPECTS if a in wanted], seed=cfg.training.seed, log=log,
+    )  # fmt: skip
+
+
 def build_parts(cfg, runtime, injected: Injected | None = None) -> SystemParts:
     """Everything the trainer needs for a speech run (see :class:`loralab.engine.system.SystemParts`).
 
@@ -108,20 +130,13 @@ def build_parts(cfg, runtime, injected: Injected | None = None) -> SystemParts:
         cfg.speech.prompt_reference,
     )
     if cfg.speech.prompt_reference in ("phones_gop", "heard"):
-        from loralab.speech.model.gop_fit import fit_for_training
-        from loralab.speech.prompts import APA_ASPECTS, EVIDENCE
-
-        wanted = {EVIDENCE[cfg.speech.prompt_reference].get(t) for t in cfg.speech.tasks}
-        model.gop_scorer, train_records = fit_for_training(
-            model.causal_lm, built.backbone, feature_extractor, train_records,
-            aspects=[a for a in APA_ASPECTS if a in wanted],
-            seed=cfg.training.seed, log=print if runtime.is_main else (lambda *_: None),
-        )  # fmt: skip
+        model.gop_scorer, train_records = _gop_scorer(cfg, runtime, built, train_records)
+        model.gop_training_estimates = {r.id: r.estimates for r in train_records}
     train_examples = task_examples(train_records, cfg.speech.tasks, cfg.speech.task_shares, cfg.training.seed)
 
     def save_final(m, out_dir: Path) -> None:
         if built.model_dir is None:
-            training.save_trainable(m, out_dir)
+            training.save_model_files(m, out_dir)
         else:
             training.save_final(m, out_dir, tokenizer, feature_extractor)
 

@@ -40,6 +40,11 @@ from loralab.errors import LoralabError
 from loralab.safe_files import write_atomically
 
 GOP_FILE = "gop_scorer.safetensors"
+# The training recordings' cross-fitted estimates, which the training prompts carry. Each came from a
+# fold head that did not see its speaker; the saved scorer is another head and cannot recompute them,
+# so every checkpoint keeps them for --resume (not final_model/: inference computes its own).
+GOP_TRAINING_ESTIMATES_FILE = "gop_training_estimates.json"
+TRAINING_ESTIMATES_FORMAT_VERSION = 1
 # 3: + the per-phone diagnosis (confusions, threshold) and its two features; 2: calibrations per
 # aspect over the first four FEATURES (still read); 1: GOP -> accuracy only (refused)
 GOP_FORMAT_VERSION = 3

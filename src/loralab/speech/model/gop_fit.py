@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from loralab.errors import LoralabError
-from loralab.speech.model.gop import DEFAULT_FRAMES_PER_SECOND, GopScorer
+from loralab.safe_files import read_json, write_json_atomic
+from loralab.speech.model.gop import (
+    DEFAULT_FRAMES_PER_SECOND,
+    GOP_FILE,
+    GOP_TRAINING_ESTIMATES_FILE,
+    TRAINING_ESTIMATES_FORMAT_VERSION,
+    GopScorer,
+    load_gop_scorer,
+)
 
 
 def _fit_ctc_head(frames: list, targets: list[list[int]], num_classes: int, steps: int, lr: float, seed: int):
@@ -242,3 +251,39 @@ def fit_for_training(model, backbone, feature_extractor, records: Sequence, *, a
             WithEstimate(r, {**scorer.estimates(x), **({"heard_phones": heard} if heard else {})})
         )
     return scorer, evidence
+
+
+# -- resuming: the fit a checkpoint kept -----------------------------------------------------
+class NotRestorable(Exception):
+    """Why a checkpoint's GOP scorer cannot stand in for a fit (the run then fits again)."""
+
+
+def save_training_estimates(folder: str | Path, estimates: Mapping[str, Mapping]) -> Path:
+    """The training recordings' estimates (record id -> what :func:`fit_for_training` gave it)
+    into ``folder``, a checkpoint."""
+    data = {"format_version": TRAINING_ESTIMATES_FORMAT_VERSION, "estimates": dict(estimates)}
+    return write_json_atomic(Path(folder) / GOP_TRAINING_ESTIMATES_FILE, data)
+
+
+def restore_for_training(checkpoint: str | Path, records: Sequence) -> tuple[GopScorer, list[WithEstimate]]:
+    """What :func:`fit_for_training` gave the run that wrote ``checkpoint``: its scorer, and the
+    training ``records`` with the estimates they had. :class:`NotRestorable` says why not."""
+    folder = Path(checkpoint)
+    missing = [name for name in (GOP_FILE, GOP_TRAINING_ESTIMATES_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise NotRestorable(f"{folder} has no {' or '.join(missing)} (a checkpoint of an older loralab)")
+    path = folder / GOP_TRAINING_ESTIMATES_FILE
+    saved = read_json(
+        path, "GOP training estimates", hint="the checkpoint is damaged; resume from an earlier one"
+    )
+    if saved.get("format_version") != TRAINING_ESTIMATES_FORMAT_VERSION:
+        raise NotRestorable(
+            f"{path}: format {saved.get('format_version')!r}, not {TRAINING_ESTIMATES_FORMAT_VERSION}"
+        )
+    estimates = saved["estimates"]
+    absent = [r.id for r in records if r.id not in estimates]
+    if absent:
+        raise NotRestorable(
+            f"{path} has no estimates of {len(absent)} training recordings (e.g. {absent[0]})"
+        )
+    return load_gop_scorer(folder), [WithEstimate(r, estimates[r.id]) for r in records]

@@ -35,6 +35,9 @@ class SpeechLoraModel(torch.nn.Module):
         # speech.prompt_reference=phones_gop: the GOP scorer fit before training (loralab.speech.model.gop),
         # fixed while training and saved with every checkpoint (not a module: no gradients, no optimizer state).
         self.gop_scorer = None
+        # The training recordings' cross-fitted estimates (record id -> estimates) that the prompts
+        # carry: checkpoints keep them, so that a resumed run need not fit the scorer again.
+        self.gop_training_estimates: dict[str, dict] | None = None
 
     @property
     def causal_lm(self):
@@ -123,6 +126,17 @@ def prepare_training_model(cfg, base, backbone, adapter_dir: Path | None = None)
 
 
 def save_trainable(model, out_dir: Path) -> None:
+    """A checkpoint: :func:`save_model_files`, and the training recordings' GOP estimates
+    (``gop_training_estimates.json``) that a resumed run restores with the scorer."""
+    from loralab.speech.model.gop_fit import save_training_estimates
+
+    save_model_files(model, out_dir)
+    estimates = unwrap(model).gop_training_estimates
+    if estimates is not None:
+        save_training_estimates(out_dir, estimates)
+
+
+def save_model_files(model, out_dir: Path) -> None:
     """The adapter (PEFT safetensors), any unfrozen weights (``unfrozen.safetensors``) and the GOP
     scorer (``gop_scorer.safetensors``, prompt_reference phones_gop)."""
     from safetensors.torch import save_file
@@ -156,6 +170,6 @@ def load_trainable(model, in_dir: Path) -> None:
 def save_final(model, out_dir: Path, tokenizer, feature_extractor) -> None:
     """Adapter + unfrozen weights + tokenizer + feature extractor (the engine adds the model card)."""
     out_dir = Path(out_dir)
-    save_trainable(model, out_dir)
+    save_model_files(model, out_dir)
     tokenizer.save_pretrained(str(out_dir))
     feature_extractor.save_pretrained(str(out_dir))
