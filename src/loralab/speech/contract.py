@@ -7,13 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from loralab.engine.system import EvalOutcome, EvalRequest, ReferenceResults, SystemDescription
+from loralab.speech.prompts import TASKS  # the tasks a config may name: those with a prompt
 from loralab.speech.system import build_parts, count_parameters  # noqa: F401  (the contract)
 
 # The paper's Table 3 columns, in its order.
 HEADLINE_METRICS = ("acc_pcc", "flu_pcc", "pros_pcc", "total_pcc", "wer", "per", "f1", "precision", "recall")
 UNFREEZE_GROUPS = ("audio_encoder", "audio_projector")
-# apa (all aspects in one answer), mdd, or APA one aspect at a time (arXiv 2509.15701).
-TASKS = ("apa", "mdd", "apa_accuracy", "apa_fluency", "apa_prosodic", "apa_total")
 EVALUATION_OPTIONS = frozenset(f for f in EvalRequest.__dataclass_fields__)  # every option
 ESTIMATOR = "loralab.estimate.speech:estimate_speech"  # loralab estimate (see loralab.engine.system)
 PAPER_NOTE = "Paper: Ahn & Nam 2025, Table 3 (SpeechOcean762 test set); epoch 0 = no training."

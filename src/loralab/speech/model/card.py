@@ -57,7 +57,7 @@ def _check_flat(card: ModelCard) -> None:
 def read_model_card(folder: str | Path) -> ModelCard | None:
     """The card in ``folder``, its fields checked; None when there is none. A
     :class:`~loralab.config.ConfigError` names the file and the field that is wrong."""
-    from loralab.speech.contract import TASKS
+    from loralab.speech.prompts import TASKS
 
     try:
         card = read_card(folder, strict=True)

@@ -39,6 +39,8 @@ from importlib import resources
 APA_ASPECTS = ("accuracy", "fluency", "prosodic", "total")
 # One aspect at a time (arXiv 2509.15701): a prompt and an answer per aspect, e.g. apa_fluency.
 APA_ASPECT_TASKS = tuple(f"apa_{aspect}" for aspect in APA_ASPECTS)
+# Every task: apa (all aspects in one answer), mdd, and the one-aspect tasks. The one definition
+# (the config's speech.tasks is checked against it).
 TASKS = ("apa", "mdd", *APA_ASPECT_TASKS)
 STYLES = ("paper", "short")
 CONTROL_TOKENS = {"apa": "<|APA|>", "mdd": "<|MDD|>", **{t: "<|APA|>" for t in APA_ASPECT_TASKS}}
