@@ -172,3 +172,29 @@ def test_cli_overrides_after_flags(monkeypatch):
     assert (cfg.training.epochs, cfg.lora.rank, cfg.lora.alpha) == (1, 8, 16)
     with pytest.raises(SystemExit):
         cli_main.main(["train", "paper_r64", "--epochs", "1", "--no-such-flag"])
+
+
+def test_system_sections_are_attributes_of_the_config_and_unknown_ones_are_refused():
+    from loralab.config.schema import ExperimentConfig
+    from loralab.speech.config import SpeechDataConfig
+
+    given = {"speech": SpeechDataConfig(limit=5)}
+    cfg = ExperimentConfig(system="speech", sections=given)
+    assert cfg.speech.limit == 5 and cfg.protein_head.pair_dim == 128  # a section not given: its defaults
+    assert list(given) == ["speech"]  # the caller's mapping is left as it was
+    with pytest.raises(TypeError, match="no registered system has the config section"):
+        ExperimentConfig(sections={"speach": SpeechDataConfig()})
+    with pytest.raises(AttributeError, match="no field or config section 'speach'"):
+        _ = cfg.speach
+
+
+def test_config_dict_keeps_the_layout_of_run_folders():
+    """Engine fields first, then the systems' sections as top-level keys, in the order run.json has."""
+    from loralab.config.schema import config_to_dict
+
+    data = config_to_dict(load_config("paper_r64"))
+    assert list(data) == [
+        "name", "system", "description", "strategy", "output_dir", "model", "lora", "training",
+        "evaluation", "speech", "protein", "protein_head",
+    ]  # fmt: skip
+    assert data["speech"]["prompt_style"] == "paper" and "sections" not in data

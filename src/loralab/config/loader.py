@@ -25,7 +25,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-from loralab.config.schema import ExperimentConfig
+from loralab.config.schema import ExperimentConfig, config_to_dict, system_section_types
 
 # The presets shipped as package data (an installed package is a folder on disk, so a Path).
 SHIPPED_CONFIG_DIR = Path(str(files("loralab") / "configs"))
@@ -199,19 +199,34 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
     return value
 
 
+def key_types(cls: type) -> dict[str, Any]:
+    """Key -> type of what a mapping for ``cls`` may hold: its fields; for an ExperimentConfig, its own
+    fields and every registered system's sections in place of ``sections``."""
+    hints = typing.get_type_hints(cls)
+    types = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    if cls is ExperimentConfig:
+        del types["sections"]
+        types.update(system_section_types())
+    return types
+
+
 def build_dataclass(cls: type, data: dict, source: str, prefix: str = ""):
     """Construct ``cls`` from ``data``, rejecting unknown keys with a suggestion."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    types = key_types(cls)
     kwargs = {}
     for key, value in data.items():
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+        if key not in types:
+            close = difflib.get_close_matches(str(key), list(types), n=1, cutoff=0.5)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
             raise ConfigError(
-                f"{source}: unknown key '{prefix}{key}'{hint} Valid keys here: {', '.join(fields)}"
+                f"{source}: unknown key '{prefix}{key}'{hint} Valid keys here: {', '.join(types)}"
             )
-        kwargs[key] = _coerce(value, hints[key], prefix + key, source)
+        kwargs[key] = _coerce(value, types[key], prefix + key, source)
+    if cls is ExperimentConfig:
+        sections = {
+            key: kwargs.pop(key) for key in list(kwargs) if key not in ExperimentConfig.__dataclass_fields__
+        }
+        return ExperimentConfig(**kwargs, sections=sections)
     return cls(**kwargs)
 
 
@@ -302,10 +317,6 @@ def validate(cfg: ExperimentConfig, source: str = "config") -> None:
     problems += _system_problems(cfg)
     if problems:
         raise ConfigError(f"{source}: {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
-
-
-def config_to_dict(cfg: ExperimentConfig) -> dict:
-    return dataclasses.asdict(cfg)
 
 
 def dump_config(cfg: ExperimentConfig) -> str:
