@@ -198,3 +198,40 @@ def test_config_dict_keeps_the_layout_of_run_folders():
         "evaluation", "speech", "protein", "protein_head",
     ]  # fmt: skip
     assert data["speech"]["prompt_style"] == "paper" and "sections" not in data
+
+
+def test_a_retired_key_still_loads_with_a_warning_and_is_ignored(tmp_path):
+    f = tmp_path / "old.yaml"
+    f.write_text("base: paper_r64\nspeech:\n  eval_split: dev\n")
+    with pytest.warns(
+        FutureWarning, match="'speech.eval_split' is retired and ignored: evaluation.split replaces it"
+    ):
+        cfg = load_config(f)
+    assert not hasattr(cfg.speech, "eval_split") and cfg.evaluation.split == "test"
+
+
+def test_a_typo_of_a_retired_key_names_its_replacement(tmp_path):
+    f = tmp_path / "old.yaml"
+    f.write_text("base: paper_r64\nspeech:\n  eval_splt: dev\n")
+    with pytest.raises(ConfigError, match="'speech.eval_split' is retired: evaluation.split replaces it"):
+        load_config(f)
+
+
+def test_an_old_run_config_with_a_retired_key_loads(tmp_path):
+    from loralab.config.loader import build_dataclass
+    from loralab.config.schema import ExperimentConfig, config_to_dict
+
+    old = config_to_dict(load_config("paper_r64"))
+    old["speech"]["eval_split"] = "test"  # what every run.json written before it was retired holds
+    with pytest.warns(FutureWarning, match="speech.eval_split"):
+        cfg = build_dataclass(ExperimentConfig, old, "run.json")
+    assert cfg == load_config("paper_r64")
+
+
+def test_config_differences_ignore_a_retired_key():
+    from loralab.engine.run_info import config_differences
+
+    assert config_differences({"speech.eval_split": "test", "lora.rank": 64}, {"lora.rank": 64}) == []
+    assert config_differences({"speech.eval_split": "test", "lora.rank": 64}, {"lora.rank": 8}) == [
+        "lora.rank: 64 -> 8"
+    ]

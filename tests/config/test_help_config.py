@@ -70,3 +70,8 @@ def test_long_help_is_wrapped():
     assert all(len(line) <= 60 for line in text.splitlines() if line.startswith("      "))
     # words survive the wrapping
     assert "Kaldi align-text" in " ".join(line.strip() for line in text.splitlines())
+
+
+def test_names_a_retired_key_and_its_replacement(capsys):
+    _, out = _run(capsys)
+    assert "  speech.eval_split: retired, ignored if given; use evaluation.split" in out

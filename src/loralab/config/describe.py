@@ -59,6 +59,8 @@ def _section_fields(cls, prefix: str, width: int) -> list[str]:
                     break_long_words=False,
                 )
             )
+    for key, replacement in getattr(cls, "RETIRED_KEYS", {}).items():
+        lines.append(f"  {prefix}{key}: retired, ignored if given; use {replacement}")
     return lines
 
 

@@ -19,6 +19,7 @@ import difflib
 import os
 import types
 import typing
+import warnings
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -210,17 +211,30 @@ def key_types(cls: type) -> dict[str, Any]:
     return types
 
 
+def _unknown_key_error(key, types: dict, retired: dict, source: str, prefix: str) -> ConfigError:
+    close = difflib.get_close_matches(str(key), [*types, *retired], n=1, cutoff=0.5)
+    if close and close[0] in retired:
+        hint = f"; '{prefix}{close[0]}' is retired: {retired[close[0]]} replaces it."
+    else:
+        hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+    return ConfigError(f"{source}: unknown key '{prefix}{key}'{hint} Valid keys here: {', '.join(types)}")
+
+
 def build_dataclass(cls: type, data: dict, source: str, prefix: str = ""):
     """Construct ``cls`` from ``data``, rejecting unknown keys with a suggestion."""
     types = key_types(cls)
+    retired = getattr(cls, "RETIRED_KEYS", {})
     kwargs = {}
     for key, value in data.items():
-        if key not in types:
-            close = difflib.get_close_matches(str(key), list(types), n=1, cutoff=0.5)
-            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
-            raise ConfigError(
-                f"{source}: unknown key '{prefix}{key}'{hint} Valid keys here: {', '.join(types)}"
+        if key in retired:  # old configs and run folders still load; the value is not used
+            warnings.warn(
+                f"config key '{prefix}{key}' is retired and ignored: {retired[key]} replaces it",
+                FutureWarning,
+                stacklevel=1,  # one place, so that the warning shows once however many files hold it
             )
+            continue
+        if key not in types:
+            raise _unknown_key_error(key, types, retired, source, prefix)
         kwargs[key] = _coerce(value, types[key], prefix + key, source)
     if cls is ExperimentConfig:
         sections = {

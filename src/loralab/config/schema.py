@@ -11,6 +11,7 @@ config with ``.get(key, default)``: defaults live here, once.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -189,6 +190,23 @@ def system_section_types() -> dict[str, type]:
     if clash:
         raise TypeError(f"config section(s) {clash} would hide fields of ExperimentConfig of the same name")
     return types
+
+
+def retired_config_keys() -> dict[str, str]:
+    """Dotted key -> the key that replaced it, for every key a config may still hold though nothing
+    reads it (a section's ``RETIRED_KEYS``): loaded with a warning and ignored."""
+    hints = typing.get_type_hints(ExperimentConfig)
+    sections = {
+        f.name: hints[f.name]
+        for f in dataclasses.fields(ExperimentConfig)
+        if dataclasses.is_dataclass(hints[f.name])
+    }
+    sections.update(system_section_types())
+    return {
+        f"{name}.{key}": replacement
+        for name, cls in sections.items()
+        for key, replacement in getattr(cls, "RETIRED_KEYS", {}).items()
+    }
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict:

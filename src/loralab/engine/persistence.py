@@ -103,8 +103,10 @@ def _announce(loop, plan: dict, resume_from: Path | None) -> None:
 def restore_checkpoint(loop, path: Path):
     """Load weights, optimizer, schedule and counters of ``path``; returns this rank's RNG state."""
     state = ckpt.read_trainer_state(path)
+    diffs = []
     if state["config_hash"] != config_hash(loop.cfg):
         diffs = config_differences(state["config_fields"], config_fields(loop.cfg))
+    if diffs:  # a hash differing only by a retired key is no difference
         raise LoralabError(
             f"--resume: {path} was trained with different settings:\n  "
             + "\n  ".join(diffs)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from loralab.config.schema import doc
 
@@ -16,8 +16,10 @@ class SpeechDataConfig:
     manifest_dir: str = doc(
         "Folder written by 'loralab speech prepare' (train.jsonl, test.jsonl).", "data/so762"
     )
+    # Keys old configs and run folders hold that nothing reads any more -> what to use instead.
+    RETIRED_KEYS: ClassVar[dict[str, str]] = {"eval_split": "evaluation.split"}
+
     train_split: str = doc("Manifest split used for training.", "train")
-    eval_split: str = doc("Manifest split used for evaluation.", "test")
     tasks: list[str] = doc(
         "Tasks per utterance (each yields one example per task): apa (all four scores in one answer), "
         "mdd, or APA one aspect at a time: apa_accuracy, apa_fluency, apa_prosodic, apa_total.",
