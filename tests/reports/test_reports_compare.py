@@ -12,11 +12,12 @@ from reports_eventlogs import start_record, step_records, write_log
 
 from loralab.cli.main import main
 from loralab.config import ConfigError, load_config
-from loralab.config.schema import PHI4_SPEECH_LORA_TARGETS, config_to_dict
+from loralab.config.schema import config_to_dict
 from loralab.engine.known_models import local_model_dir
 from loralab.errors import LoralabError
 from loralab.reports.compare import compare, render_markdown, results_rows
 from loralab.reports.params import analytical_count
+from loralab.speech.backbones.phi4mm import PHI4_SPEECH_LORA_TARGETS
 
 PHI4 = "microsoft/Phi-4-multimodal-instruct"
 

@@ -284,10 +284,20 @@ def load_config(
     parsed = [parse_override(o) for o in overrides or []]
     data = apply_overrides(data, parsed)
     source = str(path) + (" (with overrides)" if parsed else "")
-    cfg = build_dataclass(ExperimentConfig, data, source)
+    cfg = _resolved_by_system(build_dataclass(ExperimentConfig, data, source))
     if validate_now:
         validate(cfg, source)
     return cfg
+
+
+def _resolved_by_system(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The config with what it leaves to its system filled in (the system's ``resolve_config``)."""
+    from loralab.engine.system import registered_systems, system_module
+
+    if registered_systems().get(cfg.system) is None:  # whether there is one (validate says which are)
+        return cfg
+    resolve = getattr(system_module(cfg.system), "resolve_config", None)
+    return resolve(cfg) if resolve is not None else cfg
 
 
 def _system_problems(cfg: ExperimentConfig) -> list[str]:

@@ -17,10 +17,6 @@ from typing import Any, Literal
 
 from loralab.engine.system import config_section_types
 
-# The LoRA targets of the paper: the text decoder's attention and MLP projections only.
-# Plain module names would also hit the audio encoder's o_proj/down_proj.
-PHI4_SPEECH_LORA_TARGETS = r"model.layers.\d+.((self_attn.(qkv|o)_proj)|(mlp.(gate_up|down)_proj))"
-
 
 def doc(text: str, default=None, factory=None):
     """A dataclass field carrying its help text."""
@@ -79,8 +75,11 @@ class LoraConfig:
     rank: int = doc("LoRA rank r.", 64)
     alpha: int = doc("LoRA alpha (scaling = alpha / r).", 128)
     dropout: float = doc("Dropout on the LoRA input.", 0.05)
-    target_modules: str = doc(
-        "Regex of module names that get LoRA (full-match, PEFT semantics).", PHI4_SPEECH_LORA_TARGETS
+    target_modules: str | None = doc(
+        "Regex of module names that get LoRA (full-match, PEFT semantics). Unset: the system's default, "
+        "filled in when the config is loaded (speech: the text decoder's attention and MLP projections "
+        "of model.family; protein has none and needs it set).",
+        None,
     )
 
 

@@ -24,6 +24,10 @@ alike: ``loralab.speech.contract``, ``loralab.protein.contract``) exposes:
   :func:`loralab.estimate.core.estimate`); a name, not an import, so that the estimator may
   use the system's internals without an import cycle. Without it the estimator says the
   system is not supported.
+* optional, ``resolve_config(cfg) -> cfg``: the config with the settings it leaves to the system
+  filled in (speech: ``lora.target_modules`` unset -> the backbone family's targets), as a new
+  config (``cfg`` is not changed); ``loralab.config.load_config`` applies it, so a run records
+  what it resolved to.
 
 Nothing outside a system package asks which system a config is: it asks the system.
 
@@ -183,7 +187,7 @@ CONTRACT = (
     *(n for n, v in vars(System).items() if callable(v) and not n.startswith("_")),
     *System.__annotations__,
 )
-OPTIONAL_CONTRACT = ("ESTIMATOR",)
+OPTIONAL_CONTRACT = ("ESTIMATOR", "resolve_config")
 
 
 def register_system(name: str, module: str, config_sections: str | None = None) -> None:

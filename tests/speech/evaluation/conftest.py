@@ -35,7 +35,7 @@ def tiny_adapter_dir(tiny_model_dir, tmp_path_factory):
     from peft import LoraConfig, get_peft_model
     from transformers import Phi4MultimodalForCausalLM
 
-    from loralab.config.schema import PHI4_SPEECH_LORA_TARGETS
+    from loralab.speech.backbones.phi4mm import PHI4_SPEECH_LORA_TARGETS
 
     model = Phi4MultimodalForCausalLM.from_pretrained(tiny_model_dir)
     peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=PHI4_SPEECH_LORA_TARGETS))
