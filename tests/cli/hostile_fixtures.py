@@ -3,13 +3,14 @@ original layout (a tone per utterance, no espeak-ng), and fake run directories (
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from loralab.config.schema import config_to_dict
 
 RATE = 16000
 
@@ -89,7 +90,7 @@ def make_run(run: Path, cfg=None, *, events: list[dict] | None = None, epochs: i
 
     cfg = cfg or speech_config()
     run.mkdir(parents=True, exist_ok=True)
-    (run / "training_config.json").write_text(json.dumps({"config": dataclasses.asdict(cfg)}, default=str))
+    (run / "training_config.json").write_text(json.dumps({"config": config_to_dict(cfg)}, default=str))
     now = time.time()
     records = events or [
         {"event": "start", "time": now - 60, "step": 0, "pid": 1, "host": "elsewhere", "name": cfg.name},

@@ -172,3 +172,66 @@ def test_cli_overrides_after_flags(monkeypatch):
     assert (cfg.training.epochs, cfg.lora.rank, cfg.lora.alpha) == (1, 8, 16)
     with pytest.raises(SystemExit):
         cli_main.main(["train", "paper_r64", "--epochs", "1", "--no-such-flag"])
+
+
+def test_system_sections_are_attributes_of_the_config_and_unknown_ones_are_refused():
+    from loralab.config.schema import ExperimentConfig
+    from loralab.speech.config import SpeechDataConfig
+
+    given = {"speech": SpeechDataConfig(limit=5)}
+    cfg = ExperimentConfig(system="speech", sections=given)
+    assert cfg.speech.limit == 5 and cfg.protein_head.pair_dim == 128  # a section not given: its defaults
+    assert list(given) == ["speech"]  # the caller's mapping is left as it was
+    with pytest.raises(TypeError, match="no registered system has the config section"):
+        ExperimentConfig(sections={"speach": SpeechDataConfig()})
+    with pytest.raises(AttributeError, match="no field or config section 'speach'"):
+        _ = cfg.speach
+
+
+def test_config_dict_keeps_the_layout_of_run_folders():
+    """Engine fields first, then the systems' sections as top-level keys, in the order run.json has."""
+    from loralab.config.schema import config_to_dict
+
+    data = config_to_dict(load_config("paper_r64"))
+    assert list(data) == [
+        "name", "system", "description", "strategy", "output_dir", "model", "lora", "training",
+        "evaluation", "speech", "protein", "protein_head",
+    ]  # fmt: skip
+    assert data["speech"]["prompt_style"] == "paper" and "sections" not in data
+
+
+def test_a_retired_key_still_loads_with_a_warning_and_is_ignored(tmp_path):
+    f = tmp_path / "old.yaml"
+    f.write_text("base: paper_r64\nspeech:\n  eval_split: dev\n")
+    with pytest.warns(
+        FutureWarning, match="'speech.eval_split' is retired and ignored: evaluation.split replaces it"
+    ):
+        cfg = load_config(f)
+    assert not hasattr(cfg.speech, "eval_split") and cfg.evaluation.split == "test"
+
+
+def test_a_typo_of_a_retired_key_names_its_replacement(tmp_path):
+    f = tmp_path / "old.yaml"
+    f.write_text("base: paper_r64\nspeech:\n  eval_splt: dev\n")
+    with pytest.raises(ConfigError, match="'speech.eval_split' is retired: evaluation.split replaces it"):
+        load_config(f)
+
+
+def test_an_old_run_config_with_a_retired_key_loads(tmp_path):
+    from loralab.config.loader import build_dataclass
+    from loralab.config.schema import ExperimentConfig, config_to_dict
+
+    old = config_to_dict(load_config("paper_r64"))
+    old["speech"]["eval_split"] = "test"  # what every run.json written before it was retired holds
+    with pytest.warns(FutureWarning, match="speech.eval_split"):
+        cfg = build_dataclass(ExperimentConfig, old, "run.json")
+    assert cfg == load_config("paper_r64")
+
+
+def test_config_differences_ignore_a_retired_key():
+    from loralab.engine.run_info import config_differences
+
+    assert config_differences({"speech.eval_split": "test", "lora.rank": 64}, {"lora.rank": 64}) == []
+    assert config_differences({"speech.eval_split": "test", "lora.rank": 64}, {"lora.rank": 8}) == [
+        "lora.rank: 64 -> 8"
+    ]

@@ -6,14 +6,19 @@ import typing
 from loralab.cli.main import main
 from loralab.config.describe import format_config_help
 from loralab.config.schema import ExperimentConfig, TrainingConfig
+from loralab.engine.system import config_section_types
 
 
 def _all_keys(cls, prefix=""):
-    """Dotted keys of every leaf field, walking nested dataclasses independently of the CLI."""
+    """Dotted keys of every leaf field, walking nested dataclasses (and, in ExperimentConfig, the
+    registered systems' sections) independently of the CLI."""
     hints = typing.get_type_hints(cls)
     keys = []
     for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
+        if cls is ExperimentConfig and f.name == "sections":
+            for name, section in config_section_types().items():
+                keys += _all_keys(section, f"{name}.")
+        elif dataclasses.is_dataclass(hints[f.name]):
             keys += _all_keys(hints[f.name], f"{prefix}{f.name}.")
         else:
             keys.append(f"{prefix}{f.name}")
@@ -43,7 +48,7 @@ def test_names_every_field_of_every_section(capsys):
     hints = typing.get_type_hints(ExperimentConfig)
     sections = [
         f.name for f in dataclasses.fields(ExperimentConfig) if dataclasses.is_dataclass(hints[f.name])
-    ]
+    ] + list(config_section_types())
     assert {"model", "lora", "training", "speech", "protein", "protein_head", "evaluation"} <= set(sections)
     for section in sections:
         assert any(line.startswith(f"{section}:") for line in out.splitlines()), section
@@ -65,3 +70,8 @@ def test_long_help_is_wrapped():
     assert all(len(line) <= 60 for line in text.splitlines() if line.startswith("      "))
     # words survive the wrapping
     assert "Kaldi align-text" in " ".join(line.strip() for line in text.splitlines())
+
+
+def test_names_a_retired_key_and_its_replacement(capsys):
+    _, out = _run(capsys)
+    assert "  speech.eval_split: retired, ignored if given; use evaluation.split" in out

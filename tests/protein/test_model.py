@@ -225,3 +225,11 @@ def test_qwen_preset_counts_the_users_4_4m_lora_parameters():
     per_layer = 8 * ((896 + 896) * 2 + (896 + 128) * 2 + (896 + 4864) * 3)
     assert counts["lora"].trainable == 24 * per_layer == 4_399_104
     assert 490e6 < counts["backbone"].total < 500e6
+
+
+def test_unset_lora_targets_are_an_error_naming_the_setting(backbone_dir):
+    """Protein has no default targets (its presets name them once, in qwen2.5-0.5b.yaml)."""
+    cfg = load_config("small", [f"model.name_or_path={backbone_dir}", "lora.target_modules=null"])
+    assert cfg.lora.target_modules is None
+    with pytest.raises(ModelLayoutError, match="lora.target_modules is unset"):
+        build_protein_model(cfg, Runtime.cpu())

@@ -4,13 +4,13 @@ separation-mean baseline) on a small run built with the protein plug-in."""
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from loralab.config.schema import config_to_dict
 from loralab.errors import DataError, LoralabError, ModelLayoutError
 
 TEST_CHAINS = ["1ahsA", "1bvyF", "1dx5I", "1eteA", "1h4aX", "1i8nA", "1lpbA", "1mr1D", "1or4A", "1pdoA",
@@ -58,7 +58,7 @@ def run_dir(dataset_dir, tmp_path_factory):
             json.dumps({"global_step": 3 * epoch})
         )
     parts.save_final(parts.model, run / "final_model")
-    (run / "training_config.json").write_text(json.dumps({"config": dataclasses.asdict(cfg)}))
+    (run / "training_config.json").write_text(json.dumps({"config": config_to_dict(cfg)}))
     return run
 
 

@@ -3,7 +3,6 @@ analytical count, runs with results by epoch and the paper's targets."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import re
@@ -13,11 +12,12 @@ from reports_eventlogs import start_record, step_records, write_log
 
 from loralab.cli.main import main
 from loralab.config import ConfigError, load_config
-from loralab.config.schema import PHI4_SPEECH_LORA_TARGETS
+from loralab.config.schema import config_to_dict
 from loralab.engine.known_models import local_model_dir
 from loralab.errors import LoralabError
 from loralab.reports.compare import compare, render_markdown, results_rows
 from loralab.reports.params import analytical_count
+from loralab.speech.backbones.phi4mm import PHI4_SPEECH_LORA_TARGETS
 
 PHI4 = "microsoft/Phi-4-multimodal-instruct"
 
@@ -125,7 +125,7 @@ def test_model_unavailable_offline_is_na_not_a_crash(tmp_path):
 
 
 def _recorded_run(tmp_path, preset: str, results: dict[int, dict]):
-    cfg = dataclasses.asdict(load_config(preset))
+    cfg = config_to_dict(load_config(preset))
     recs = [
         start_record(1e9, pid=1, host="gpu-box", name=preset),
         *step_records(1e9 + 5, [10, 20, 30], seed=1),

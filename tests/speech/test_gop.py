@@ -3,7 +3,6 @@ computations, its cross-fitting, its file, and its path through training and gen
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from types import SimpleNamespace
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from loralab.config.schema import config_to_dict
 from loralab.engine.model_card import write_card
 from loralab.errors import LoralabError
 from loralab.speech.model.gop import (
@@ -279,7 +279,7 @@ def test_phones_gop_through_training_saving_and_generation(tiny_qwen2audio_dir, 
 
     parts.save_final(parts.model, tmp_path / "final_model")
     write_card(
-        tmp_path / "final_model", dataclasses.asdict(cfg), epoch=1, step=2, versions={}
+        tmp_path / "final_model", config_to_dict(cfg), epoch=1, step=2, versions={}
     )  # as the engine does
     assert (tmp_path / "final_model" / GOP_FILE).is_file()
     inference = load_for_inference(tmp_path / "final_model", device="cpu")

@@ -4,13 +4,13 @@ the encoder cache is exact, and a model of the other family is a clear error."""
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 
 import numpy as np
 import pytest
 import torch
 
+from loralab.config.schema import config_to_dict
 from loralab.engine.model_card import write_card
 from loralab.errors import ModelLayoutError
 from speech.test_training import build, changed_groups_for, first_batch, make_cfg, snapshot, train_steps
@@ -157,7 +157,7 @@ def test_trained_model_loads_for_inference_and_generates(tiny_qwen2audio_dir, sy
     train_steps(parts, first_batch(parts), steps=2)
     parts.save_final(parts.model, tmp_path / "final_model")
     write_card(
-        tmp_path / "final_model", dataclasses.asdict(cfg), epoch=1, step=2, versions={}
+        tmp_path / "final_model", config_to_dict(cfg), epoch=1, step=2, versions={}
     )  # as the engine does
     inference = load_for_inference(tmp_path / "final_model", device="cpu")
     assert inference.backbone.family == "qwen2audio"

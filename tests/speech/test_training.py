@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
 import torch
 
+from loralab.config.schema import config_to_dict
 from loralab.engine.model_card import read_card, write_card
 from loralab.errors import LoralabError
 
@@ -211,7 +211,7 @@ def test_saved_run_reloads_for_resume_and_inference(tiny_model_dir, synth_manife
 
     parts.save_final(parts.model, tmp_path / "run" / "final_model")
     write_card(
-        tmp_path / "run" / "final_model", dataclasses.asdict(cfg), epoch=1, step=2, versions={}
+        tmp_path / "run" / "final_model", config_to_dict(cfg), epoch=1, step=2, versions={}
     )  # as the engine
     card = read_card(tmp_path / "run" / "final_model")
     assert card.config["strategy"] == "unfreeze" and card.section("model")["unfreeze"] == [

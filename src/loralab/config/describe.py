@@ -1,7 +1,7 @@
 """Every config field with its type, default and help text (``loralab train --help-config``).
 
-Generated from :mod:`loralab.config.schema` (``dataclasses.fields`` and their ``help``
-metadata): nothing here is written per field.
+Generated from :mod:`loralab.config.schema` and the sections the registered systems declare
+(``dataclasses.fields`` and their ``help`` metadata): nothing here is written per field.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import shutil
 import textwrap
 import typing
 
-from loralab.config.schema import ExperimentConfig
+from loralab.config.schema import ExperimentConfig, system_section_types
 
 
 def _format_value(value) -> str:
@@ -44,8 +44,8 @@ def _section_fields(cls, prefix: str, width: int) -> list[str]:
     hints = typing.get_type_hints(cls)
     lines: list[str] = []
     for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints.get(f.name)):
-            continue  # a nested section: listed on its own
+        if dataclasses.is_dataclass(hints.get(f.name)) or (cls is ExperimentConfig and f.name == "sections"):
+            continue  # a nested section, or the systems' ones: each listed on its own
         lines.append(f"  {prefix}{f.name}: {_type_name(f)} = {_default(f)}")
         text = f.metadata.get("help", "")
         if text:
@@ -59,17 +59,20 @@ def _section_fields(cls, prefix: str, width: int) -> list[str]:
                     break_long_words=False,
                 )
             )
+    for key, replacement in getattr(cls, "RETIRED_KEYS", {}).items():
+        lines.append(f"  {prefix}{key}: retired, ignored if given; use {replacement}")
     return lines
 
 
-def config_sections(cls=ExperimentConfig) -> list[tuple[str, type]]:
-    """(section name, dataclass) pairs: '' for top-level fields, then each nested section."""
-    hints = typing.get_type_hints(cls)
-    sections: list[tuple[str, type]] = [("", cls)]
-    for f in dataclasses.fields(cls):
+def config_sections() -> list[tuple[str, type]]:
+    """(section name, dataclass) pairs: '' for top-level fields, then each nested section, then
+    each registered system's sections."""
+    hints = typing.get_type_hints(ExperimentConfig)
+    sections: list[tuple[str, type]] = [("", ExperimentConfig)]
+    for f in dataclasses.fields(ExperimentConfig):
         if dataclasses.is_dataclass(hints.get(f.name)):
             sections.append((f.name, hints[f.name]))
-    return sections
+    return sections + list(system_section_types().items())
 
 
 def format_config_help(width: int | None = None) -> str:

@@ -19,13 +19,14 @@ import difflib
 import os
 import types
 import typing
+import warnings
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-from loralab.config.schema import ExperimentConfig
+from loralab.config.schema import ExperimentConfig, config_to_dict, system_section_types
 
 # The presets shipped as package data (an installed package is a folder on disk, so a Path).
 SHIPPED_CONFIG_DIR = Path(str(files("loralab") / "configs"))
@@ -199,19 +200,47 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
     return value
 
 
+def key_types(cls: type) -> dict[str, Any]:
+    """Key -> type of what a mapping for ``cls`` may hold: its fields; for an ExperimentConfig, its own
+    fields and every registered system's sections in place of ``sections``."""
+    hints = typing.get_type_hints(cls)
+    types = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    if cls is ExperimentConfig:
+        del types["sections"]
+        types.update(system_section_types())
+    return types
+
+
+def _unknown_key_error(key, types: dict, retired: dict, source: str, prefix: str) -> ConfigError:
+    close = difflib.get_close_matches(str(key), [*types, *retired], n=1, cutoff=0.5)
+    if close and close[0] in retired:
+        hint = f"; '{prefix}{close[0]}' is retired: {retired[close[0]]} replaces it."
+    else:
+        hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+    return ConfigError(f"{source}: unknown key '{prefix}{key}'{hint} Valid keys here: {', '.join(types)}")
+
+
 def build_dataclass(cls: type, data: dict, source: str, prefix: str = ""):
     """Construct ``cls`` from ``data``, rejecting unknown keys with a suggestion."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    types = key_types(cls)
+    retired = getattr(cls, "RETIRED_KEYS", {})
     kwargs = {}
     for key, value in data.items():
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
-            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
-            raise ConfigError(
-                f"{source}: unknown key '{prefix}{key}'{hint} Valid keys here: {', '.join(fields)}"
+        if key in retired:  # old configs and run folders still load; the value is not used
+            warnings.warn(
+                f"config key '{prefix}{key}' is retired and ignored: {retired[key]} replaces it",
+                FutureWarning,
+                stacklevel=1,  # one place, so that the warning shows once however many files hold it
             )
-        kwargs[key] = _coerce(value, hints[key], prefix + key, source)
+            continue
+        if key not in types:
+            raise _unknown_key_error(key, types, retired, source, prefix)
+        kwargs[key] = _coerce(value, types[key], prefix + key, source)
+    if cls is ExperimentConfig:
+        sections = {
+            key: kwargs.pop(key) for key in list(kwargs) if key not in ExperimentConfig.__dataclass_fields__
+        }
+        return ExperimentConfig(**kwargs, sections=sections)
     return cls(**kwargs)
 
 
@@ -255,10 +284,20 @@ def load_config(
     parsed = [parse_override(o) for o in overrides or []]
     data = apply_overrides(data, parsed)
     source = str(path) + (" (with overrides)" if parsed else "")
-    cfg = build_dataclass(ExperimentConfig, data, source)
+    cfg = _resolved_by_system(build_dataclass(ExperimentConfig, data, source))
     if validate_now:
         validate(cfg, source)
     return cfg
+
+
+def _resolved_by_system(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The config with what it leaves to its system filled in (the system's ``resolve_config``)."""
+    from loralab.engine.system import registered_systems, system_module
+
+    if registered_systems().get(cfg.system) is None:  # whether there is one (validate says which are)
+        return cfg
+    resolve = getattr(system_module(cfg.system), "resolve_config", None)
+    return resolve(cfg) if resolve is not None else cfg
 
 
 def _system_problems(cfg: ExperimentConfig) -> list[str]:
@@ -302,10 +341,6 @@ def validate(cfg: ExperimentConfig, source: str = "config") -> None:
     problems += _system_problems(cfg)
     if problems:
         raise ConfigError(f"{source}: {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
-
-
-def config_to_dict(cfg: ExperimentConfig) -> dict:
-    return dataclasses.asdict(cfg)
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

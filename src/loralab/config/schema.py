@@ -1,19 +1,21 @@
 """The one typed schema of an experiment config.
 
-Every YAML file under ``loralab/configs/`` maps onto :class:`ExperimentConfig`. Each field's
-``help`` metadata is its documentation (shown by ``loralab train --help-config``).
+Every YAML file under ``loralab/configs/`` maps onto :class:`ExperimentConfig`: the engine's
+sections are defined here, and each system's own sections (``speech``, ``protein``, ...) in the
+system, which declares them when it registers (:func:`loralab.engine.system.register_system`).
+Each field's ``help`` metadata is its documentation (shown by ``loralab train --help-config``).
 Unknown keys are errors (see :mod:`loralab.config.loader`); nothing in the code reads a
 config with ``.get(key, default)``: defaults live here, once.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-# The LoRA targets of the paper: the text decoder's attention and MLP projections only.
-# Plain module names would also hit the audio encoder's o_proj/down_proj.
-PHI4_SPEECH_LORA_TARGETS = r"model.layers.\d+.((self_attn.(qkv|o)_proj)|(mlp.(gate_up|down)_proj))"
+from loralab.engine.system import config_section_types
 
 
 def doc(text: str, default=None, factory=None):
@@ -73,8 +75,11 @@ class LoraConfig:
     rank: int = doc("LoRA rank r.", 64)
     alpha: int = doc("LoRA alpha (scaling = alpha / r).", 128)
     dropout: float = doc("Dropout on the LoRA input.", 0.05)
-    target_modules: str = doc(
-        "Regex of module names that get LoRA (full-match, PEFT semantics).", PHI4_SPEECH_LORA_TARGETS
+    target_modules: str | None = doc(
+        "Regex of module names that get LoRA (full-match, PEFT semantics). Unset: the system's default, "
+        "filled in when the config is loaded (speech: the text decoder's attention and MLP projections "
+        "of model.family; protein has none and needs it set).",
+        None,
     )
 
 
@@ -100,93 +105,6 @@ class TrainingConfig:
     num_workers: int = doc("DataLoader worker processes.", 0)
     mixed_precision: Literal["auto", "bf16", "fp16", "no"] = doc(
         "Autocast dtype. auto: bf16 where supported, else none. Trainable weights stay fp32.", "auto"
-    )
-
-
-@dataclass
-class SpeechDataConfig:
-    """SpeechOcean762-style data for the pronunciation system."""
-
-    manifest_dir: str = doc(
-        "Folder written by 'loralab speech prepare' (train.jsonl, test.jsonl).", "data/so762"
-    )
-    train_split: str = doc("Manifest split used for training.", "train")
-    eval_split: str = doc("Manifest split used for evaluation.", "test")
-    tasks: list[str] = doc(
-        "Tasks per utterance (each yields one example per task): apa (all four scores in one answer), "
-        "mdd, or APA one aspect at a time: apa_accuracy, apa_fluency, apa_prosodic, apa_total.",
-        factory=lambda: ["apa", "mdd"],
-    )
-    task_shares: list[float] = doc(
-        "Share (0-1] of the training utterances that get an example of each task, in the order of "
-        "speech.tasks (empty: every utterance, every task): a fixed subset per task drawn with "
-        "training.seed, e.g. [1, 1, 0.5] to train a task that is learned quickly on half the "
-        "utterances. Evaluation always covers every task.",
-        factory=list,
-    )
-    prompt_style: Literal["paper", "short"] = doc(
-        "paper: the published APA/MDD prompts; short: compact prompts for small models.", "paper"
-    )
-    prompt_reference: Literal["none", "text", "phones", "phones_gop", "heard"] = doc(
-        "Text-aware prompts (not in the paper): none (the paper's layout); text: the sentence read, "
-        "before the audio; phones: the sentence and its canonical CMUdict phones; phones_gop: also "
-        "'Accuracy estimate: N' / 'Total estimate: N' after the audio in the apa_accuracy / apa_total "
-        "prompts, from a scorer on the frozen audio encoder (a linear CTC phone head: goodness of "
-        "pronunciation, pauses, phone rate; fit at the start of training and saved with the model), "
-        "and the control token after the audio (Qwen2-Audio family, frozen encoder); heard: the "
-        "sentence alone before the audio, and after it what that scorer got from the audio: each "
-        "aspect's estimate in the apa_<aspect> prompts and 'Heard phones: ...' (the canonical phones "
-        "with the edits the recogniser is sure of) in the MDD prompt.",
-        "none",
-    )
-    max_audio_seconds: float = doc("Utterances longer than this are skipped (and counted).", 30.0)
-    limit: int | None = doc("Use only the first N utterances of each split (smoke tests).", None)
-
-
-@dataclass
-class ProteinDataConfig:
-    """Protein structure data set (from 'loralab protein prepare')."""
-
-    dataset_dir: str = doc("Folder written by 'loralab protein prepare'.", "data/proteins")
-    max_length: int = doc("Longest chain fed whole; longer ones are cropped to a window (said in logs).", 256)
-    crop: Literal["random", "first"] = doc("How a training window is chosen for long chains.", "random")
-    train_split: str = doc("Data set split used for training.", "train")
-    val_split: str = doc("Split scored after each epoch (validation MAE beside the baseline).", "val")
-    limit: int | None = doc("Use only the first N proteins of each split (smoke tests).", None)
-
-
-@dataclass
-class ProteinHeadConfig:
-    """The pairwise distance head."""
-
-    pair_dim: int = doc("Width of the pairwise features.", 128)
-    hidden_dim: int = doc("Hidden width of the pair MLP.", 256)
-    distogram_bins: int = doc("Bins of the optional distogram head (0 disables).", 0)
-    distogram_weight: float = doc("Weight of the distogram cross-entropy in the loss.", 0.5)
-    loss: Literal["mse", "huber"] = doc("Regression loss on normalised distances.", "huber")
-    context: Literal["causal", "bidirectional"] = doc(
-        "What each residue sees in the backbone. causal: the residues before it (the LM's own mask); "
-        "bidirectional: the whole chain (a full attention mask, padding excluded; LoRA adapts the "
-        "backbone to it).",
-        "causal",
-    )
-    trunk_blocks: int = doc(
-        "Residual 2D-convolution blocks refining the pair features over the whole [L, L] map "
-        "(dilations 1, 2, 4, 8 in turn; 0: none).",
-        0,
-    )
-    trunk_channels: int = doc("Channels of the pair trunk's convolutions.", 32)
-    backbone_layers: int | None = doc(
-        "Use only the backbone's first N decoder layers (its final norm kept); null: all. A CPU "
-        "budget knob: compute per residue scales with N.",
-        None,
-    )
-    distance_from: Literal["regression", "distogram", "distogram_median"] = doc(
-        "Distances used for MDS and metrics. distogram: the distogram's expected distance (the "
-        "overflow bin takes the regression value, at least the last edge); distogram_median: its "
-        "median (minimises the expected absolute error). With a distogram, contacts are ranked by "
-        "the bins' probability below 8 A. distogram*: needs distogram_bins > 0.",
-        "regression",
     )
 
 
@@ -234,10 +152,65 @@ class ExperimentConfig:
     lora: LoraConfig = doc("LoRA adapter.", factory=LoraConfig)
     training: TrainingConfig = doc("Training loop.", factory=TrainingConfig)
     evaluation: EvaluationConfig = doc("Evaluation.", factory=EvaluationConfig)
-    speech: SpeechDataConfig = doc("Speech data (system: speech).", factory=SpeechDataConfig)
-    protein: ProteinDataConfig = doc("Protein data (system: protein).", factory=ProteinDataConfig)
-    protein_head: ProteinHeadConfig = doc("Protein head (system: protein).", factory=ProteinHeadConfig)
+    sections: dict[str, Any] = doc(
+        "Each registered system's config sections by name (speech, protein, protein_head, ...), read "
+        "as cfg.<name> and written as top-level keys beside the fields above.",
+        factory=dict,
+    )
+
+    def __post_init__(self):
+        types = system_section_types()
+        unknown = [name for name in self.sections if name not in types]
+        if unknown:
+            raise TypeError(
+                f"no registered system has the config section(s) {unknown}; sections: {', '.join(types)}"
+            )
+        # A new mapping (the caller's is left as it was); a section not given takes its defaults.
+        self.sections = {
+            name: self.sections[name] if name in self.sections else cls() for name, cls in types.items()
+        }
+
+    def __getattr__(self, name: str):
+        # Reached only when ordinary lookup fails: a system's section (cfg.speech, cfg.protein_head).
+        sections = self.__dict__.get("sections", {})
+        if name in sections:
+            return sections[name]
+        raise AttributeError(f"{type(self).__name__} has no field or config section {name!r}")
 
     @property
     def run_dir(self) -> str:
         return self.output_dir or f"output/{self.name}"
+
+
+def system_section_types() -> dict[str, type]:
+    """Section name -> dataclass of every registered system's config sections."""
+    types = config_section_types()
+    clash = [name for name in types if name in ExperimentConfig.__dataclass_fields__]
+    if clash:
+        raise TypeError(f"config section(s) {clash} would hide fields of ExperimentConfig of the same name")
+    return types
+
+
+def retired_config_keys() -> dict[str, str]:
+    """Dotted key -> the key that replaced it, for every key a config may still hold though nothing
+    reads it (a section's ``RETIRED_KEYS``): loaded with a warning and ignored."""
+    hints = typing.get_type_hints(ExperimentConfig)
+    sections = {
+        f.name: hints[f.name]
+        for f in dataclasses.fields(ExperimentConfig)
+        if dataclasses.is_dataclass(hints[f.name])
+    }
+    sections.update(system_section_types())
+    return {
+        f"{name}.{key}": replacement
+        for name, cls in sections.items()
+        for key, replacement in getattr(cls, "RETIRED_KEYS", {}).items()
+    }
+
+
+def config_to_dict(cfg: ExperimentConfig) -> dict:
+    """The config as plain data in the layout of YAML files and run.json: the engine's fields, then
+    each system's section as a top-level key."""
+    data = dataclasses.asdict(cfg)
+    sections = data.pop("sections")
+    return {**data, **sections}

@@ -8,11 +8,11 @@ each process its own RNG state.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 from pathlib import Path
 
+from loralab.config.schema import config_to_dict
 from loralab.engine import checkpoint as ckpt
 from loralab.engine.model_card import write_card
 from loralab.engine.reporting import Reporter
@@ -103,8 +103,10 @@ def _announce(loop, plan: dict, resume_from: Path | None) -> None:
 def restore_checkpoint(loop, path: Path):
     """Load weights, optimizer, schedule and counters of ``path``; returns this rank's RNG state."""
     state = ckpt.read_trainer_state(path)
+    diffs = []
     if state["config_hash"] != config_hash(loop.cfg):
         diffs = config_differences(state["config_fields"], config_fields(loop.cfg))
+    if diffs:  # a hash differing only by a retired key is no difference
         raise LoralabError(
             f"--resume: {path} was trained with different settings:\n  "
             + "\n  ".join(diffs)
@@ -163,7 +165,7 @@ def save_checkpoint(loop, epoch: int) -> None:
             "steps_per_epoch": loop.steps_per_epoch,
             "total_steps": loop.total_steps,
         }
-        write_card(tmp, dataclasses.asdict(loop.cfg), epoch, loop.step, library_versions())
+        write_card(tmp, config_to_dict(loop.cfg), epoch, loop.step, library_versions())
         ckpt.write_states(
             tmp,
             None if loop.deepspeed else loop.optimizer.state_dict(),
@@ -191,7 +193,7 @@ def save_final_model(loop) -> None:
         tmp.mkdir(parents=True)
         loop.parts.save_final(loop.acc.unwrap_model(loop.model), tmp)
         epoch = max(loop.epoch, loop.start_epoch - 1)  # a resume with nothing left to train
-        write_card(tmp, dataclasses.asdict(loop.cfg), epoch, loop.step, library_versions())
+        write_card(tmp, config_to_dict(loop.cfg), epoch, loop.step, library_versions())
         ckpt.commit(tmp, final)
         loop.reporter.event("end", loop.step, status="finished", final_model=str(final))
         loop.reporter.print(f"final model: {final}")

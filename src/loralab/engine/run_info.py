@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from loralab.config.schema import ExperimentConfig
+from loralab.config.schema import ExperimentConfig, config_to_dict, retired_config_keys
 from loralab.engine.run_dir import RUN_CONFIG_FILE as TRAINING_CONFIG_FILE  # the run directory owns it
 from loralab.engine.system import ParamCount
 from loralab.safe_files import write_json_atomic
@@ -39,7 +39,7 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 def config_fields(cfg: ExperimentConfig) -> dict[str, Any]:
     """Dotted key -> value of every field that affects the numbers of a run."""
-    flat = _flatten(dataclasses.asdict(cfg))
+    flat = _flatten(config_to_dict(cfg))
     return {k: v for k, v in flat.items() if not any(k == s or k.startswith(s) for s in RESUME_SAFE_KEYS)}
 
 
@@ -50,7 +50,9 @@ def config_hash(cfg: ExperimentConfig) -> str:
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    keys = sorted(set(old) | set(new))
+    """'key: old -> new' of each field that differs; a retired key (a checkpoint written before it
+    was retired holds it) is no difference: nothing reads it."""
+    keys = sorted((set(old) | set(new)) - set(retired_config_keys()))
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
 
 
@@ -118,7 +120,7 @@ def write_training_config(
     write_json_atomic(
         path,
         {
-            "config": dataclasses.asdict(cfg),
+            "config": config_to_dict(cfg),
             "config_hash": config_hash(cfg),
             "versions": library_versions(),
             "git_commit": git_commit(),

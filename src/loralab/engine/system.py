@@ -25,6 +25,10 @@ alike: ``loralab.speech.contract``, ``loralab.protein.contract``) exposes:
   :func:`loralab.estimate.core.estimate`); a name, not an import, so that the estimator may
   use the system's internals without an import cycle. Without it the estimator says the
   system is not supported.
+* optional, ``resolve_config(cfg) -> cfg``: the config with the settings it leaves to the system
+  filled in (speech: ``lora.target_modules`` unset -> the backbone family's targets), as a new
+  config (``cfg`` is not changed); ``loralab.config.load_config`` applies it, so a run records
+  what it resolved to.
 
 Nothing outside a system package asks which system a config is: it asks the system.
 
@@ -34,6 +38,9 @@ of another registers itself, either by calling :func:`register_system` when it i
 without any import by the user through an entry point in the group :data:`ENTRY_POINT_GROUP`
 (``[project.entry-points."loralab.systems"] mysystem = "mypackage.loralab_plugin:register"``:
 the object named is called, or, for a module, importing it is the registration).
+A system owns its config sections (``speech``; ``protein`` and ``protein_head``): it names, when
+it registers, a light module whose ``CONFIG_SECTIONS`` maps each section to its dataclass, and
+:class:`loralab.config.schema.ExperimentConfig` holds every registered system's sections.
 ``tests/engine/toy_system.py`` implements the whole contract with no model at all and registers
 itself as ``toy``.
 """
@@ -51,6 +58,8 @@ from typing import Any, Protocol
 ENTRY_POINT_GROUP = "loralab.systems"
 # name -> module implementing System; loralab's own systems, then whatever registers itself.
 SYSTEM_MODULES: dict[str, str] = {}
+# name -> module whose CONFIG_SECTIONS (section name -> dataclass) are that system's config sections.
+SYSTEM_CONFIG_SECTIONS: dict[str, str] = {}
 _SCANNED_PATH: list[tuple[str, ...]] = []  # sys.path when the entry points were last read
 
 
@@ -179,19 +188,26 @@ CONTRACT = (
     *(n for n, v in vars(System).items() if callable(v) and not n.startswith("_")),
     *System.__annotations__,
 )
-OPTIONAL_CONTRACT = ("ESTIMATOR",)
+OPTIONAL_CONTRACT = ("ESTIMATOR", "resolve_config")
 
 
-def register_system(name: str, module: str) -> None:
+def register_system(name: str, module: str, config_sections: str | None = None) -> None:
     """Make system ``name`` (a config's ``system:``) the module ``module`` (an importable name,
-    imported only when the system is asked something). Registering a name again replaces it."""
+    imported only when the system is asked something). ``config_sections``: an importable module
+    whose ``CONFIG_SECTIONS`` maps each config section the system owns (a top-level YAML key) to
+    its dataclass; kept apart from ``module`` so that reading a config imports no model code.
+    Registering a name again replaces it."""
     if not name.isidentifier():
         raise ValueError(f"system name {name!r}: use letters, digits and '_' (it is a config value)")
     SYSTEM_MODULES[name] = module
+    if config_sections is None:
+        SYSTEM_CONFIG_SECTIONS.pop(name, None)
+    else:
+        SYSTEM_CONFIG_SECTIONS[name] = config_sections
 
 
-register_system("speech", "loralab.speech.contract")
-register_system("protein", "loralab.protein.contract")
+register_system("speech", "loralab.speech.contract", config_sections="loralab.speech.config")
+register_system("protein", "loralab.protein.contract", config_sections="loralab.protein.config")
 
 
 def registered_systems() -> dict[str, str]:
@@ -213,6 +229,22 @@ def _load_entry_points() -> None:
                 loaded()
         except Exception as e:  # noqa: BLE001 - a broken plug-in must not stop the others
             warnings.warn(f"loralab system plug-in {point.value!r} ({point.name}) failed: {e}", stacklevel=2)
+
+
+def config_section_types() -> dict[str, type]:
+    """Section name -> dataclass of every registered system's config sections, in the order the
+    systems registered (so a config serialises its sections in a stable order)."""
+    registered_systems()  # packages with an entry point declare their sections too
+    sections: dict[str, type] = {}
+    owners: dict[str, str] = {}
+    for system_name, module_name in SYSTEM_CONFIG_SECTIONS.items():
+        for section, cls in importlib.import_module(module_name).CONFIG_SECTIONS.items():
+            if section in sections:
+                raise TypeError(
+                    f"config section '{section}' is declared by system '{owners[section]}' and by '{system_name}'"
+                )
+            sections[section], owners[section] = cls, system_name
+    return sections
 
 
 def system_module(name: str) -> System:

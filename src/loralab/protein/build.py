@@ -85,6 +85,11 @@ def attach_lora(backbone, cfg):
     if cfg.model.gradient_checkpointing:
         enable_activation_checkpointing(backbone)  # non-reentrant
     targets = cfg.lora.target_modules if len(getattr(backbone, "layers", [])) else EMBEDDING_LORA_TARGET
+    if not targets:
+        raise ModelLayoutError(
+            f"lora.target_modules is unset: a protein config names the projections of {cfg.model.name_or_path} "
+            "that get LoRA (as configs/protein/qwen2.5-0.5b.yaml does)"
+        )
     lora = LoraConfig(
         r=cfg.lora.rank,
         lora_alpha=cfg.lora.alpha,

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from loralab.engine.system import EvalOutcome, EvalRequest, ReferenceResults, SystemDescription
@@ -16,6 +17,17 @@ UNFREEZE_GROUPS = ("audio_encoder", "audio_projector")
 EVALUATION_OPTIONS = frozenset(f for f in EvalRequest.__dataclass_fields__)  # every option
 ESTIMATOR = "loralab.estimate.speech:estimate_speech"  # loralab estimate (see loralab.engine.system)
 PAPER_NOTE = "Paper: Ahn & Nam 2025, Table 3 (SpeechOcean762 test set); epoch 0 = no training."
+
+
+def resolve_config(cfg):
+    """``lora.target_modules`` unset: the text decoder's projections of ``model.family`` (a new
+    config; ``cfg`` is not changed)."""
+    from loralab.speech.backbones import backbone_named
+
+    targets = backbone_named(cfg.model.family).lora_targets(cfg.lora.target_modules)
+    if targets == cfg.lora.target_modules:
+        return cfg
+    return dataclasses.replace(cfg, lora=dataclasses.replace(cfg.lora, target_modules=targets))
 
 
 def validate_config(cfg) -> list[str]:

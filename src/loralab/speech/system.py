@@ -219,7 +219,7 @@ def count_parameters(cfg) -> dict[str, ParamCount]:
         lora_setup.unfreeze(model, cfg.model.unfreeze, backbone)
     groups = lora_setup.count_groups(model.named_parameters(), backbone)
 
-    targets = cfg.lora.target_modules
+    targets = backbone.lora_targets(cfg.lora.target_modules)
     if cfg.lora.init == "pretrained":
         adapter = (
             Path(cfg.lora.adapter_path).expanduser()

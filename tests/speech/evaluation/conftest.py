@@ -7,23 +7,25 @@ from the tiny model (its B matrices made non-zero so that it changes the model).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 
 import pytest
 
+from loralab.config.schema import config_to_dict
+
 
 def run_config(tiny_model_dir, manifest_dir, **evaluation) -> dict:
-    from loralab.config.schema import EvaluationConfig, ExperimentConfig, ModelConfig, SpeechDataConfig
+    from loralab.config.schema import EvaluationConfig, ExperimentConfig, ModelConfig
+    from loralab.speech.config import SpeechDataConfig
 
     cfg = ExperimentConfig(
         name="tiny_eval",
         model=ModelConfig(name_or_path=str(tiny_model_dir), revision=None),
-        speech=SpeechDataConfig(manifest_dir=str(manifest_dir), prompt_style="short"),
+        sections={"speech": SpeechDataConfig(manifest_dir=str(manifest_dir), prompt_style="short")},
         evaluation=EvaluationConfig(batch_size=4, **evaluation),
     )
-    return dataclasses.asdict(cfg)
+    return config_to_dict(cfg)
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +35,7 @@ def tiny_adapter_dir(tiny_model_dir, tmp_path_factory):
     from peft import LoraConfig, get_peft_model
     from transformers import Phi4MultimodalForCausalLM
 
-    from loralab.config.schema import PHI4_SPEECH_LORA_TARGETS
+    from loralab.speech.backbones.phi4mm import PHI4_SPEECH_LORA_TARGETS
 
     model = Phi4MultimodalForCausalLM.from_pretrained(tiny_model_dir)
     peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=PHI4_SPEECH_LORA_TARGETS))

@@ -74,7 +74,7 @@ def numel(model) -> int:
 def test_every_released_tensor_is_consumed_by_the_conversion():
     """The original layout's 2,047 tensors (512 LoRA): each lands on a native tensor of its shape
     or in one of the two adapters, and the native model lacks none but the tied lm_head."""
-    from loralab.config.schema import PHI4_SPEECH_LORA_TARGETS
+    from loralab.speech.backbones.phi4mm import PHI4_SPEECH_LORA_TARGETS
     from loralab.speech.model.convert import LORA_KEY, native_weight_name
 
     tensors = original_tensors()

@@ -26,7 +26,7 @@ class Backbone:
     title: str = ""  # for people: "Phi-4-multimodal"
     model_types: tuple[str, ...] = ()  # config.json model_type values of this family
     presets: tuple[str, ...] = ()  # shipped presets for this family
-    default_lora_targets: str = ""  # regex: the text decoder's projections only
+    default_lora_targets: str = ""  # regex: the text decoder's projections only (written only here)
     # Parameter-name prefixes (plain model names) of the reported groups.
     audio_encoder_prefixes: tuple[str, ...] = ()
     audio_projector_prefixes: tuple[str, ...] = ()
@@ -36,6 +36,10 @@ class Backbone:
     # Batch keys the model's forward/generate take besides input_ids and attention_mask.
     audio_input_keys: tuple[str, ...] = ()
     window_seconds: float | None = None  # the encoder's fixed window (longer audio is cropped)
+
+    def lora_targets(self, configured: str | None) -> str:
+        """The LoRA target regex of a config's ``lora.target_modules``: unset (null or empty), the family's."""
+        return configured or self.default_lora_targets
 
     # -- folders and loading ------------------------------------------------------------
     def check_model_dir(self, model_dir: Path, config: dict, check_weights: bool = True) -> None:

@@ -14,6 +14,10 @@ from pathlib import Path
 from loralab.errors import LoralabError
 from loralab.speech.backbones.base import Backbone
 
+# The LoRA targets of the paper: the text decoder's attention and MLP projections only.
+# Plain module names would also hit the audio encoder's o_proj/down_proj.
+PHI4_SPEECH_LORA_TARGETS = r"model.layers.\d+.((self_attn.(qkv|o)_proj)|(mlp.(gate_up|down)_proj))"
+
 AUDIO_EMBED = "model.embed_tokens_extend.audio_embed."
 # Phi-4's turn layout ('<|user|>...<|end|><|assistant|>'), for a tokenizer without a template.
 CHAT_TEMPLATE = (
@@ -68,7 +72,7 @@ class Phi4MultimodalBackbone(Backbone):
     title = "Phi-4-multimodal"
     model_types = ("phi4_multimodal", "phi4mm")
     presets = ("paper_r64", "pretrained_r320", "unfreeze_r64")
-    default_lora_targets = r"model.layers.\d+.((self_attn.(qkv|o)_proj)|(mlp.(gate_up|down)_proj))"
+    default_lora_targets = PHI4_SPEECH_LORA_TARGETS
     audio_encoder_prefixes = (AUDIO_EMBED + "encoder.",)
     audio_projector_prefixes = (AUDIO_EMBED + "up_proj_for_speech.", AUDIO_EMBED + "down_proj_for_speech.")
     # The image encoder and the projector used when audio comes with an image: unused for speech.

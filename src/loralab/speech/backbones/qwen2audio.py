@@ -95,6 +95,7 @@ class Qwen2AudioBackbone(Backbone):
     title = "Qwen2-Audio"
     model_types = ("qwen2_audio",)
     presets = ("qwen2audio_r64", "qwen2audio_unfreeze_r64", "demo_qwen2audio")
+    # The language model's attention and MLP projections only (not the Whisper encoder's).
     default_lora_targets = (
         r"model\.language_model\.layers\.\d+\.((self_attn\.(q|k|v|o)_proj)|(mlp\.(gate|up|down)_proj))"
     )

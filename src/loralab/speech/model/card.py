@@ -17,9 +17,10 @@ from pathlib import Path
 
 from loralab.config import ConfigError
 from loralab.config.loader import build_dataclass
-from loralab.config.schema import EvaluationConfig, ExperimentConfig, SpeechDataConfig
+from loralab.config.schema import EvaluationConfig, ExperimentConfig
 from loralab.engine.model_card import CARD, LEGACY_SPEECH, ModelCard, read_card
 from loralab.errors import LoralabError
+from loralab.speech.config import SpeechDataConfig
 
 # The config schema's own types: the card cannot accept what a config would refuse.
 PromptStyle = typing.get_type_hints(SpeechDataConfig)["prompt_style"]

@@ -30,8 +30,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from loralab.config.schema import PHI4_SPEECH_LORA_TARGETS
 from loralab.errors import ModelLayoutError
+from loralab.speech.backbones.phi4mm import PHI4_SPEECH_LORA_TARGETS
 from loralab.speech.model.layout import (
     SPEECH_ADAPTER_DIR,
     VISION_ADAPTER_DIR,

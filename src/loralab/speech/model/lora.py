@@ -120,7 +120,8 @@ def _check_targets(model, target_modules: str) -> None:
         hints = "; ".join(f"{b.title}: {b.default_lora_targets!r}" for b in BACKBONES.values())
         raise LoralabError(
             f"lora.target_modules {target_modules!r} matches no Linear layer of the model ({type(model).__name__}). "
-            f"The text decoders' projections are, for {hints} (or leave lora.target_modules unset: the family's)"
+            f"The text decoders' projections are, for {hints}; leave lora.target_modules unset for the "
+            "model.family's."
         )
 
 

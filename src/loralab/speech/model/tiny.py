@@ -165,7 +165,7 @@ def build_tiny_speech_adapter(
     from peft import LoraConfig
     from transformers import Phi4MultimodalForCausalLM
 
-    from loralab.config.schema import PHI4_SPEECH_LORA_TARGETS
+    from loralab.speech.backbones.phi4mm import PHI4_SPEECH_LORA_TARGETS
     from loralab.speech.model.lora import wrap_with_lora
 
     model = Phi4MultimodalForCausalLM.from_pretrained(model_dir, dtype=torch.float32)

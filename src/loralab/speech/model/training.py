@@ -10,6 +10,7 @@ Qwen2-Audio (156k) would cost gigabytes — and averages the cross-entropy.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -107,10 +108,12 @@ def prepare_training_model(cfg, base, backbone, adapter_dir: Path | None = None)
     """A loaded, frozen ``base`` made trainable as ``cfg`` says: the LoRA (fresh, or the adapter in
     ``adapter_dir``), unfrozen modules, fp32 trainables, encoder cache, activation checkpointing.
     ``loralab estimate`` calls this on a model without weights."""
+    # A config built in code (not loaded) may leave the targets unset: the family's, as loading gives.
+    lora_cfg = dataclasses.replace(cfg.lora, target_modules=backbone.lora_targets(cfg.lora.target_modules))
     if adapter_dir is not None:
-        peft_model = lora_setup.add_pretrained_lora(base, adapter_dir, cfg.lora)
+        peft_model = lora_setup.add_pretrained_lora(base, adapter_dir, lora_cfg)
     else:
-        peft_model = lora_setup.add_fresh_lora(base, cfg.lora)
+        peft_model = lora_setup.add_fresh_lora(base, lora_cfg)
     if cfg.strategy == "unfreeze":
         lora_setup.unfreeze(peft_model, cfg.model.unfreeze, backbone)
     lora_setup.trainable_to_fp32(peft_model)
