@@ -1,5 +1,5 @@
 # Two front-door commands: `make demo` and `make test`. Both bootstrap what they need,
-# idempotently: system packages (espeak-ng; chromium for the browser test), a .venv with torch installed first
+# idempotently: system packages (espeak-ng; LibriVox and asterisk prompts; chromium for the browser test), a .venv with torch installed first
 # (torch==2.13.0, the local CPU wheel here), then loralab and its dependencies.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -7,6 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.loralab-installed
 LIBRIVOX := /usr/share/pocketsphinx/test/data/librivox/transcription
+ASTERISK := /usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz
 export PYTHONUNBUFFERED := 1
 
 .PHONY: demo demo-quick test lint bench venv sysdeps clean
@@ -40,6 +41,14 @@ sysdeps:
 	     (apt-get update -q >/dev/null && apt-get install -y -q pocketsphinx-testdata >/dev/null)); \
 	  else \
 	    echo "note: pocketsphinx-testdata is missing (Debian/Ubuntu: sudo apt-get install pocketsphinx-testdata); the Whisper speech test will skip"; \
+	  fi; }
+	@test -f $(ASTERISK) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing asterisk-core-sounds-en-wav (real read prompts that calibrate the demo's diagnosis threshold)"; \
+	    (apt-get install -y -q asterisk-core-sounds-en-wav >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && apt-get install -y -q asterisk-core-sounds-en-wav >/dev/null)); \
+	  else \
+	    echo "note: asterisk-core-sounds-en-wav is missing (Debian/Ubuntu: sudo apt-get install asterisk-core-sounds-en-wav); the demo's diagnosis threshold is then fit on synthetic speakers alone"; \
 	  fi; }
 	@/usr/bin/python3 -c "import promod3.loop" >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -42,6 +42,8 @@ class DemoPlan:
     # the backbone ablation (token embeddings only) trained and evaluated beside the model: ~100 s
     # more than the 15 minutes hold with the listening checks; the README gives its figures and command
     protein_ablation: bool = False
+    # real asterisk prompts that bound the diagnosis threshold (the preset's count when None)
+    real_voice_prompts: int | None = None
     seed: int = 0
 
 
@@ -81,6 +83,7 @@ QUICK = DemoPlan(
     protein_structures=12,
     protein_epochs=1,
     protein_promod3_chains=40,
+    real_voice_prompts=12,
 )
 
 # Owned by the demo and rewritten on every run (nothing else is removed from --out).

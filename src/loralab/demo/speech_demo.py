@@ -12,6 +12,7 @@ from pathlib import Path
 
 from loralab.demo.stages import StageClock
 from loralab.engine.run_dir import RunDir, epoch_folders
+from loralab.speech.model.real_voices import ASTERISK_INSTALL_HINT, ASTERISK_TRANSCRIPTS
 
 UNFREEZE_PRESET = "demo_qwen2audio"
 LORA_ONLY_PRESET = "demo_qwen2audio_lora"
@@ -151,6 +152,27 @@ def train_and_evaluate(
     return result
 
 
+def _common_overrides(plan, model_dir, manifest_dir, clock: StageClock) -> list[str]:
+    """The config overrides every speech run of the demo gets from its plan."""
+    common = [
+        f"model.name_or_path={model_dir}",
+        f"speech.manifest_dir={manifest_dir}",
+        f"training.epochs={plan.speech_epochs}",
+        f"training.seed={plan.seed}",
+    ]
+    if not ASTERISK_TRANSCRIPTS.is_file():
+        clock.log(f"note: no asterisk prompts ({ASTERISK_INSTALL_HINT}): the diagnosis threshold is fit on "
+                  "synthetic speakers alone, and real readers get more words flagged")  # fmt: skip
+        common.append("speech.real_voice_calibration=none")
+    elif plan.real_voice_prompts:
+        common.append(f"speech.real_voice_prompts={plan.real_voice_prompts}")
+    if plan.speech_max_steps:
+        common.append(f"training.max_steps={plan.speech_max_steps}")
+    if plan.speech_batch_size:
+        common.append(f"training.batch_size={plan.speech_batch_size}")
+    return common
+
+
 def run_speech(out_dir: Path, plan, model_dir: Path, clock: StageClock, result: dict | None = None) -> dict:
     """The whole speech demo under ``out_dir/speech``; fills and returns its part of summary.json."""
     from loralab.speech.data.prepare import prepare_speechocean762
@@ -172,16 +194,7 @@ def run_speech(out_dir: Path, plan, model_dir: Path, clock: StageClock, result: 
 
     result["mdd_baseline"] = canonical_phone_baseline(manifest.splits["test"])
 
-    common = [
-        f"model.name_or_path={model_dir}",
-        f"speech.manifest_dir={manifest_dir}",
-        f"training.epochs={plan.speech_epochs}",
-        f"training.seed={plan.seed}",
-    ]
-    if plan.speech_max_steps:
-        common.append(f"training.max_steps={plan.speech_max_steps}")
-    if plan.speech_batch_size:
-        common.append(f"training.batch_size={plan.speech_batch_size}")
+    common = _common_overrides(plan, model_dir, manifest_dir, clock)
     strategies = [("unfreeze", UNFREEZE_PRESET)] + (
         [("lora-only", LORA_ONLY_PRESET)] if plan.lora_only else []
     )

@@ -47,6 +47,20 @@ class SpeechDataConfig:
         "with the edits the recogniser is sure of) in the MDD prompt.",
         "none",
     )
+    real_voice_calibration: Literal["none", "asterisk"] = doc(
+        "Real read speech that bounds the diagnosis threshold (prompt_reference heard or phones_gop): "
+        "asterisk: Debian's asterisk-core-sounds-en-wav prompts (one real voice, read correctly; "
+        "apt-get install asterisk-core-sounds-en-wav); the threshold fit on held-out training speakers "
+        "is raised until at most speech.real_voice_max_flagged of their words are flagged. For a "
+        "recogniser fit on synthetic speech, which flags many words of real readers. none: the "
+        "training speakers alone.",
+        "none",
+    )
+    real_voice_max_flagged: float = doc(
+        "With speech.real_voice_calibration: the share (0-1) of the real prompts' words flagged at most.",
+        0.15,
+    )
+    real_voice_prompts: int = doc("With speech.real_voice_calibration: how many real prompts to use.", 150)
     max_audio_seconds: float = doc("Utterances longer than this are skipped (and counted).", 30.0)
     limit: int | None = doc("Use only the first N utterances of each split (smoke tests).", None)
 

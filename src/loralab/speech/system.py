@@ -103,9 +103,15 @@ def _gop_scorer(cfg, runtime, built: Injected, train_records: list) -> tuple[Any
             log(f"GOP scorer: restored from {runtime.resume_from}")
             return restored
     wanted = {EVIDENCE[cfg.speech.prompt_reference].get(t) for t in cfg.speech.tasks}
+    real_voices = []
+    if cfg.speech.real_voice_calibration == "asterisk":
+        from loralab.speech.model.real_voices import asterisk_prompts
+
+        real_voices = asterisk_prompts(cfg.speech.real_voice_prompts)
     return fit_for_training(
         built.base_model.causal_lm, built.backbone, built.feature_extractor, train_records,
         aspects=[a for a in APA_ASPECTS if a in wanted], seed=cfg.training.seed, log=log,
+        real_voices=real_voices, real_max_flagged=cfg.speech.real_voice_max_flagged,
     )  # fmt: skip
 
 

@@ -128,9 +128,17 @@ def fold_accents(word: str) -> str:
 def cmudict_pronunciation(word: str) -> list[str] | None:
     """The first CMUdict pronunciation of ``word`` (ARPAbet with stress), or None when it is missing;
     an accented spelling is looked up as written, then without its accents."""
+    entries = cmudict_pronunciations(word)
+    return entries[0] if entries else None
+
+
+def cmudict_pronunciations(word: str) -> list[list[str]]:
+    """Every CMUdict pronunciation of ``word`` (ARPAbet with stress), the canonical (first) one first;
+    [] when it is missing. CMUdict's variants are the accepted ways to say a word (RATHER: R AE DH ER
+    and R AH DH ER), so a reader who says another one has not mispronounced it."""
     lexicon = _cmudict()
     entries = lexicon.get(_lexicon_key(word)) or lexicon.get(_lexicon_key(fold_accents(word)))
-    return list(entries[0]) if entries else None
+    return [list(e) for e in entries] if entries else []
 
 
 # Letter-to-sound fallback: longest grapheme match first. Crude by design (English spelling is

@@ -113,6 +113,31 @@ def phone_edits(log_probs, target: Sequence[int], confusions: Mapping[int, Seque
     return [best.get(i, PhoneEdit(i, target[i], -math.inf)) for i in range(len(target))]
 
 
+def best_pronunciations(log_probs, words: Sequence[Sequence[Sequence[int]]]) -> list[int]:
+    """Per word, which of its pronunciations (class-index lists, the canonical one first) the frames
+    fit best: each other pronunciation is tried in the sentence with every other word canonical,
+    and kept when it lowers the CTC loss (exact, :func:`_ctc_nll`). The diagnosis then judges the
+    phones against the pronunciation the reader chose, not against a dictionary's first entry."""
+    import torch
+
+    log_probs = torch.as_tensor(log_probs, dtype=torch.float32)
+    canonical = [p for variants in words for p in variants[0]]
+    tried = [
+        (w, k, [p for j, variants in enumerate(words) for p in (variants[k] if j == w else variants[0])])
+        for w, variants in enumerate(words)
+        for k in range(1, len(variants))
+    ]
+    chosen = [0] * len(words)
+    if not tried or not canonical:
+        return chosen
+    nll = _ctc_nll(log_probs, [canonical] + [target for *_, target in tried])
+    best = [nll[0]] * len(words)
+    for (w, k, _), value in zip(tried, nll[1:]):
+        if value < best[w]:
+            best[w], chosen[w] = value, k
+    return chosen
+
+
 def _candidates(log_probs, frames: list[int], phone: int, confusions) -> list[int]:
     if confusions is not None and phone in confusions:
         return [c for c in confusions[phone] if c != phone]
@@ -197,3 +222,17 @@ def best_threshold(scored: Sequence[tuple[float, bool, bool]]) -> tuple[float, d
     )
     return threshold, {"net_corrections": net, "f1": round(f1, 4), "precision": round(precision, 4),
                        "recall": round(recall, 4), "flagged": flagged}  # fmt: skip
+
+
+def detection_at(scored: Sequence[tuple[float, bool, bool]], threshold: float) -> dict:
+    """The figures of :func:`best_threshold` for ``scored`` at a given ``threshold`` (one raised above
+    the best one by a real-voice floor, :mod:`loralab.speech.model.real_voices`)."""
+    flagged = [(wrong, says) for score, wrong, says in scored if score > threshold]
+    errors = sum(1 for _, wrong, _ in scored if wrong)
+    true_flags = sum(wrong for wrong, _ in flagged)
+    right = sum(wrong and says for wrong, says in flagged)
+    precision = true_flags / len(flagged) if flagged else 0.0
+    recall = true_flags / errors if errors else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"net_corrections": right - (len(flagged) - true_flags), "f1": round(f1, 4),
+            "precision": round(precision, 4), "recall": round(recall, 4), "flagged": len(flagged)}  # fmt: skip

@@ -165,11 +165,13 @@ class GopScorer:
             )  # fmt: skip
         return 100.0 * math.exp(-float(nll) / len(target))
 
-    def analyse(self, frames, canonical_phones: str) -> Analysis:
+    def analyse(self, frames, canonical_phones: str, text: str | None = None) -> Analysis:
         """The recording's :attr:`feature_names` (GOP against ``canonical_phones``, timing, the
         diagnosis), the phones diagnosed as said (the canonical phones with the edits that explain
         the audio better, :mod:`loralab.speech.model.diagnosis`) and how many phones the
-        recogniser hears (:func:`heard_phone_count`); the frames' log-probabilities computed once."""
+        recogniser hears (:func:`heard_phone_count`); the frames' log-probabilities computed once.
+        With the sentence's ``text``, each word is judged against the CMUdict pronunciation the
+        audio fits best (:meth:`word_phones`)."""
         import torch
 
         from loralab.speech.model.diagnosis import diagnosed_phones
@@ -180,6 +182,10 @@ class GopScorer:
         with torch.no_grad():
             log_probs = self.log_probs(frames)
         known = [p for p in canonical if p in self.phones]
+        words = self.word_phones(log_probs, known, text)
+        if words is not None:
+            known = [p for word in words for p in word]
+            canonical_phones = " ".join(known)
         edits = self.phone_edits(log_probs, known)
         heard = diagnosed_phones(known, edits, self.phones, self.threshold) if edits else known
         count = heard_phone_count(log_probs)
@@ -194,6 +200,31 @@ class GopScorer:
         }
         return Analysis([named[n] for n in self.feature_names], heard, count)
 
+    def word_phones(self, log_probs, known: Sequence[str], text: str | None) -> list[list[str]] | None:
+        """Per word of ``text``, the phones (those this scorer knows) of the CMUdict pronunciation
+        the frames fit best (:func:`~loralab.speech.model.diagnosis.best_pronunciations`); None
+        without a text, or when ``known`` is not the text's canonical pronunciation (a corpus's own
+        annotation: its phones are then judged as given)."""
+        from loralab.speech.data.phones import cmudict_pronunciations, pronunciation
+        from loralab.speech.model.diagnosis import best_pronunciations
+        from loralab.speech.scoring.align import word_tokens
+
+        if not text:
+            return None
+        words = []
+        for word in word_tokens(text):
+            first, in_cmudict = pronunciation(word)
+            variants: list[list[str]] = []
+            for entry in cmudict_pronunciations(word) if in_cmudict else [first]:
+                phones = [p for p in (q.rstrip("012") for q in entry) if p in self.phones]
+                if not variants or (phones and phones not in variants):
+                    variants.append(phones)
+            words.append(variants)
+        if [p for variants in words for p in variants[0]] != list(known):
+            return None
+        chosen = best_pronunciations(log_probs, [[self.phone_ids(v) for v in variants] for variants in words])
+        return [variants[k] for variants, k in zip(words, chosen)]
+
     def phone_edits(self, log_probs, known_phones: Sequence[str]):
         """Each phone's best edit (:func:`loralab.speech.model.diagnosis.phone_edits`) under this
         scorer's confusions; None when there is nothing to align."""
@@ -203,15 +234,15 @@ class GopScorer:
             return None
         return phone_edits(log_probs, self.phone_ids(known_phones), self._confusion_ids())
 
-    def features(self, frames, canonical_phones: str) -> list[float]:
+    def features(self, frames, canonical_phones: str, text: str | None = None) -> list[float]:
         """The recording's :attr:`feature_names` (see :meth:`analyse`)."""
-        return self.analyse(frames, canonical_phones).features
+        return self.analyse(frames, canonical_phones, text).features
 
-    def evidence(self, frames, canonical_phones: str) -> dict:
+    def evidence(self, frames, canonical_phones: str, text: str | None = None) -> dict:
         """What the prompts read of one recording: each calibrated aspect's estimate (0-10),
         ``heard_phones`` (the diagnosed phones, space separated; the canonical ones when training
         found no edit worth trusting) and ``heard_count`` (for :func:`little_speech_note`)."""
-        analysis = self.analyse(frames, canonical_phones)
+        analysis = self.analyse(frames, canonical_phones, text)
         return {**self.estimates(analysis.features), "heard_phones": " ".join(analysis.heard),
                 "heard_count": analysis.heard_count}  # fmt: skip
 

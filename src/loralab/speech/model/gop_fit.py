@@ -84,14 +84,9 @@ def _calibrate(features: list, records: Sequence, aspects: Sequence[str]) -> tup
     return calibration, fit_pcc
 
 
-def fit_gop_scorer(frames: list, records: Sequence, *, aspects: Sequence[str] = ("accuracy", "total"),
-                   folds: int = 3, steps: int = 300, lr: float = 3e-3, seed: int = 0) -> tuple[GopScorer, list, list]:  # fmt: skip
-    """Fit the scorer on training ``records`` (their encoder ``frames``): (scorer, each record's
-    cross-fitted :data:`FEATURES`, each record's cross-fitted diagnosed phones). Each fold's head scores the speakers it did not see; the
-    diagnosis threshold and the calibration of each of ``aspects`` are fit on those scores; the
-    saved scorer is one more head, on every utterance (on unseen speakers it beats the average
-    of the fold heads: docs/experiments/phone_alignment.md)."""
-
+def _phone_targets(frames: list, records: Sequence) -> tuple[list[str], list[list[int]], list[int]]:
+    """(the phones heard in training, each record's pronounced phones as class indices, the records
+    whose phones fit their frames)."""
     phones = sorted(
         {p.rstrip("012") for r in records for p in (r.canonical_phones + " " + r.pronounced_phones).split()}
     )
@@ -103,6 +98,20 @@ def fit_gop_scorer(frames: list, records: Sequence, *, aspects: Sequence[str] = 
             "speech.prompt_reference=phones_gop: fewer than 2 training utterances have pronounced phones that "
             "fit their audio; the GOP scorer needs the manifest's pronounced phones (loralab speech prepare)"
         )
+    return phones, targets, usable
+
+
+def fit_gop_scorer(frames: list, records: Sequence, *, aspects: Sequence[str] = ("accuracy", "total"),
+                   folds: int = 3, steps: int = 300, lr: float = 3e-3, seed: int = 0,
+                   real_voices: Sequence = (), real_max_flagged: float = 0.15) -> tuple[GopScorer, list, list]:  # fmt: skip
+    """Fit the scorer on training ``records`` (their encoder ``frames``): (scorer, each record's
+    cross-fitted :data:`FEATURES`, each record's cross-fitted diagnosed phones). Each fold's head
+    scores the speakers it did not see; the diagnosis threshold and the calibration of each of
+    ``aspects`` are fit on those scores; the saved scorer is one more head, on every utterance (on
+    unseen speakers it beats the average of the fold heads: docs/experiments/phone_alignment.md).
+    ``real_voices``: (frames, sentence) of real prompts read correctly; the threshold is then at
+    least the one that flags ``real_max_flagged`` of their words (:mod:`.real_voices`)."""
+    phones, targets, usable = _phone_targets(frames, records)
     fps = _frames_per_second(frames, records)
     k_folds = max(1, min(folds, len({records[i].speaker for i in usable})))
     fold = speaker_folds(records, k_folds)
@@ -126,10 +135,12 @@ def fit_gop_scorer(frames: list, records: Sequence, *, aspects: Sequence[str] = 
     distinct = {id(h): h for h in [*heads, final]}.values()
     for head in distinct:
         head.confusions = confusions
-    threshold, diagnosis = _fit_threshold(heads, frames, records)
+    threshold, diagnosis = _fit_threshold(heads, frames, records, final, real_voices, real_max_flagged)
     for head in distinct:
         head.threshold = threshold
-    analysed = [h.analyse(f, r.canonical_phones) for h, f, r in zip(heads, frames, records)]
+    analysed = [
+        h.analyse(f, r.canonical_phones, getattr(r, "text", None)) for h, f, r in zip(heads, frames, records)
+    ]
     features = [a.features for a in analysed]
     calibration, fit_pcc = _calibrate(features, records, aspects)
     report = {
@@ -159,12 +170,20 @@ def learn_confusions(records: Sequence, phones: set[str]) -> dict[str, list[str]
     return {p: sorted(to) for p, to in sorted(seen.items())}
 
 
-def _fit_threshold(heads, frames, records) -> tuple[float, dict]:
+def _fit_threshold(
+    heads, frames, records, final, real_voices: Sequence, real_max_flagged: float
+) -> tuple[float, dict]:
     """The diagnosis threshold over the cross-fitted edits of the training records (each scored by
-    its own held-out head, confusions set), and its figures."""
+    its own held-out head, confusions set), raised to the ``real_voices`` floor of the ``final``
+    head when below it, and its figures."""
     import torch
 
-    from loralab.speech.model.diagnosis import best_threshold, edit_labels
+    from loralab.speech.model.diagnosis import best_threshold, detection_at, edit_labels
+    from loralab.speech.model.real_voices import real_voice_threshold
+
+    floor, real_report = (
+        real_voice_threshold(final, real_voices, real_max_flagged) if real_voices else (-math.inf, None)
+    )
 
     rows = []
     for head, f, r in zip(heads, frames, records):
@@ -179,8 +198,12 @@ def _fit_threshold(heads, frames, records) -> tuple[float, dict]:
             says = said is not None and said == ("<DEL>" if edit.to == 0 else head.phones[edit.to - 1])
             rows.append((edit.score, said is not None, says))
     threshold, figures = best_threshold(rows)
+    fit_alone = threshold
+    if math.isfinite(threshold) and floor > threshold:
+        threshold, figures = floor, detection_at(rows, floor)
     return threshold, {**figures, "threshold": round(threshold, 3) if math.isfinite(threshold) else None,
-                       "phones": len(rows)}  # fmt: skip
+                       "threshold_training_speakers": round(fit_alone, 3) if math.isfinite(fit_alone) else None,
+                       "phones": len(rows), "real_voices": real_report}  # fmt: skip
 
 
 def encoder_frames(model, backbone, feature_extractor, audios: Sequence, batch_size: int = 16) -> list:
@@ -219,12 +242,14 @@ def recording_estimates(scorer: GopScorer, model, backbone, feature_extractor, r
     """The scorer's evidence of each recording against its record's canonical phones: the
     estimates (aspect -> 0-10) and the diagnosed phones (:meth:`GopScorer.evidence`)."""
     frames = encoder_frames(model, backbone, feature_extractor, audios)
-    return [scorer.evidence(f, r.canonical_phones) for f, r in zip(frames, records)]
+    return [scorer.evidence(f, r.canonical_phones, getattr(r, "text", None)) for f, r in zip(frames, records)]
 
 
 def fit_for_training(model, backbone, feature_extractor, records: Sequence, *, aspects: Sequence[str],
-                     seed: int = 0, log=print) -> tuple[GopScorer, list[WithEstimate]]:  # fmt: skip
-    """The scorer fit on the training ``records``, and the records with their cross-fitted estimates.
+                     seed: int = 0, log=print, real_voices: Sequence = (), real_max_flagged: float = 0.15,
+                     ) -> tuple[GopScorer, list[WithEstimate]]:  # fmt: skip
+    """The scorer fit on the training ``records``, and the records with their cross-fitted estimates;
+    ``real_voices``: (wav path, sentence) of real prompts that bound the diagnosis threshold.
 
     The encoder runs here as in training (through the encoder output cache when installed, so
     training reads these outputs back instead of encoding the clips again)."""
@@ -235,7 +260,12 @@ def fit_for_training(model, backbone, feature_extractor, records: Sequence, *, a
     started = time.time()
     log(f"GOP scorer: encoding {len(records)} training recordings")
     frames = encoder_frames(model, backbone, feature_extractor, [load_audio(r.audio_path) for r in records])
-    scorer, features, heard_phones = fit_gop_scorer(frames, records, aspects=aspects, seed=seed)
+    real = [load_audio(path) for path, _ in real_voices]
+    real_frames = encoder_frames(model, backbone, feature_extractor, real) if real else []
+    scorer, features, heard_phones = fit_gop_scorer(
+        frames, records, aspects=aspects, seed=seed, real_max_flagged=real_max_flagged,
+        real_voices=[(f, text) for f, (_, text) in zip(real_frames, real_voices)],
+    )  # fmt: skip
     report = scorer.fit_report
     fits = ", ".join(f"{aspect} {pcc:.3f}" for aspect, pcc in report["train_estimate_pcc"].items())
     d = report["diagnosis"]
@@ -243,7 +273,7 @@ def fit_for_training(model, backbone, feature_extractor, records: Sequence, *, a
         f"GOP scorer: a CTC phone head on {report['utterances']} utterances ({report['folds']} folds of speakers), "
         f"{len(scorer.phones)} phones; calibrated on held-out features, PCC on the training split: {fits}; "
         f"diagnosis on held-out speakers: precision {d['precision']:.2f}, recall {d['recall']:.2f} at threshold "
-        f"{d['threshold']} ({time.time() - started:.0f} s)"
+        f"{d['threshold']}{_floor_note(d)} ({time.time() - started:.0f} s)"
     )
     evidence = []
     for r, x, heard in zip(records, features, heard_phones):
@@ -251,6 +281,14 @@ def fit_for_training(model, backbone, feature_extractor, records: Sequence, *, a
             WithEstimate(r, {**scorer.estimates(x), **({"heard_phones": heard} if heard else {})})
         )
     return scorer, evidence
+
+
+def _floor_note(diagnosis: dict) -> str:
+    real = diagnosis.get("real_voices")
+    if not real:
+        return ""
+    return (f" (held-out training speakers alone: {diagnosis['threshold_training_speakers']}; at most "
+            f"{real['max_flagged']:.0%} of the words of {real['prompts']} real prompts flagged: {real['threshold']})")  # fmt: skip
 
 
 # -- resuming: the fit a checkpoint kept -----------------------------------------------------

@@ -1,6 +1,7 @@
 """A per-word diagnosis of the phones a model heard against a sentence's canonical pronunciation.
 
-Canonical pronunciation: CMUdict's first entry per word, stress stripped; a word CMUdict
+Canonical pronunciation: CMUdict's first entry per word, stress stripped (a word heard as another
+of its CMUdict entries is judged against that one, and is not wrong); a word CMUdict
 lacks gets the letter-to-sound guess of :func:`loralab.speech.data.phones.guess_pronunciation`
 and is marked ``guessed`` (said in the table and the JSON). The model's phone transcript is
 aligned to the whole sentence's canonical phones (minimum edit distance); each canonical
@@ -81,4 +82,17 @@ def diagnose_words(text: str, heard_phones: str | None) -> list[WordDiagnosis]:
                 result[owner[g]].errors.append(PhoneError("deleted", c, None))
             elif h != c:
                 result[owner[g]].errors.append(PhoneError("substituted", c, h))
-    return result
+    return [_as_variant(w) for w in result]
+
+
+def _as_variant(word: WordDiagnosis) -> WordDiagnosis:
+    """``word`` judged against the CMUdict pronunciation its heard phones match, when that is not the
+    canonical one: another dictionary pronunciation (RATHER said R AH DH ER) is no error."""
+    from loralab.speech.data.phones import cmudict_pronunciations
+
+    if word.ok or word.lexicon != "cmudict":
+        return word
+    for variant in cmudict_pronunciations(word.word)[1:]:
+        if phone_tokens(variant) == word.heard:
+            return WordDiagnosis(word.word, phone_tokens(variant), list(word.heard), word.lexicon)
+    return word
