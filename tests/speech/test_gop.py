@@ -320,3 +320,26 @@ def test_a_record_with_its_estimate_survives_pickling_for_dataloader_workers():
     record = SimpleNamespace(id="u1", text="A CAT", canonical_phones="AH K AE T")
     copy = pickle.loads(pickle.dumps(WithEstimate(record, {"accuracy": 6})))
     assert (copy.id, copy.text, copy.estimates) == ("u1", "A CAT", {"accuracy": 6})
+
+
+def test_a_real_voice_floor_raises_the_threshold_and_never_lowers_it(monkeypatch):
+    from loralab.speech.model import real_voices
+
+    records, frames = _synthetic_corpus()
+    alone, _, _ = fit_gop_scorer(frames, records, aspects=("accuracy",), steps=150, lr=3e-2, seed=5)
+    assert math.isfinite(alone.threshold)
+    for floor in (alone.threshold + 7.0, alone.threshold - 7.0):
+        seen = []
+
+        def fake(scorer, recordings, max_flagged, floor=floor):
+            seen.append((list(recordings), max_flagged))
+            return floor, {"threshold": floor}
+
+        monkeypatch.setattr(real_voices, "real_voice_threshold", fake)
+        scorer, _, _ = fit_gop_scorer(frames, records, aspects=("accuracy",), steps=150, lr=3e-2, seed=5,
+                                      real_voices=[("frames", "a sentence")], real_max_flagged=0.2)  # fmt: skip
+        assert seen == [([("frames", "a sentence")], 0.2)]
+        diagnosis = scorer.fit_report["diagnosis"]
+        assert scorer.threshold == pytest.approx(max(floor, alone.threshold))
+        assert diagnosis["threshold_training_speakers"] == pytest.approx(alone.threshold, abs=1e-3)
+        assert diagnosis["real_voices"] == {"threshold": floor}
