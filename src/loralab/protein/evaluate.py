@@ -46,7 +46,13 @@ from pathlib import Path
 
 from loralab.errors import LoralabError
 from loralab.protein.report import write_checkpoint_outputs
-from loralab.protein.scoring import SeparationMeanBaseline, score_chain, score_distances, score_structure
+from loralab.protein.scoring import (
+    SeparationMeanBaseline,
+    map_chains,
+    score_chain,
+    score_distances,
+    score_structure,
+)
 
 HEATMAP_LIMIT = 8
 # Columns of the summary table: metric key -> heading.
@@ -100,7 +106,11 @@ def evaluate_run(run_dir, checkpoints="all", split: str = "test", limit: int | N
     model, cfg, _ = load_trained_model(chosen[0].path, runtime)
     events = EventLog(run.path)
     base_D = [baseline.predict(e.length) for e in examples]
-    base_rows = [{**score_distances(D, e), **score_structure(D, e)[0]} for D, e in zip(base_D, examples)]
+    base_rows = list(
+        map_chains(
+            lambda pair: {**score_distances(*pair), **score_structure(*pair)[0]}, zip(base_D, examples)
+        )
+    )
     for target in chosen:
         load_protein_trainable(model, target.path)
         preds, rows, coords = _score_checkpoint(model, examples, full_lengths, target, cfg, runtime, events)
@@ -145,8 +155,7 @@ def _score_checkpoint(model, examples, full_lengths, target, cfg, runtime, event
         model, examples, cfg.evaluation.batch_size, runtime, progress=True, contacts=contacts
     )
     rows, coords, last_beat = [], [], time.time()
-    for e, full, pred, scores in zip(examples, full_lengths, preds, contacts):
-        row, X = score_chain(e, full, pred, scores)
+    for row, X in map_chains(lambda chain: score_chain(*chain), zip(examples, full_lengths, preds, contacts)):
         rows.append(row)
         coords.append(X)
         if time.time() - last_beat > 60:
