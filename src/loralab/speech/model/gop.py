@@ -127,10 +127,6 @@ class GopScorer:
     confusions: dict = field(default_factory=dict)
     threshold: float = math.inf
     feature_names: tuple = FEATURES  # what the calibrations weigh (a format-2 file: the first four)
-    # the threshold of the changed_share feature when not ``threshold``: the one fit on held-out
-    # training speakers, under a real-voice floor (loralab.speech.model.real_voices) that only
-    # decides which phones are shown as said otherwise
-    feature_threshold: float | None = None
 
     def log_probs(self, frames):
         """Per frame, the heads' mean log-probabilities over blank + phones."""
@@ -199,16 +195,10 @@ class GopScorer:
         named = {
             "gop": self._gop(log_probs, canonical_phones),
             **dict(zip(FEATURES[1:4], timing_features(log_probs, self.frames_per_second))),
-            "changed_share": sum(e.score > self._feature_threshold for e in edits) / len(edits)
-            if edits
-            else 0.0,
+            "changed_share": sum(e.score > self.threshold for e in edits) / len(edits) if edits else 0.0,
             "edit_gain": sum(gains) / len(gains),
         }
         return Analysis([named[n] for n in self.feature_names], heard, count)
-
-    @property
-    def _feature_threshold(self) -> float:
-        return self.threshold if self.feature_threshold is None else self.feature_threshold
 
     def word_phones(self, log_probs, known: Sequence[str], text: str | None) -> list[list[str]] | None:
         """Per word of ``text``, the phones (those this scorer knows) of the CMUdict pronunciation
@@ -288,7 +278,6 @@ class GopScorer:
             "features": json.dumps(list(self.feature_names)),
             "confusions": json.dumps(self.confusions),
             "threshold": repr(self.threshold),
-            **({} if self.feature_threshold is None else {"feature_threshold": repr(self.feature_threshold)}),
             "frames_per_second": repr(self.frames_per_second),
             "fit_report": json.dumps(self.fit_report),
         }
@@ -335,5 +324,4 @@ def load_gop_scorer(folder: str | Path) -> GopScorer:
         confusions=json.loads(meta.get("confusions", "{}")),
         threshold=float(meta.get("threshold", "inf")),
         feature_names=tuple(names),
-        feature_threshold=float(meta["feature_threshold"]) if "feature_threshold" in meta else None,
     )

@@ -135,12 +135,9 @@ def fit_gop_scorer(frames: list, records: Sequence, *, aspects: Sequence[str] = 
     distinct = {id(h): h for h in [*heads, final]}.values()
     for head in distinct:
         head.confusions = confusions
-    threshold, fit_alone, diagnosis = _fit_threshold(
-        heads, frames, records, final, real_voices, real_max_flagged
-    )
+    threshold, diagnosis = _fit_threshold(heads, frames, records, final, real_voices, real_max_flagged)
     for head in distinct:
         head.threshold = threshold
-        head.feature_threshold = fit_alone if fit_alone != threshold else None
     analysed = [
         h.analyse(f, r.canonical_phones, getattr(r, "text", None)) for h, f, r in zip(heads, frames, records)
     ]
@@ -155,8 +152,7 @@ def fit_gop_scorer(frames: list, records: Sequence, *, aspects: Sequence[str] = 
         "train_estimate_pcc": fit_pcc,
         "diagnosis": diagnosis,
     }
-    scorer = GopScorer(phones, final.weights, final.biases, calibration, fps, report, confusions, threshold,
-                       feature_threshold=final.feature_threshold)  # fmt: skip
+    scorer = GopScorer(phones, final.weights, final.biases, calibration, fps, report, confusions, threshold)
     return scorer, features, [" ".join(a.heard) for a in analysed]
 
 
@@ -176,10 +172,10 @@ def learn_confusions(records: Sequence, phones: set[str]) -> dict[str, list[str]
 
 def _fit_threshold(
     heads, frames, records, final, real_voices: Sequence, real_max_flagged: float
-) -> tuple[float, float, dict]:
+) -> tuple[float, dict]:
     """The diagnosis threshold over the cross-fitted edits of the training records (each scored by
     its own held-out head, confusions set), raised to the ``real_voices`` floor of the ``final``
-    head when below it; the threshold before that raise; the figures."""
+    head when below it, and its figures."""
     import torch
 
     from loralab.speech.model.diagnosis import best_threshold, detection_at, edit_labels
@@ -205,7 +201,7 @@ def _fit_threshold(
     fit_alone = threshold
     if math.isfinite(threshold) and floor > threshold:
         threshold, figures = floor, detection_at(rows, floor)
-    return threshold, fit_alone, {**figures, "threshold": round(threshold, 3) if math.isfinite(threshold) else None,
+    return threshold, {**figures, "threshold": round(threshold, 3) if math.isfinite(threshold) else None,
                        "threshold_training_speakers": round(fit_alone, 3) if math.isfinite(fit_alone) else None,
                        "phones": len(rows), "real_voices": real_report}  # fmt: skip
 
