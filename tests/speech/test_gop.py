@@ -331,7 +331,7 @@ def test_a_real_voice_floor_raises_the_threshold_and_never_lowers_it(monkeypatch
     for floor in (alone.threshold + 7.0, alone.threshold - 7.0):
         seen = []
 
-        def fake(scorer, recordings, max_flagged, floor=floor):
+        def fake(scorer, recordings, max_flagged, floor=floor, seen=seen):
             seen.append((list(recordings), max_flagged))
             return floor, {"threshold": floor}
 
