@@ -228,6 +228,20 @@ def test_an_old_run_config_with_a_retired_key_loads(tmp_path):
     assert cfg == load_config("paper_r64")
 
 
+def test_a_checkpoint_from_before_a_field_existed_resumes_at_its_default_only():
+    from loralab.engine.run_info import config_differences, config_fields
+
+    new = config_fields(load_config("demo_qwen2audio"))
+    old = {k: v for k, v in new.items() if not k.startswith("speech.real_voice")}
+    assert new["speech.real_voice_calibration"] == "asterisk"  # the demo asks for the real-voice floor
+    assert config_differences(old, new) == ["speech.real_voice_calibration: None -> 'asterisk'"]
+    at_default = {**new, "speech.real_voice_calibration": "none"}
+    assert config_differences(old, at_default) == []  # max_flagged and prompts: at their defaults too
+    assert config_differences(old, {**at_default, "speech.real_voice_prompts": 20}) == [
+        "speech.real_voice_prompts: None -> 20"
+    ]
+
+
 def test_config_differences_ignore_a_retired_key():
     from loralab.engine.run_info import config_differences
 

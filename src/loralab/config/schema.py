@@ -191,9 +191,8 @@ def system_section_types() -> dict[str, type]:
     return types
 
 
-def retired_config_keys() -> dict[str, str]:
-    """Dotted key -> the key that replaced it, for every key a config may still hold though nothing
-    reads it (a section's ``RETIRED_KEYS``): loaded with a warning and ignored."""
+def _config_sections() -> dict[str, type]:
+    """Section name -> its dataclass, the engine's and every registered system's."""
     hints = typing.get_type_hints(ExperimentConfig)
     sections = {
         f.name: hints[f.name]
@@ -201,11 +200,30 @@ def retired_config_keys() -> dict[str, str]:
         if dataclasses.is_dataclass(hints[f.name])
     }
     sections.update(system_section_types())
+    return sections
+
+
+def retired_config_keys() -> dict[str, str]:
+    """Dotted key -> the key that replaced it, for every key a config may still hold though nothing
+    reads it (a section's ``RETIRED_KEYS``): loaded with a warning and ignored."""
     return {
         f"{name}.{key}": replacement
-        for name, cls in sections.items()
+        for name, cls in _config_sections().items()
         for key, replacement in getattr(cls, "RETIRED_KEYS", {}).items()
     }
+
+
+def field_defaults() -> dict[str, Any]:
+    """Dotted key -> the default of every section field: what a run written before the field
+    existed ran with (a new field's default keeps the old behaviour)."""
+    out: dict[str, Any] = {}
+    for name, cls in _config_sections().items():
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                out[f"{name}.{f.name}"] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f"{name}.{f.name}"] = f.default_factory()
+    return out
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict:

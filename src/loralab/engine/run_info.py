@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from loralab.config.schema import ExperimentConfig, config_to_dict, retired_config_keys
+from loralab.config.schema import ExperimentConfig, config_to_dict, field_defaults, retired_config_keys
 from loralab.engine.run_dir import RUN_CONFIG_FILE as TRAINING_CONFIG_FILE  # the run directory owns it
 from loralab.engine.system import ParamCount
 from loralab.safe_files import write_json_atomic
@@ -51,9 +51,14 @@ def config_hash(cfg: ExperimentConfig) -> str:
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """'key: old -> new' of each field that differs; a retired key (a checkpoint written before it
-    was retired holds it) is no difference: nothing reads it."""
+    was retired holds it) is no difference: nothing reads it; nor is a field added since, at its
+    default (the checkpoint ran as that default does)."""
+    defaults = field_defaults()
     keys = sorted((set(old) | set(new)) - set(retired_config_keys()))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    added = {k for k in keys if k not in old and k in defaults and new.get(k) == defaults[k]}
+    return [
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if k not in added and old.get(k) != new.get(k)
+    ]
 
 
 def library_versions() -> dict[str, str | None]:
