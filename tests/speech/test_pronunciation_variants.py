@@ -106,3 +106,17 @@ def test_asterisk_prompts_keep_plain_dictionary_sentences_spread_evenly(tmp_path
     ]
     with pytest.raises(LoralabError, match="apt-get install asterisk-core-sounds-en-wav"):
         real_voices.asterisk_prompts(3, tmp_path / "absent", transcripts)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("speech.real_voice_max_flagged=0", r"real_voice_max_flagged must be in \(0, 1\)"),
+     ("speech.real_voice_max_flagged=1.5", r"real_voice_max_flagged must be in \(0, 1\)"),
+     ("speech.real_voice_prompts=0", "real_voice_prompts must be >= 1")],
+)  # fmt: skip
+def test_a_bad_real_voice_setting_is_refused_when_the_config_loads(override, message):
+    from loralab.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=message):
+        load_config("demo_qwen2audio", [override])
+    load_config("demo_qwen2audio", ["speech.real_voice_max_flagged=0.2", "speech.real_voice_prompts=5"])

@@ -52,6 +52,12 @@ def validate_config(cfg) -> list[str]:
         )
     if cfg.speech.prompt_reference in ("phones_gop", "heard"):
         problems += _gop_problems(cfg)
+    if not 0 < cfg.speech.real_voice_max_flagged < 1:
+        problems.append(
+            f"speech.real_voice_max_flagged must be in (0, 1) (got {cfg.speech.real_voice_max_flagged})"
+        )
+    if cfg.speech.real_voice_prompts < 1:
+        problems.append(f"speech.real_voice_prompts must be >= 1 (got {cfg.speech.real_voice_prompts})")
     return problems
 
 
