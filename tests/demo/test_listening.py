@@ -172,6 +172,29 @@ def test_unreadable_phones_are_no_diagnosis(clips):
     assert listening.librivox_check(fake, [])["passed"] is False
 
 
+def test_the_real_speech_line_comes_from_the_clips_own_assessments(clips):
+    """Each clip's word transcript with its own sentence, and their WER by hand: the fake drops
+    the last word of every sentence it hears."""
+    from loralab.demo.real_speech import real_speech_line
+
+    class DropsLastWord(FakeAssessor):
+        def assess_samples(self, requests):
+            out = super().assess_samples(requests)
+            for a in out:
+                a.word_transcript = " ".join(a.text.split()[:-1])
+            return out
+
+    real = listening.librivox_check(
+        DropsLastWord(lambda text, samples: (dict(CONSTANT), canonical(text))), clips
+    )
+    line = real_speech_line(real, "heard")
+    words = sum(len(text.split()) for _, text in clips)
+    assert line["clips"] == len(clips) and line["wer"] == pytest.approx(len(clips) / words)
+    assert [t["reference"] for t in line["transcripts"]] == [text for _, text in clips]
+    assert line["transcripts"][0]["heard"] == " ".join(clips[0][1].split()[:-1])
+    assert "skipped" in real_speech_line(listening.librivox_check(DropsLastWord(constant), []), "heard")
+
+
 def test_partners_are_the_nearest_different_sentences():
     texts = ["a b", "A B", "c d", "e f"]
     assert listening.partners(texts, 1) == [2, 2, 3, 0]

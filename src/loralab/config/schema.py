@@ -131,6 +131,13 @@ class EvaluationConfig:
         "the annotators did not hear as false rejections, and each insertion gap as one unit.",
         "reference",
     )
+    speech_route: Literal["auto", "batched", "one_by_one"] = doc(
+        "How speech answers are decoded (the same greedy tokens either way, to bf16 rounding). batched: "
+        "batch_size recordings at a time through generate; one_by_one: a recording at a time on the KV "
+        "cache, as assess and serve answer (its prompts share the audio, and an answer that copies its "
+        "prompt's evidence is verified in one pass); auto: one_by_one on a CPU, batched on a GPU.",
+        "auto",
+    )
 
 
 @dataclass

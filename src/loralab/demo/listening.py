@@ -221,11 +221,22 @@ def librivox_check(assessor, clips: Sequence[tuple[Path, str]]) -> dict:
               f"lower with another clip's sentence for >= {PASS_SHARE:.0%} of (clip, sentence) pairs")  # fmt: skip
     result = _summary("LibriVox", "pairs", rows, held, target, all(few))
     result["clips"] = clip_rows
+    result["transcripts"] = [{"reference": t, "heard": a.word_transcript} for t, a in zip(texts, own)]
+    result["wer"] = _word_error_rate(texts, own)
     result["few_flagged"] = sum(few)
     result["flagged_overall"] = (
         _round(sum(not w.ok for a in read for w in a.words) / words) if words else None
     )
     return result
+
+
+def _word_error_rate(texts: Sequence[str], assessments: Sequence) -> float | None:
+    """The WER of the word transcripts the model wrote for ``texts`` (read aloud)."""
+    from loralab.speech.scoring.align import word_tokens
+    from loralab.speech.scoring.metrics import error_rate_metrics
+
+    heard = [None if a.word_transcript is None else word_tokens(a.word_transcript) for a in assessments]
+    return error_rate_metrics([word_tokens(text) for text in texts], heard, "wer").get("wer")
 
 
 def listening_checks(model_dir, manifest_dir, librivox_clips: Sequence[tuple[Path, str]], *, assessor=None,

@@ -2,7 +2,8 @@
 
 Five read sentences by a native speaker (25 s in all), with reference transcripts. Not
 pronunciation-scored, so there is no target: the line reports the word transcripts the trained
-model gives and their WER, through the same ``assess`` path a user calls.
+model gives and their WER, from the listening check's assessments of each clip with its own
+sentence (the same ``assess`` path a user calls; :mod:`loralab.demo.listening`).
 """
 
 from __future__ import annotations
@@ -27,27 +28,15 @@ def librivox_clips(folder: Path = LIBRIVOX) -> list[tuple[Path, str]]:
     return clips
 
 
-def transcribe_real_speech(model_dir: Path, prompt_style: str, prompt_reference: str) -> dict:
-    """Word transcripts of the LibriVox clips by the model in ``model_dir``, with their WER."""
-    from loralab.speech.inference.recording_answers import AssessItem, assess_items
-    from loralab.speech.model.load import load_for_inference
-    from loralab.speech.scoring.metrics import wer_metrics
-    from loralab.speech.scoring.parse import parse_answer
-
-    clips = librivox_clips()
-    if not clips:
-        return {"skipped": f"no LibriVox clips in {LIBRIVOX} ({INSTALL_HINT})"}
-    items = [AssessItem(str(i), str(path), text) for i, (path, text) in enumerate(clips)]
-    inference = load_for_inference(model_dir, device="cpu")
-    results = assess_items(inference, items, prompt_style=prompt_style, prompt_reference=prompt_reference)
-    answers = [parse_answer("mdd", r.raw["mdd"]) for r in results]
-    wer = wer_metrics([text.upper() for _, text in clips], answers)
+def real_speech_line(librivox: dict, prompt_reference: str) -> dict:
+    """The word transcripts the model gave the LibriVox clips and their WER, from the listening
+    check's ``librivox`` result (each clip assessed with its own sentence)."""
+    if "transcripts" not in librivox:
+        return {"skipped": librivox.get("skipped", f"no LibriVox clips in {LIBRIVOX} ({INSTALL_HINT})")}
     return {
-        "clips": len(clips),
+        "clips": len(librivox["transcripts"]),
         "source": str(LIBRIVOX),
         "prompt_reference": prompt_reference,
-        "wer": wer.get("wer"),
-        "transcripts": [
-            {"reference": text, "heard": r.word_transcript} for (_, text), r in zip(clips, results)
-        ],
+        "wer": librivox["wer"],
+        "transcripts": librivox["transcripts"],
     }

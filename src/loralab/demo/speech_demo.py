@@ -85,25 +85,19 @@ def _status(run_dir: Path) -> dict:
 
 
 def _real_speech_and_listening(final_model, cfg, plan, clock: StageClock, label: str, result: dict) -> None:
-    """The LibriVox transcription and the held-out listening checks of the trained model, or
-    their skips (the same plan flag decides both)."""
-    if plan.real_speech:
-        with clock.stage("speech", f"real speech ({label})", "LibriVox clips through loralab assess"):
-            from loralab.demo.real_speech import transcribe_real_speech
-
-            result["real_speech"] = transcribe_real_speech(
-                final_model, cfg.speech.prompt_style, cfg.speech.prompt_reference
-            )
-    else:
+    """The held-out listening checks of the trained model and the LibriVox transcription line (from
+    the same assessments), or their skips (one plan flag decides both)."""
+    if not plan.real_speech:
         clock.skip("speech", f"real speech ({label})", f"not in the {plan.mode} plan")
-    if plan.real_speech:  # held-out checks: the same plan flag as the real-speech line
-        with clock.stage("speech", f"listening checks ({label})", "wrong sentence, pauses, LibriVox"):
-            from loralab.demo.listening import listening_checks
-            from loralab.demo.real_speech import librivox_clips
-
-            result["listening"] = listening_checks(final_model, cfg.speech.manifest_dir, librivox_clips())
-    else:
         clock.skip("speech", f"listening checks ({label})", f"not in the {plan.mode} plan")
+        return
+    with clock.stage("speech", f"listening checks ({label})", "wrong sentence, pauses, LibriVox"):
+        from loralab.demo.listening import listening_checks
+        from loralab.demo.real_speech import librivox_clips, real_speech_line
+
+        result["listening"] = listening_checks(final_model, cfg.speech.manifest_dir, librivox_clips())
+        librivox = result["listening"]["checks"]["librivox"]
+        result["real_speech"] = real_speech_line(librivox, cfg.speech.prompt_reference)
 
 
 def train_and_evaluate(

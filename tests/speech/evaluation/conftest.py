@@ -55,7 +55,24 @@ def tiny_run_dir(tmp_path, tiny_model_dir, synth_manifest_dir, tiny_adapter_dir)
     """A fresh run directory per test: training_config.json + checkpoint-epoch-1/."""
     run = tmp_path / "run"
     run.mkdir()
-    config = run_config(tiny_model_dir, synth_manifest_dir)
+    # Batched: the tests script BatchedGenerator.generate; the one-by-one route is checked against
+    # it in test_runner.py.
+    config = run_config(tiny_model_dir, synth_manifest_dir, speech_route="batched")
     (run / "training_config.json").write_text(json.dumps({"config": config}))
     shutil.copytree(tiny_adapter_dir, run / "checkpoint-epoch-1")
     return run
+
+
+@pytest.fixture
+def make_run_dir(tmp_path, tiny_model_dir, synth_manifest_dir, tiny_adapter_dir):
+    """A factory of run directories like :func:`tiny_run_dir`, with evaluation settings given."""
+
+    def make(name: str, **evaluation):
+        run = tmp_path / name
+        run.mkdir()
+        config = run_config(tiny_model_dir, synth_manifest_dir, **evaluation)
+        (run / "training_config.json").write_text(json.dumps({"config": config}))
+        shutil.copytree(tiny_adapter_dir, run / "checkpoint-epoch-1")
+        return run
+
+    return make

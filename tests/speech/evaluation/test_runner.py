@@ -122,6 +122,41 @@ def test_expected_scores_are_stored_and_scored_beside_greedy(tiny_run_dir, synth
     assert s["flu_pcc"] is None and s["flu_pcc_expected"] == pytest.approx(1.0)
 
 
+def test_the_one_by_one_route_answers_everything_without_batched_generate(make_run_dir, monkeypatch):
+    """evaluation.speech_route one_by_one: every answer is written, none through generate (its
+    answers equal batched generate's: test_fast_decode)."""
+
+    def no_batches(*args, **kwargs):
+        raise AssertionError("batched generate called under speech_route=one_by_one")
+
+    monkeypatch.setattr(BatchedGenerator, "generate", no_batches)
+    run = make_run_dir("single", speech_route="one_by_one")
+    runner.evaluate_run(run, "1", limit=5, max_new_tokens=12, progress=False, log=lambda *a: None)
+    rows = _lines(run / "eval" / "epoch-1" / "predictions.jsonl")
+    assert (
+        sorted((p["task"], p["new_tokens"] <= 12) for p in rows) == [("apa", True)] * 5 + [("mdd", True)] * 5
+    )
+    assert len({p["id"] for p in rows}) == 5
+
+
+def test_auto_route_is_one_by_one_on_a_cpu_and_batched_on_a_gpu():
+    from types import SimpleNamespace
+
+    from loralab.speech.inference.generate import resolve_route
+
+    def on(device: str):
+        return SimpleNamespace(
+            parameters=lambda: iter([SimpleNamespace(device=SimpleNamespace(type=device))])
+        )
+
+    assert resolve_route("auto", on("cpu")) == "one_by_one"
+    assert resolve_route("auto", on("cuda")) == resolve_route("auto", on("mps")) == "batched"
+    assert (
+        resolve_route("batched", on("cpu")) == "batched"
+        and resolve_route("one_by_one", on("cuda")) == "one_by_one"
+    )
+
+
 def test_interrupted_evaluation_resumes_without_redoing(tiny_run_dir, monkeypatch):
     calls: list[int] = []
     original = BatchedGenerator.generate

@@ -206,6 +206,29 @@ def test_greedy_with_a_draft_gives_the_greedy_tokens(inference, decoder):
         assert (tokens, hit_limit) == (greedy, True), name
 
 
+def test_greedy_with_a_draft_keeps_the_logits_that_chose_each_token(inference, decoder):
+    """What the one-by-one evaluation reads expected scores from: at every new position, the
+    logits of a teacher-forced pass over prompt + answer, whether the draft held or not."""
+    inputs = decoder._inputs("apa_fluency", recording(9), item(9))
+    greedy = plain_greedy(inference, inputs, 10)
+    prompt_len = inputs["input_ids"].shape[1]
+    sequences = torch.cat([inputs["input_ids"], torch.tensor([greedy])], 1)
+    audio = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+    with torch.inference_mode():
+        hidden = inference.model.model(
+            input_ids=sequences, attention_mask=torch.ones_like(sequences), **audio
+        )
+        forced = inference.model.lm_head(hidden.last_hidden_state[0, prompt_len - 1 : -1]).float()
+    for draft in ([], greedy[:3] + [greedy[3] + 1] + greedy[4:]):
+        rows: list = []
+        tokens, _ = greedy_with_draft(
+            CachedModel(inference.model, [inference.audio_token_id]), inputs, draft, inference.end_token_ids,
+            10, logits_out=rows,
+        )  # fmt: skip
+        assert tokens == greedy and len(rows) == len(greedy)
+        torch.testing.assert_close(torch.stack(rows), forced, atol=1e-4, rtol=1e-4)
+
+
 def test_greedy_with_a_draft_stops_at_an_end_token(inference, decoder):
     """With the end token made likely after a few steps the answer stops there, as generate's."""
     inputs = decoder._inputs("mdd", recording(6), item(6))
@@ -261,6 +284,34 @@ def test_fast_assessment_answers_as_the_batched_one(inference):
     plain = assess_items(inference, items, fast=False, **kwargs)
     assert [a.raw for a in fast] == [a.raw for a in plain]
     assert [a.to_dict() for a in fast] == [a.to_dict() for a in plain]
+
+
+def test_the_one_by_one_route_answers_as_batched_generate(inference, monkeypatch):
+    """BatchedGenerator.run with every task one recording at a time (evaluation.speech_route
+    one_by_one) writes the answers of its batched generate (left-padded batches of two)."""
+    from loralab.speech.inference.generate import BatchedGenerator
+
+    batches = []
+    original = BatchedGenerator.generate
+    monkeypatch.setattr(
+        BatchedGenerator, "generate", lambda self, *a: batches.append(a[0]) or original(self, *a)
+    )
+    items = [item(30 + i) for i in range(3)]
+    clips = {it.audio_path: recording(30 + n, 1.0 + 0.4 * n) for n, it in enumerate(items)}
+
+    def answers(one_by_one) -> dict:
+        out: dict = {}
+        generator = BatchedGenerator(inference, prompt_style="short", prompt_reference="phones", batch_size=2,
+                                     max_new_tokens=10, load_audio=clips.__getitem__)  # fmt: skip
+        with generator:
+            done = generator.run(items, ["apa", "mdd"], lambda r, t: True,
+                                 lambda batch: out.update({(a.id, a.task): a.raw for a in batch}), one_by_one)  # fmt: skip
+        assert done == len(out) == 6
+        return out
+
+    single = answers(("apa", "mdd"))
+    assert batches == []
+    assert answers(()) == single and batches == ["apa", "mdd"] * 2
 
 
 def test_number_probabilities_recorded_while_generating_equal_the_teacher_forced_pass(inference, decoder):

@@ -316,7 +316,7 @@ def _generate(inference, target, records, tasks, missing, store, sources, pendin
     from tqdm.auto import tqdm
 
     from loralab.speech.evaluation.fingerprint import SOURCE_KEY
-    from loralab.speech.inference.generate import BatchedGenerator
+    from loralab.speech.inference.generate import BatchedGenerator, resolve_route
     from loralab.speech.scoring.parse import parse_answer
 
     generator = BatchedGenerator(
@@ -326,6 +326,7 @@ def _generate(inference, target, records, tasks, missing, store, sources, pendin
         batch_size=batch_size,
         max_new_tokens=budgets,
     )
+    one_by_one = resolve_route(cfg.evaluation.speech_route, inference.model) == "one_by_one"
     bar = tqdm(total=pending, desc=f"epoch {target.epoch}", unit="answer", disable=not progress)
     last_beat = [time.monotonic()]
 
@@ -343,6 +344,6 @@ def _generate(inference, target, records, tasks, missing, store, sources, pendin
 
     try:
         with generator:
-            generator.run(records, tasks, missing, on_answers)
+            generator.run(records, tasks, missing, on_answers, one_by_one=tasks if one_by_one else ())
     finally:
         bar.close()

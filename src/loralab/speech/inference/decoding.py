@@ -9,6 +9,13 @@ decoding too, over the prompt's tokens as well: the canonical phones of the refe
 sampling turned on. So the model's generation config is reduced to its token ids before any
 answer is generated (:func:`greedy_only`), and ``generate`` gets the settings of
 :func:`generate_settings`. What was set aside is reported as a note, never applied silently.
+
+Under ``speech.prompt_reference=heard`` the MDD answer rewrites the scorer's heard phones, given
+in its prompt. A decoder copying a long sequence can jump from one occurrence of a repeated
+stretch to a later one (``HH IY`` ... ``HH IY``) and drop every word between: the demo's model,
+trained on sentences of up to seven words, did so on a 19-word LibriVox sentence. Both routes
+therefore put back any run of at least :data:`SKIP_RUN_PHONES` heard phones the answer left out
+(:func:`restore_skipped_phones`), and say so in the answer (``restored``, ``model_raw``).
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ from collections.abc import Sequence
 TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
 # Not decoding settings (bookkeeping, or limits our own max_new_tokens replaces).
 _IGNORED = ("transformers_version", "max_length", "max_new_tokens", "_from_model_config", "chat_format")
+# A run of this many heard phones missing from an MDD answer is a copy jump, not a deletion the
+# model heard: the synthetic training corpus deletes single phones.
+SKIP_RUN_PHONES = 3
 
 
 def set_aside(config) -> dict:
@@ -87,3 +97,24 @@ def generate_settings(
         min_new_tokens=min_new_tokens,
         pad_token_id=pad_id,
     )
+
+
+def restore_skipped_phones(answer, heard_phones: str | None):
+    """``answer`` (a GeneratedAnswer of the MDD task) with the runs of ``heard_phones`` its phone
+    transcript skipped put back (see the module doc); the answer itself when there are none, or
+    when either of its transcripts is unreadable (then the parse error is reported as it is)."""
+    import dataclasses
+
+    from loralab.speech.data.targets import mdd_answer
+    from loralab.speech.scoring.align import phone_tokens, restore_skips
+    from loralab.speech.scoring.parse import parse_answer
+
+    parsed = parse_answer("mdd", answer.raw)
+    words, phones = parsed.values.get("word_transcript"), parsed.values.get("phoneme_transcript")
+    if heard_phones is None or words is None or phones is None:
+        return answer
+    fixed, restored = restore_skips(phone_tokens(heard_phones), phone_tokens(phones), SKIP_RUN_PHONES)
+    if not restored:
+        return answer
+    raw = mdd_answer(words, " ".join(fixed))
+    return dataclasses.replace(answer, raw=raw, model_raw=answer.raw, restored=restored)

@@ -35,8 +35,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from loralab.speech.inference.answers import GeneratedAnswer
 from loralab.speech.inference.expected import SCORES, expected_score, number_token_ids, score_positions
-from loralab.speech.inference.generate import GeneratedAnswer
 
 PLACEHOLDER = 5  # the number the template is tokenized with (any single-token score)
 REDRAFT_TOKENS = 16  # draft tokens verified per pass after the first difference
@@ -255,8 +255,9 @@ def _realign(out: list[int], draft: Sequence[int], at: int) -> int:
 
 
 def greedy_with_draft(lm: CachedModel, inputs: dict, draft: Sequence[int], end_ids: Sequence[int],
-                      max_new_tokens: int) -> tuple[list[int], bool]:  # fmt: skip
-    """Greedy decoding, verified against ``draft``; (new tokens without the end token, hit_limit)."""
+                      max_new_tokens: int, logits_out: list | None = None) -> tuple[list[int], bool]:  # fmt: skip
+    """Greedy decoding, verified against ``draft``; (new tokens without the end token, hit_limit).
+    ``logits_out``, when given, receives the logits that chose each new token, in order."""
     end = set(end_ids)
     start = 0
     candidates = list(draft[:max_new_tokens])
@@ -267,6 +268,8 @@ def greedy_with_draft(lm: CachedModel, inputs: dict, draft: Sequence[int], end_i
         preds = lm.greedy(logits)
         for j, token in enumerate(preds):
             out.append(token)
+            if logits_out is not None:
+                logits_out.append(logits[j])
             if token in end:
                 return out[:-1], False
             if len(out) >= max_new_tokens:
@@ -309,10 +312,10 @@ class FastDecoder:
         return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items() if k in g.model_inputs}
 
     def answer(self, task: str, audio, record, *, draft: str | None, max_new_tokens: int,
-               read_expected: bool) -> GeneratedAnswer:  # fmt: skip
-        """``task``'s answer for one recording. APA with ``read_expected``: constrained (the
-        expected scores read on the way); otherwise greedy verified against ``draft`` (an
-        answer text; None: nothing to verify against, plain greedy)."""
+               read_expected: bool, constrained: bool = True) -> GeneratedAnswer:  # fmt: skip
+        """``task``'s answer for one recording. APA with ``read_expected`` and ``constrained``: held to
+        its template, expected scores read on the way; else greedy verified against ``draft`` (an
+        answer text, or None), APA's expected scores read from the logits that chose its tokens."""
         from loralab.speech.data.audio import waveform_key
 
         inf = self.inference
@@ -322,23 +325,26 @@ class FastDecoder:
             self.lm = CachedModel(inf.model, suppress=[audio_id], audio_token_id=audio_id)
         lm = self.lm
         lm.for_recording(waveform_key(audio))
-        template = self.template(task) if task.startswith("apa") and read_expected else None
+        read = task.startswith("apa") and read_expected
+        template = self.template(task) if read and constrained else None
         if template is not None:
             tokens, expected = constrained_apa(lm, inputs, template)
             hit_limit = False
         else:
             draft_ids = self.layout.answer_ids(task, draft) if draft is not None else []
-            tokens, hit_limit = greedy_with_draft(lm, inputs, draft_ids, inf.end_token_ids, max_new_tokens)
+            rows: list | None = [] if read else None
+            tokens, hit_limit = greedy_with_draft(
+                lm, inputs, draft_ids, inf.end_token_ids, max_new_tokens, logits_out=rows
+            )
             expected = None
-            if task.startswith("apa") and read_expected:  # no template: one teacher-forced pass
+            if rows is not None:  # the probabilities greedy decoding chose each token from
                 import torch
 
-                from loralab.speech.inference.expected import expected_scores
+                from loralab.speech.inference.expected import read_expected as read_scores
 
-                prompt_len = inputs["input_ids"].shape[1]
-                sequences = torch.cat([inputs["input_ids"], torch.tensor([tokens], dtype=torch.long)], 1)
-                expected = expected_scores(inf.model, inputs, sequences, prompt_len, inf.tokenizer)[0]
+                expected = read_scores(inf.tokenizer, tokens, lambda i: torch.softmax(rows[i], -1))
         end = set(inf.end_token_ids)
         kept = next((tokens[:i] for i, t in enumerate(tokens) if t in end), tokens)
         text = inf.tokenizer.decode(kept, skip_special_tokens=True).strip()
-        return GeneratedAnswer(getattr(record, "id", "0"), task, text, len(kept), hit_limit, expected)
+        answer = GeneratedAnswer(getattr(record, "id", "0"), task, text, len(kept), hit_limit, expected)
+        return self.generator.checked(answer, record, audio)

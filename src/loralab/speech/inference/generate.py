@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from loralab.speech.inference.answers import GeneratedAnswer, ideal_apa_answer
 from loralab.speech.prompts import TASKS
 
 SAMPLE_RATE = 16000
@@ -27,36 +27,6 @@ SAMPLE_RATE = 16000
 # answer than any seen in training, without letting a babbling model run for thousands of steps.
 BUDGET_MARGIN_RATIO = 0.25
 BUDGET_MARGIN_TOKENS = 16
-
-
-@dataclass
-class GeneratedAnswer:
-    """One generated answer: the decoded text of the new tokens only. ``hit_limit``: it ended
-    at max_new_tokens instead of an end token (a truncated answer usually fails to parse)."""
-
-    id: str
-    task: str
-    raw: str
-    new_tokens: int
-    hit_limit: bool
-    expected: dict[str, float] | None = None  # APA: expected scores (loralab.speech.inference.expected)
-    # The GOP scorer's estimate in the prompt (prompt_reference phones_gop: apa_accuracy's of the
-    # accuracy, apa_total's of the total).
-    estimate: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {
-            "id": self.id,
-            "task": self.task,
-            "raw": self.raw,
-            "new_tokens": self.new_tokens,
-            "hit_limit": self.hit_limit,
-        }
-        if self.expected is not None:
-            out["expected"] = self.expected
-        if self.estimate is not None:
-            out["estimate"] = self.estimate
-        return out
 
 
 def answer_token_budget(tokenizer, answers: Iterable[str]) -> int:
@@ -194,6 +164,16 @@ class BatchedGenerator:
 
         return self._estimates.get((waveform_key(audio), record.canonical_phones))
 
+    def checked(self, answer: GeneratedAnswer, record, audio) -> GeneratedAnswer:
+        """``answer`` with the heard phones a copy jump skipped put back, where its prompt carried
+        them (:func:`~loralab.speech.inference.decoding.restore_skipped_phones`)."""
+        from loralab.speech.inference.decoding import restore_skipped_phones
+        from loralab.speech.prompts import HEARD_PHONES, evidence_key
+
+        if evidence_key(self.collator.layout.prompt_reference, answer.task) != HEARD_PHONES:
+            return answer
+        return restore_skipped_phones(answer, (self.evidence(record, audio) or {}).get(HEARD_PHONES))
+
     def generate(self, task: str, audios: Sequence, records: Sequence) -> list[GeneratedAnswer]:
         """Answers of ``task`` for one batch of waveforms; ``records`` have an ``id`` (and the
         ``text``/``canonical_phones`` a text-aware prompt needs)."""
@@ -237,7 +217,8 @@ class BatchedGenerator:
             kept = tokens if cut is None else tokens[:cut]
             text = inf.tokenizer.decode(kept, skip_special_tokens=True).strip()
             estimate = estimates[n] if estimates else None
-            answers.append(GeneratedAnswer(uid, task, text, len(kept), cut is None, exp, estimate))
+            answer = GeneratedAnswer(uid, task, text, len(kept), cut is None, exp, estimate)
+            answers.append(self.checked(answer, records[n], audios[n]))
         return answers
 
     def _generate(self, inputs: dict, task: str, end_ids: list[int], pad_id: int):
@@ -262,26 +243,79 @@ class BatchedGenerator:
         for start in range(0, len(pending), self.batch_size):
             yield pending[start : start + self.batch_size]
 
+    def mdd_draft(self, record, audio) -> str:
+        """The MDD answer a model that copies its evidence writes: the sentence, and the heard phones
+        where the prompt gives them (else the canonical ones). Only a draft to verify."""
+        import json
+
+        phones = (self.evidence(record, audio) or {}).get("heard_phones", record.canonical_phones)
+        return json.dumps({"word_transcript": record.text, "phoneme_transcript": phones})
+
+    def answer_one_by_one(self, tasks: Sequence[str], audios: Sequence, records: Sequence,
+                          todo: Callable[[Any, str], bool] = lambda r, t: True) -> list[GeneratedAnswer]:  # fmt: skip
+        """Greedy answers of ``tasks`` (where ``todo``), one recording at a time on the KV cache and
+        verified against a draft (:func:`~loralab.speech.inference.fast_decode.greedy_with_draft`:
+        the tokens greedy decoding writes, whatever the draft), APA's expected scores read from the
+        logits that chose them. A recording's prompts share the cache up to the end of its audio,
+        and a long answer that copies its prompt is written in a few passes, not a step per token."""
+        import dataclasses
+
+        from loralab.speech.inference.fast_decode import FastDecoder
+        from loralab.speech.prompts import HEARD_PHONES, evidence_key
+
+        decoder = FastDecoder(self)
+        answers = []
+        for record, audio in zip(records, audios):
+            for task in tasks:
+                if not todo(record, task):
+                    continue
+                key = evidence_key(self.collator.layout.prompt_reference, task)
+                evidence = self._with_estimates([record], [audio])[0].estimates if key else {}
+                draft = self.mdd_draft(record, audio) if task == "mdd" else ideal_apa_answer(task)
+                answer = decoder.answer(task, audio, record, draft=draft, max_new_tokens=self.max_new_tokens[task],
+                                        read_expected=self.read_expected, constrained=False)  # fmt: skip
+                if key is not None and key != HEARD_PHONES:  # as generate() records it
+                    answer = dataclasses.replace(answer, estimate=evidence[key])
+                answers.append(answer)
+        return answers
+
     def run(
         self,
         records: Sequence,
         tasks: Sequence[str],
         todo: Callable[[Any, str], bool],
         on_answers: Callable[[list[GeneratedAnswer]], None],
+        one_by_one: Sequence[str] = (),
     ) -> int:
         """Generate every (record, task) for which ``todo`` is true; ``on_answers`` receives each
-        batch's answers as soon as they exist. Returns the number of answers generated."""
+        batch's answers as soon as they exist. Returns the number of answers generated. The tasks in
+        ``one_by_one`` go through :meth:`answer_one_by_one`, the others through batched
+        :meth:`generate`: the same tokens and expected scores."""
         done = 0
+        singles = [t for t in tasks if t in one_by_one]
         for chunk in self.plan(records, todo, tasks):
             audios = {r.id: self.load_audio(r.audio_path) for r in chunk}
             for task in tasks:
                 rows = [r for r in chunk if todo(r, task)]
-                if not rows:
+                if task in singles or not rows:
                     continue
                 answers = self.generate(task, [audios[r.id] for r in rows], rows)
                 on_answers(answers)
                 done += len(answers)
+            if singles:
+                answers = self.answer_one_by_one(singles, [audios[r.id] for r in chunk], chunk, todo)
+                on_answers(answers)
+                done += len(answers)
         return done
+
+
+def resolve_route(route: str, model) -> str:
+    """A speech route (``evaluation.speech_route``) for ``model``'s device: auto is one_by_one on a
+    CPU (where a recording's prompts gain from sharing the audio on the cache), batched on a GPU
+    (where wide batches pay)."""
+    if route != "auto":
+        return route
+    return "one_by_one" if next(model.parameters()).device.type == "cpu" else "batched"
 
 
 def _other_encoder(scorer, error: Exception):

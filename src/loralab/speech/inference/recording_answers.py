@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from loralab.errors import DataError
-from loralab.speech.inference.generate import BatchedGenerator, answer_token_budget
+from loralab.speech.inference.generate import BatchedGenerator, answer_token_budget, ideal_apa_answer
 from loralab.speech.inference.reading_length import (
     check_context,
     check_reading_length,
@@ -111,8 +111,7 @@ def _ideal_answer(text: str, task: str) -> str:
     if task == "mdd":
         phones = " ".join(p for _, ps, _ in canonical_words(text) for p in ps)
         return json.dumps({"word_transcript": text, "phoneme_transcript": phones})
-    aspects = APA_ASPECTS if task == "apa" else (task.removeprefix("apa_"),)
-    return json.dumps(dict.fromkeys(aspects, 10))
+    return ideal_apa_answer(task)
 
 
 def _budgets(tokenizer, text: str) -> dict[str, int]:
@@ -156,7 +155,7 @@ def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None 
     order = sorted(items, key=lambda it: -it.duration)
     decode = _decode_fast if fast else _decode_batched
     with generator:
-        raw, expected = decode(
+        raw, expected, restored = decode(
             generator, order, audios, apa_tasks, batch_size, max_new_tokens, score_decoding
         )
     results = [_assessment(item, _apa_raw(raw, item.id, apa_tasks), raw[(item.id, "mdd")]) for item in items]
@@ -167,6 +166,11 @@ def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None 
             result.scores.update(read)
         note = short_recording_note(len(item.canonical_phones.split()), item.duration)
         result.notes += [note] if note else []
+        if restored.get(item.id):
+            result.notes.append(
+                f"the model's phone transcript skipped {restored[item.id]} phones the recogniser heard, in runs "
+                "(a jump between repeated words); they were put back from the recogniser's heard phones"
+            )
         note = little_speech_note(generator.evidence(item, audios[item.id]), item.canonical_phones)
         result.notes += [note] if note else []
         if window is not None and item.duration > window:
@@ -194,6 +198,7 @@ def _decode_fast(generator, order, audios, apa_tasks, batch_size, max_new_tokens
     decoder = FastDecoder(generator)
     raw: dict[tuple[str, str], str] = {}
     expected: dict[str, dict[str, float]] = {}
+    restored: dict[str, int] = {}
     for item in order:
         budgets = _budgets(generator.inference.tokenizer, item.text)
         for task in (*apa_tasks, "mdd"):
@@ -201,19 +206,23 @@ def _decode_fast(generator, order, audios, apa_tasks, batch_size, max_new_tokens
                 task,
                 audios[item.id],
                 item,
-                draft=_ideal_answer(item.text, task),
+                draft=generator.mdd_draft(item, audios[item.id])
+                if task == "mdd"
+                else _ideal_answer(item.text, task),
                 max_new_tokens=max_new_tokens or budgets["mdd" if task == "mdd" else "apa"],
                 read_expected=score_decoding == "expected",
             )
             raw[(item.id, task)] = answer.raw
             expected.setdefault(item.id, {}).update(answer.expected or {})
-    return raw, expected
+            restored[item.id] = restored.get(item.id, 0) + answer.restored
+    return raw, expected, restored
 
 
 def _decode_batched(generator, order, audios, apa_tasks, batch_size, max_new_tokens, score_decoding):
     """Every item's answers, batch by batch through ``generate`` (expected scores recorded on the way)."""
     raw: dict[tuple[str, str], str] = {}
     expected: dict[str, dict[str, float]] = {}
+    restored: dict[str, int] = {}
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         for task in (*apa_tasks, "mdd"):
@@ -225,7 +234,8 @@ def _decode_batched(generator, order, audios, apa_tasks, batch_size, max_new_tok
             for answer in generator.generate(task, [audios[it.id] for it in chunk], chunk):
                 raw[(answer.id, task)] = answer.raw
                 expected.setdefault(answer.id, {}).update(answer.expected or {})
-    return raw, expected
+                restored[answer.id] = restored.get(answer.id, 0) + answer.restored
+    return raw, expected, restored
 
 
 def _apa_raw(raw: dict, item_id: str, apa_tasks: Sequence[str]) -> str:

@@ -125,3 +125,25 @@ def slot_alignment(ref: Sequence[str], hyp: Sequence[str]) -> tuple[list[str | N
         else:
             at.append(h)
     return at, gaps
+
+
+def restore_skips(evidence: Sequence[str], answer: Sequence[str], min_run: int) -> tuple[list[str], int]:
+    """``answer`` with every run of at least ``min_run`` consecutive ``evidence`` tokens that it
+    leaves out put back in place, and how many tokens were put back. A decoder copying a long
+    sequence can jump from one occurrence of a repeated stretch to a later one and drop what lies
+    between; a short deletion is the answer's own and is kept."""
+    if min_run < 1:
+        raise ValueError(f"min_run must be >= 1 (got {min_run})")
+    out: list[str] = []
+    run: list[str] = []
+    restored = 0
+    for r, h in [*align(evidence, answer), (None, None)]:
+        if r is not None and h is None:
+            run.append(r)
+            continue
+        if len(run) >= min_run:
+            out += run
+            restored += len(run)
+        run = []
+        out += [h] if h is not None else []
+    return out, restored
