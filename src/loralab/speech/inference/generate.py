@@ -248,7 +248,9 @@ class BatchedGenerator:
         where the prompt gives them (else the canonical ones). Only a draft to verify."""
         import json
 
-        phones = (self.evidence(record, audio) or {}).get("heard_phones", record.canonical_phones)
+        from loralab.speech.prompts import HEARD_PHONES
+
+        phones = (self.evidence(record, audio) or {}).get(HEARD_PHONES, record.canonical_phones)
         return json.dumps({"word_transcript": record.text, "phoneme_transcript": phones})
 
     def answer_one_by_one(self, tasks: Sequence[str], audios: Sequence, records: Sequence,
