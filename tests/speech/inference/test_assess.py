@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 import soundfile as sf
 
 from loralab.cli.main import main as cli_main
@@ -31,14 +30,6 @@ def test_diagnosis_without_phones_keeps_words():
     words = diagnose_words("We call", None)
     assert [w.canonical for w in words] == [["W", "IY"], ["K", "AO", "L"]]
     assert all(w.heard == [] and w.ok for w in words)
-
-
-@pytest.fixture
-def wav(tmp_path):
-    path = tmp_path / "take.wav"
-    t = np.arange(16000 * 1.2) / 16000
-    sf.write(path, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
-    return path
 
 
 def test_assess_single_report_and_json(tiny_model_dir, wav, capsys):

@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
-import soundfile as sf
 
 from loralab.speech.inference.decoding import SKIP_RUN_PHONES, restore_skipped_phones
 from loralab.speech.inference.generate import BatchedGenerator, GeneratedAnswer
@@ -80,14 +78,6 @@ def test_only_the_mdd_answer_of_a_heard_prompt_is_checked():
     assert BatchedGenerator.checked(_generator("heard"), mdd, None, None).restored == 5
     assert BatchedGenerator.checked(_generator("heard"), apa, None, None) is apa
     assert BatchedGenerator.checked(_generator("phones_gop"), mdd, None, None) is mdd
-
-
-@pytest.fixture
-def wav(tmp_path):
-    path = tmp_path / "take.wav"
-    t = np.arange(16000 * 1.2) / 16000
-    sf.write(path, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
-    return path
 
 
 @pytest.mark.parametrize("fast", [True, False])
