@@ -89,7 +89,8 @@ def test_assessment_notes_a_restored_jump(tiny_model_dir, wav, monkeypatch, fast
     def scripted(self, task, audios, rows):
         if task == "mdd":
             raw = _mdd("we call it bear", "W IY K AO L IH T B EH R".split())
-            return [GeneratedAnswer(r.id, task, raw, 9, False, restored=4, model_raw="{}") for r in rows]
+            generated = _mdd("we call", "W IY K AO L".split())
+            return [GeneratedAnswer(r.id, task, raw, 9, False, restored=4, model_raw=generated) for r in rows]
         return [GeneratedAnswer(r.id, task, json.dumps({"accuracy": 7}), 5, False) for r in rows]
 
     monkeypatch.setattr(BatchedGenerator, "generate", scripted)
@@ -100,3 +101,5 @@ def test_assessment_notes_a_restored_jump(tiny_model_dir, wav, monkeypatch, fast
     (result,) = assess_items(inference, [AssessItem("1", str(wav), "We call it bear")], fast=fast)
     (note,) = [n for n in result.notes if "skipped" in n]
     assert "skipped 4 phones" in note and "put back" in note
+    assert result.raw["mdd"] == _mdd("we call", "W IY K AO L".split())  # as the model wrote it
+    assert [w.word for w in result.words if not w.ok] == []  # the diagnosis is the repaired answer's

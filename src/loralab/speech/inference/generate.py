@@ -246,12 +246,12 @@ class BatchedGenerator:
     def mdd_draft(self, record, audio) -> str:
         """The MDD answer a model that copies its evidence writes: the sentence, and the heard phones
         where the prompt gives them (else the canonical ones). Only a draft to verify."""
-        import json
-
+        from loralab.speech.data.targets import mdd_answer
         from loralab.speech.prompts import HEARD_PHONES
 
-        phones = (self.evidence(record, audio) or {}).get(HEARD_PHONES, record.canonical_phones)
-        return json.dumps({"word_transcript": record.text, "phoneme_transcript": phones})
+        return mdd_answer(
+            record.text, (self.evidence(record, audio) or {}).get(HEARD_PHONES, record.canonical_phones)
+        )
 
     def answer_one_by_one(self, tasks: Sequence[str], audios: Sequence, records: Sequence,
                           todo: Callable[[Any, str], bool] = lambda r, t: True) -> list[GeneratedAnswer]:  # fmt: skip

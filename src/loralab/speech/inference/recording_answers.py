@@ -166,9 +166,10 @@ def assess_items(inference, items: Sequence[AssessItem], *, audios: dict | None 
             result.scores.update(read)
         note = short_recording_note(len(item.canonical_phones.split()), item.duration)
         result.notes += [note] if note else []
-        if restored.get(item.id):
+        if item.id in restored:  # the diagnosis is the repaired answer's; raw stays as generated
+            count, result.raw["mdd"] = restored[item.id]
             result.notes.append(
-                f"the model's phone transcript skipped {restored[item.id]} phones the recogniser heard, in runs "
+                f"the model's phone transcript skipped {count} phones the recogniser heard, in runs "
                 "(a jump between repeated words); they were put back from the recogniser's heard phones"
             )
         note = little_speech_note(generator.evidence(item, audios[item.id]), item.canonical_phones)
@@ -198,7 +199,7 @@ def _decode_fast(generator, order, audios, apa_tasks, batch_size, max_new_tokens
     decoder = FastDecoder(generator)
     raw: dict[tuple[str, str], str] = {}
     expected: dict[str, dict[str, float]] = {}
-    restored: dict[str, int] = {}
+    restored: dict[str, tuple[int, str]] = {}  # id -> (phones put back, the MDD answer as generated)
     for item in order:
         budgets = _budgets(generator.inference.tokenizer, item.text)
         for task in (*apa_tasks, "mdd"):
@@ -214,7 +215,8 @@ def _decode_fast(generator, order, audios, apa_tasks, batch_size, max_new_tokens
             )
             raw[(item.id, task)] = answer.raw
             expected.setdefault(item.id, {}).update(answer.expected or {})
-            restored[item.id] = restored.get(item.id, 0) + answer.restored
+            if answer.restored:
+                restored[item.id] = (answer.restored, answer.model_raw)
     return raw, expected, restored
 
 
@@ -222,7 +224,7 @@ def _decode_batched(generator, order, audios, apa_tasks, batch_size, max_new_tok
     """Every item's answers, batch by batch through ``generate`` (expected scores recorded on the way)."""
     raw: dict[tuple[str, str], str] = {}
     expected: dict[str, dict[str, float]] = {}
-    restored: dict[str, int] = {}
+    restored: dict[str, tuple[int, str]] = {}
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         for task in (*apa_tasks, "mdd"):
@@ -234,7 +236,8 @@ def _decode_batched(generator, order, audios, apa_tasks, batch_size, max_new_tok
             for answer in generator.generate(task, [audios[it.id] for it in chunk], chunk):
                 raw[(answer.id, task)] = answer.raw
                 expected.setdefault(answer.id, {}).update(answer.expected or {})
-                restored[answer.id] = restored.get(answer.id, 0) + answer.restored
+                if answer.restored:
+                    restored[answer.id] = (answer.restored, answer.model_raw)
     return raw, expected, restored
 
 
