@@ -52,6 +52,10 @@ def first_row(model, residues: torch.Tensor) -> torch.Tensor:
         # pairs (., 9) but not (., 19) through a causal backbone.
         ({"context": "causal", "trunk_blocks": 2}, 6, True),
         ({"context": "causal", "trunk_blocks": 2}, 19, False),
+        # The sequence convolutions (kernel 5, dilations 1, 2) reach 6 residues along the chain:
+        # residue 3 sees residue 9 through a causal backbone, nobody among 0..3 sees residue 19.
+        ({"context": "causal", "sequence_conv_blocks": 2}, 9, True),
+        ({"context": "causal", "sequence_conv_blocks": 2}, 10, False),
     ],
 )
 def test_a_later_residue_changes_an_earlier_residues_output(backbone_dir, head, position, sees_later):
@@ -81,7 +85,12 @@ def test_a_later_residue_changes_an_earlier_hidden_state(backbone_dir):
 
 
 @pytest.mark.parametrize(
-    "head", [{"context": "bidirectional"}, {"context": "bidirectional", "trunk_blocks": 2}]
+    "head",
+    [
+        {"context": "bidirectional"},
+        {"context": "bidirectional", "trunk_blocks": 2},
+        {"context": "bidirectional", "sequence_conv_blocks": 2},
+    ],
 )
 def test_padding_does_not_leak_into_a_chain(backbone_dir, head):
     """Right padding is masked out of the attention and the trunk: alone == in a batch."""

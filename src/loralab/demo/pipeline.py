@@ -64,7 +64,7 @@ FULL = DemoPlan(
     lora_only=False,
     real_speech=True,
     protein_structures=None,
-    protein_epochs=2,
+    protein_epochs=4,
     protein_promod3_chains=480,
 )
 QUICK = DemoPlan(

@@ -42,6 +42,13 @@ class ProteinHeadConfig:
         0,
     )
     trunk_channels: int = doc("Channels of the pair trunk's convolutions.", 32)
+    sequence_conv_blocks: int = doc(
+        "Residual 1D-convolution blocks over the residues between the backbone and the pair "
+        "features (kernel 5, dilations 1, 2, 4, 8 in turn; 0: none): each residue sees its "
+        "neighbours along the chain at a small fraction of a backbone layer's cost.",
+        0,
+    )
+    sequence_conv_channels: int = doc("Channels of the sequence convolutions.", 128)
     backbone_layers: int | None = doc(
         "Use only the backbone's first N decoder layers (its final norm kept); null: all. A CPU "
         "budget knob: compute per residue scales with N.",

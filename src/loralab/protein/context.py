@@ -10,6 +10,11 @@ representation of i knows nothing of j. Two ways to give every residue the whole
   causally; LoRA adapts them. Passed to the backbone as a 4D additive mask, which
   transformers uses as given (SDPA and eager kernels; flash-attention takes no 4D mask, so
   this mode uses SDPA).
+* a **sequence convolution** (``protein_head.sequence_conv_blocks``): residual blocks of 1D
+  convolutions (kernel 5, dilations 1, 2, 4, 8 in turn) over the residues, between the
+  backbone and the pair features: each residue's features see its neighbours along the chain
+  (the window that sets secondary structure), at a cost that is small beside any backbone
+  layer. Padding positions are zeroed before every convolution, as in the trunk.
 * a **pair trunk**: residual blocks of 3x3 2D convolutions (dilations 1, 2, 4, 8 in turn)
   over the [L, L] pair features, so each pair's features depend on its neighbourhood in
   the map (secondary-structure patterns, contact lines). Padding rows and columns are
@@ -47,6 +52,42 @@ def attention_mask_for(context: str, lengths: torch.Tensor | None, batch: int, w
     return bidirectional_mask(lengths.to(device), width, dtype)
 
 
+def residue_mask(lengths: torch.Tensor | None, batch: int, width: int, device) -> torch.Tensor:
+    """[B, L] bool: True for real residues (all when ``lengths`` is None)."""
+    if lengths is None:
+        return torch.ones(batch, width, dtype=torch.bool, device=device)
+    return torch.arange(width, device=device)[None, :] < lengths.to(device)[:, None]
+
+
+class SequenceConvBlock(nn.Module):
+    """x + conv(act(norm(x))) over the residues; x: [B, C, L], mask: [B, 1, L]."""
+
+    def __init__(self, channels: int, dilation: int, kernel: int = 5):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.conv = nn.Conv1d(channels, channels, kernel, padding=dilation * (kernel // 2), dilation=dilation)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        y = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        return (x + self.conv(F.gelu(y) * mask)) * mask
+
+
+class SequenceConv(nn.Module):
+    """Per-residue features [B, L, H] -> [B, L, C]: a linear map, then residual 1D conv blocks."""
+
+    def __init__(self, hidden_size: int, channels: int, blocks: int):
+        super().__init__()
+        self.inp = nn.Linear(hidden_size, channels)
+        self.blocks = nn.ModuleList(SequenceConvBlock(channels, TRUNK_DILATIONS[k % 4]) for k in range(blocks))
+
+    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        mask = residue_mask(lengths, hidden.shape[0], hidden.shape[1], hidden.device).to(hidden.dtype)[:, None]
+        x = self.inp(hidden).transpose(1, 2) * mask
+        for block in self.blocks:
+            x = block(x, mask)
+        return x.transpose(1, 2)
+
+
 class TrunkBlock(nn.Module):
     """x + conv(act(norm(x))) twice; norm over channels (per pair, so padding-independent)."""
 
@@ -81,9 +122,7 @@ class PairTrunk(nn.Module):
 
     def forward(self, pair: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         batch, width = pair.shape[:2]
-        if lengths is None:
-            lengths = torch.full((batch,), width, device=pair.device)
-        real = torch.arange(width, device=pair.device)[None, :] < lengths.to(pair.device)[:, None]
+        real = residue_mask(lengths, batch, width, pair.device)
         mask = (real[:, :, None] & real[:, None, :]).to(pair.dtype)[:, None]  # [B, 1, L, L]
         x = self.inp(pair).permute(0, 3, 1, 2) * mask
         for block in self.blocks:

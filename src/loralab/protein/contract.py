@@ -28,6 +28,8 @@ def validate_config(cfg) -> list[str]:
         )
     if head.trunk_blocks < 0 or head.trunk_channels < 1:
         problems.append("protein_head.trunk_blocks must be >= 0 and trunk_channels >= 1")
+    if head.sequence_conv_blocks < 0 or head.sequence_conv_channels < 1:
+        problems.append("protein_head.sequence_conv_blocks must be >= 0 and sequence_conv_channels >= 1")
     if head.backbone_layers is not None and head.backbone_layers < 0:
         problems.append(
             "protein_head.backbone_layers must be >= 0 (0: token embeddings only, the ablation; null: all layers)"

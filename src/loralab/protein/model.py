@@ -17,6 +17,8 @@ Design (each choice fixes a flaw of the user's first version, see the protein re
   distogram logits), plus a learned per-separation offset that starts at the training
   set's mean (:func:`separation_prior`). Each unordered pair is computed once and written
   to (i, j) and (j, i): exactly symmetric, half the work.
+  With ``protein_head.sequence_conv_blocks``, residual 1D convolutions along the chain refine
+  h first (:mod:`loralab.protein.context`): cheap local context for the pair features.
 * **One fixed, global normalisation.** The regression target is ``log(1 + d)`` with d in
   Angstrom, for every protein alike; ``d = exp(y) - 1``. No per-protein maximum, so the
   absolute scale survives.
@@ -40,7 +42,7 @@ import torch
 from torch import nn
 
 from loralab.errors import ModelLayoutError
-from loralab.protein.context import PairTrunk, attention_mask_for
+from loralab.protein.context import PairTrunk, SequenceConv, attention_mask_for
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 RESIDUE_ALPHABET = AMINO_ACIDS + "X"  # X: unknown residue; index 20
@@ -104,12 +106,18 @@ class PairDistanceHead(nn.Module):
         trunk_blocks: int = 0,
         trunk_channels: int = 32,
         distance_from: str = "regression",
+        sequence_conv_blocks: int = 0,
+        sequence_conv_channels: int = 128,
     ):
         super().__init__()
         self.distogram_bins = distogram_bins
         self.distance_from = distance_from
         self.trunk = PairTrunk(pair_dim, trunk_channels, trunk_blocks) if trunk_blocks > 0 else None
         self.norm = nn.LayerNorm(hidden_size)
+        self.sequence_conv = None
+        if sequence_conv_blocks > 0:
+            self.sequence_conv = SequenceConv(hidden_size, sequence_conv_channels, sequence_conv_blocks)
+            hidden_size = sequence_conv_channels
         self.product = nn.Linear(hidden_size, pair_dim)
         self.single = nn.Linear(hidden_size, pair_dim)
         self.separation = nn.Embedding(NUM_SEPARATION_BUCKETS, pair_dim)
@@ -140,6 +148,8 @@ class PairDistanceHead(nn.Module):
 
     def forward(self, hidden: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
         h = self.norm(hidden.float())
+        if self.sequence_conv is not None:
+            h = self.sequence_conv(h, lengths)
         p, s = self.product(h), self.single(h)
         batch, length = h.shape[:2]
         # Each unordered pair i < j is computed once and written to (i, j) and (j, i): the
@@ -252,6 +262,8 @@ class ProteinDistanceModel(nn.Module):
             trunk_blocks=head_cfg.trunk_blocks,
             trunk_channels=head_cfg.trunk_channels,
             distance_from=head_cfg.distance_from,
+            sequence_conv_blocks=head_cfg.sequence_conv_blocks,
+            sequence_conv_channels=head_cfg.sequence_conv_channels,
         )
 
     def forward(self, residue_index: torch.Tensor, lengths: torch.Tensor | None = None, **_unused) -> dict:
