@@ -78,10 +78,13 @@ class SequenceConv(nn.Module):
     def __init__(self, hidden_size: int, channels: int, blocks: int):
         super().__init__()
         self.inp = nn.Linear(hidden_size, channels)
-        self.blocks = nn.ModuleList(SequenceConvBlock(channels, TRUNK_DILATIONS[k % 4]) for k in range(blocks))
+        self.blocks = nn.ModuleList(
+            SequenceConvBlock(channels, TRUNK_DILATIONS[k % 4]) for k in range(blocks)
+        )
 
     def forward(self, hidden: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        mask = residue_mask(lengths, hidden.shape[0], hidden.shape[1], hidden.device).to(hidden.dtype)[:, None]
+        real = residue_mask(lengths, hidden.shape[0], hidden.shape[1], hidden.device)
+        mask = real.to(hidden.dtype)[:, None]  # [B, 1, L]
         x = self.inp(hidden).transpose(1, 2) * mask
         for block in self.blocks:
             x = block(x, mask)
