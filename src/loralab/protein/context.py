@@ -1,8 +1,9 @@
-"""Whole-sequence context for the protein model: a bidirectional backbone and a pair trunk.
+"""Context for the protein model: a bidirectional backbone, sequence convolutions, a pair trunk.
 
 A causal LM lets residue i see only residues 0..i, so for a pair (i, j) with i < j the
-representation of i knows nothing of j. Two ways to give every residue the whole chain
-(``protein_head.context`` and ``protein_head.trunk_blocks``; measured in the README):
+representation of i knows nothing of j. Three mechanisms give residues and pairs their
+surroundings (``protein_head.context``, ``sequence_conv_blocks``, ``trunk_blocks``; measured
+in the README):
 
 * **bidirectional** attention: the backbone runs with a full attention mask (every real
   residue attends to every real residue; right padding is masked out as keys, so a chain's
