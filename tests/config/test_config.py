@@ -249,3 +249,12 @@ def test_config_differences_ignore_a_retired_key():
     assert config_differences({"speech.eval_split": "test", "lora.rank": 64}, {"lora.rank": 8}) == [
         "lora.rank: 64 -> 8"
     ]
+
+
+def test_protein_head_problems_are_named_with_their_keys():
+    overrides = ["protein_head.sequence_conv_blocks=-1", "protein_head.trunk_channels=0"]
+    with pytest.raises(ConfigError) as e:
+        load_config("protein/cpu", overrides)
+    msg = str(e.value)
+    assert "2 problem(s)" in msg
+    assert "protein_head.sequence_conv_blocks must be >= 0" in msg and "trunk_channels >= 1" in msg
